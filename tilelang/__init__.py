@@ -1,0 +1,6 @@
+"""tilelang: a tile-level GPU kernel language with inferred layouts and pluggable backends."""
+from .diagnostics import TileError
+from .kernel import TileKernel, load, loads, tile_kernel
+
+__version__ = "0.1.0"
+__all__ = ["TileError", "TileKernel", "load", "loads", "tile_kernel", "__version__"]

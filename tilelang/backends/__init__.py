@@ -1,0 +1,28 @@
+"""Backends: each lowers a typed kernel to an artifact and loads it as a launcher.
+
+A backend module exposes `NAME` and `compile(tk, target) -> Launcher`, where a
+launcher is called with a `BoundCall` (arguments already checked by
+`tilelang.runtime.args.bind`).  Backends never import each other.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..diagnostics import TileError
+
+BACKENDS = {
+    "reference": "tilelang.backends.reference",
+    "triton": "tilelang.backends.triton",
+    "tvm": "tilelang.backends.tvm",
+    "cuda": "tilelang.backends.cuda",
+}
+
+
+def get_backend(name: str):
+    if name not in BACKENDS:
+        raise TileError(f"unknown backend '{name}'", hint="backends: " + ", ".join(BACKENDS))
+    try:
+        return importlib.import_module(BACKENDS[name])
+    except ImportError as e:
+        raise TileError(f"backend '{name}' is not available here: {e}",
+                        hint="install its dependencies (see README)") from None

@@ -1,0 +1,471 @@
+"""Build IR from the surface tree: the one place where names and intrinsics get meaning.
+
+Both front ends call `build_kernel`; it resolves names, dispatches intrinsic calls
+(`copy`, `gemm`, `sum`, `f16(...)`, ...) and reports misuse at the user's source
+location.  Shapes and dtypes are checked later, once compile-time constants are
+known (`passes.infer`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..diagnostics import SourceLoc, TileError, TileErrors
+from ..ir import nodes as N
+from ..ir.dtypes import DTYPES, DType
+from . import surface as S
+
+_BIN = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
+        "**": "pow", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne",
+        "&": "and", "|": "or", "^": "xor", "<<": "shl", ">>": "shr"}
+_LITERALS = {"inf": float("inf"), "nan": float("nan"), "true": True, "false": False,
+             "True": True, "False": False}
+_ELEMENTWISE_UNARY = {op for op in N.UNARY_OPS if op not in ("neg", "not")}
+_STATEMENTS = ("copy", "gemm", "dequant")
+_SCALAR_FUNCS = ("block_id", "cdiv")
+TILE_FUNCS = (_STATEMENTS + _SCALAR_FUNCS + ("shared", "register", "where", "broadcast", "iota",
+              "full", "zeros", "trans", "sum", "max", "min", "pow", "range", "pipelined")
+              + tuple(sorted(_ELEMENTWISE_UNARY)))
+RESERVED = frozenset(TILE_FUNCS) | frozenset(DTYPES) | frozenset(_LITERALS) | {"const", "dtype"}
+
+
+@dataclass
+class _Scope:
+    """Names visible in one block; loops open a child scope."""
+    names: dict[str, tuple[str, SourceLoc]] = field(default_factory=dict)  # name -> (kind, loc)
+    parent: "_Scope | None" = None
+
+    def lookup(self, name: str) -> tuple[str, SourceLoc] | None:
+        s: _Scope | None = self
+        while s is not None:
+            if name in s.names:
+                return s.names[name]
+            s = s.parent
+        return None
+
+
+class _Builder:
+    def __init__(self, sk: S.SKernel):
+        self.sk = sk
+        self.tensors: dict[str, N.TensorParam] = {}
+        self.scope = _Scope()
+        self.defined: dict[str, SourceLoc] = {}  # every name in the kernel, whatever its scope
+        self.dtype_params: set[str] = set()
+        self.errors: list[TileError] = []
+
+    # ------------------------------------------------------------------ names
+    def declare(self, name: str, kind: str, loc: SourceLoc) -> None:
+        if name in RESERVED:
+            raise TileError(f"'{name}' is a reserved name of the tile language", loc,
+                            hint="choose another name")
+        if name in self.defined:
+            raise TileError(f"'{name}' is already defined", loc,
+                            hint="names are defined once per kernel; pick a new name",
+                            related=((f"'{name}' was defined here", self.defined[name]),))
+        self.defined[name] = loc
+        self.scope.names[name] = (kind, loc)
+
+    def dtype(self, name: str, loc: SourceLoc) -> N.DTypeLike:
+        """A dtype by name, or the name of a `dtype` parameter."""
+        return name if name in self.dtype_params else _dtype(name, loc)
+
+    def is_dtype_name(self, name: str) -> bool:
+        return name in DTYPES or name in self.dtype_params
+
+    def kind_of(self, name: str, loc: SourceLoc) -> str:
+        found = self.scope.lookup(name)
+        if found is None:
+            raise TileError(f"unknown name '{name}'", loc,
+                            hint="define it before use (parameters, dims, lets and tiles are in scope)")
+        return found[0]
+
+    # ------------------------------------------------------------------ kernel
+    def build(self) -> N.Kernel:
+        # compile-time parameters first, so tensor types may name a dtype parameter
+        first = [p for p in self.sk.params if _is_compile_time(p)]
+        built = {id(p): self.param(p) for p in first}
+        built.update({id(p): self.param(p) for p in self.sk.params if not _is_compile_time(p)})
+        params = tuple(built[id(p)] for p in self.sk.params)
+        grid = tuple(self.scalar(e, "a grid extent") for e in self.sk.grid)
+        if not 1 <= len(grid) <= 3:
+            raise TileError(f"the grid has {len(grid)} axes; give 1 to 3", self.sk.loc)
+        threads = self.scalar(self.sk.threads, "the thread count")
+        body = self.block(self.sk.body)
+        if self.errors:
+            raise self.errors[0] if len(self.errors) == 1 else TileErrors(self.errors)
+        return N.Kernel(self.sk.name, params, grid, threads, body, self.sk.loc)
+
+    def param(self, p: S.SParam) -> N.Param:
+        ann = p.annotation
+        if isinstance(ann, S.SName) and ann.id == "const":
+            default = None
+            if p.default is not None:
+                default = _int_literal(p.default, f"the default of const '{p.name}'")
+            self.declare(p.name, "const", p.loc)
+            return N.ConstParam(p.name, default, "int", p.loc)
+        if isinstance(ann, S.SName) and ann.id == "dtype":
+            dname = None
+            if p.default is not None:
+                if not isinstance(p.default, S.SName):
+                    raise TileError(f"the default of dtype '{p.name}' must be a dtype name", p.default.loc)
+                dname = _dtype(p.default.id, p.default.loc).name
+            self.declare(p.name, "dtype", p.loc)
+            self.dtype_params.add(p.name)
+            return N.ConstParam(p.name, dname, "dtype", p.loc)
+        if p.default is not None:
+            raise TileError(f"only const and dtype parameters take a default", p.default.loc)
+        if isinstance(ann, S.SName):
+            dt = self.dtype(ann.id, ann.loc)
+            self.declare(p.name, "scalar", p.loc)
+            return N.ScalarParam(p.name, dt, p.loc)
+        if isinstance(ann, S.SSubscript):
+            dt = self.dtype(ann.base, ann.loc)
+            dims: list[str | int] = []
+            for d in ann.indices:
+                if isinstance(d, S.SNum) and isinstance(d.value, int) and d.value > 0:
+                    dims.append(d.value)
+                elif isinstance(d, S.SName):
+                    dims.append(d.id)
+                    found = self.scope.lookup(d.id)
+                    if found is None:
+                        self.declare(d.id, "dim", d.loc)
+                    elif found[0] not in ("dim", "const"):
+                        raise TileError(f"dim '{d.id}' clashes with parameter '{d.id}'", d.loc)
+                else:
+                    raise TileError("a tensor dim must be a name or a positive integer", d.loc,
+                                    hint="e.g. A: f16[M, K]")
+            t = N.TensorParam(p.name, dt, tuple(dims), p.loc)
+            self.declare(p.name, "tensor", p.loc)
+            self.tensors[p.name] = t
+            return t
+        raise TileError(f"cannot read the type of parameter '{p.name}'", p.loc,
+                        hint="write `name: f16[M, K]`, `name: f32` or `name: const = 64`")
+
+    # ------------------------------------------------------------------ statements
+    def block(self, stmts: tuple[S.SStmt, ...]) -> tuple[N.Stmt, ...]:
+        out = []
+        for s in stmts:
+            try:
+                out.append(self.stmt(s))
+            except TileError as e:
+                self.errors.append(e)
+        return tuple(out)
+
+    def stmt(self, s: S.SStmt) -> N.Stmt:
+        if isinstance(s, S.SAssign):
+            return self.assign(s)
+        if isinstance(s, S.SFor):
+            return self.for_(s)
+        call = s.call
+        if call.func == "copy":
+            return self.copy(call)
+        if call.func == "gemm":
+            return self.gemm(call)
+        if call.func == "dequant":
+            return self.dequant(call)
+        raise TileError(f"'{call.func}(...)' does nothing as a statement", call.loc,
+                        hint="statements are copy(...), gemm(...), dequant(...), assignments and for loops")
+
+    def assign(self, s: S.SAssign) -> N.Stmt:
+        if len(s.targets) != 1:
+            raise TileError("assign one name per statement", s.loc)
+        name, v = s.targets[0], s.value
+        if isinstance(v, S.SCall) and v.func in ("shared", "register"):
+            return self.alloc(name, v)
+        existing = self.scope.lookup(name)
+        value = self.expr(v)
+        if _is_tile(value):
+            if existing is None:
+                self.declare(name, "tile", s.loc)
+                return N.Assign(name, value, True, s.loc)
+            if existing[0] == "shared":
+                raise TileError(f"'{name}' is a shared tile; it cannot be assigned", s.loc,
+                                hint=f"write it with copy(value, {name})")
+            if existing[0] not in ("tile", "register"):
+                raise TileError(f"'{name}' is a {existing[0]}, not a tile", s.loc)
+            return N.Assign(name, value, False, s.loc)
+        if existing is not None:
+            raise TileError(f"'{name}' is already defined; scalars are bound once", s.loc,
+                            related=((f"'{name}' was defined here", existing[1]),))
+        self.declare(name, "scalar", s.loc)
+        return N.Let(name, value, s.loc)
+
+    def alloc(self, name: str, call: S.SCall) -> N.Alloc:
+        kw = self.kwargs(call, {"layout", "init"} if call.func == "register" else {"layout"})
+        if len(call.args) != 1:
+            raise TileError(f"{call.func}(...) takes one tile type, e.g. {call.func}(f16[BM, BK])", call.loc)
+        dt, shape = self.tile_type(call.args[0])
+        init = self.scalar(kw["init"], "a tile's initial value") if "init" in kw else None
+        layout = self.layout(kw["layout"]) if "layout" in kw else None
+        self.declare(name, call.func, call.loc)
+        return N.Alloc(name, call.func, dt, shape, init, layout, call.loc)
+
+    def for_(self, s: S.SFor) -> N.For:
+        it = s.iter
+        if it.func not in ("range", "pipelined"):
+            raise TileError(f"loops iterate over range(...) or pipelined(...), not {it.func}(...)", it.loc)
+        kw = self.kwargs(it, {"stages"} if it.func == "pipelined" else set())
+        if not 1 <= len(it.args) <= 2:
+            raise TileError(f"{it.func}(...) takes (stop) or (start, stop)", it.loc)
+        bounds = [self.scalar(a, "a loop bound") for a in it.args]
+        start, stop = (N.Const(0, None, it.loc), bounds[0]) if len(bounds) == 1 else bounds
+        stages = None
+        if it.func == "pipelined":
+            stages = self.scalar(kw["stages"], "a stage count") if "stages" in kw else N.Const(2, None, it.loc)
+        self.scope = _Scope(parent=self.scope)
+        try:
+            self.declare(s.var, "loopvar", s.loc)
+            body = self.block(s.body)
+        finally:
+            self.scope = self.scope.parent  # type: ignore[assignment]
+        return N.For(s.var, start, stop, body, stages, s.loc)
+
+    def copy(self, call: S.SCall) -> N.Copy:
+        kw = self.kwargs(call, {"pad"})
+        if len(call.args) != 2:
+            raise TileError("copy takes (source, destination)", call.loc,
+                            hint="e.g. copy(A[pid_m, k], a_tile) or copy(acc, C[pid_m, pid_n])")
+        src, dst = (self.tile_or_window(a) for a in call.args)
+        if isinstance(src, N.GlobalRef) and isinstance(dst, N.GlobalRef):
+            raise TileError("copy between two global tensors; one side must be a tile", call.loc,
+                            hint="copy through a register or shared tile")
+        pad = self.scalar(kw["pad"], "a pad value") if "pad" in kw else None
+        if pad is not None and not isinstance(src, N.GlobalRef):
+            raise TileError("pad= only applies when copying from a global tensor", kw["pad"].loc)
+        return N.Copy(src, dst, pad, call.loc)
+
+    def gemm(self, call: S.SCall) -> N.Gemm:
+        kw = self.kwargs(call, {"trans_a", "trans_b"})
+        if len(call.args) != 3:
+            raise TileError("gemm takes (a, b, acc): acc += a @ b", call.loc)
+        a, b, acc = (self.tile_name(x, "a gemm operand") for x in call.args)
+        if self.kind_of(acc.name, acc.loc) == "shared":
+            raise TileError("the gemm accumulator must be a register tile", acc.loc,
+                            hint="declare it with register(f32[BM, BN])")
+        flags = {k: _bool_literal(v, k) for k, v in kw.items()}
+        return N.Gemm(a, b, acc, flags.get("trans_a", False), flags.get("trans_b", False), call.loc)
+
+    def dequant(self, call: S.SCall) -> N.Dequant:
+        kw = self.kwargs(call, {"scale", "zero", "group"}, required={"scale", "group"})
+        if len(call.args) != 2:
+            raise TileError("dequant takes (W[i, j], tile, scale=S, group=G[, zero=Z])", call.loc)
+        src = self.tile_or_window(call.args[0])
+        if not isinstance(src, N.GlobalRef):
+            raise TileError("dequant reads a window of a packed global tensor", call.args[0].loc,
+                            hint="e.g. dequant(W[pid_n, k], w, scale=S, group=128)")
+        dst = self.tile_name(call.args[1], "the dequant destination")
+        names = {}
+        for key in ("scale", "zero"):
+            if key in kw:
+                v = kw[key]
+                if not isinstance(v, S.SName) or v.id not in self.tensors:
+                    raise TileError(f"{key}= must name a global tensor parameter", v.loc)
+                names[key] = v.id
+        group = self.scalar(kw["group"], "a group size")
+        return N.Dequant(src, dst, names["scale"], group, names.get("zero"), call.loc)
+
+    # ------------------------------------------------------------------ operands
+    def kwargs(self, call: S.SCall, allowed: set[str], required: set[str] = frozenset()) -> dict[str, S.SExpr]:
+        out: dict[str, S.SExpr] = {}
+        for k, v in call.kwargs:
+            if k not in allowed:
+                ok = ", ".join(sorted(allowed)) or "none"
+                raise TileError(f"{call.func}(...) has no argument '{k}'", v.loc, hint=f"its keywords: {ok}")
+            out[k] = v
+        for k in sorted(required - out.keys()):
+            raise TileError(f"{call.func}(...) needs {k}=...", call.loc)
+        return out
+
+    def tile_name(self, e: S.SExpr, what: str) -> N.TileRef:
+        if not isinstance(e, S.SName):
+            raise TileError(f"{what} must be a tile name", e.loc)
+        kind = self.kind_of(e.id, e.loc)
+        if kind not in ("tile", "register", "shared"):
+            raise TileError(f"{what} must be a tile, but '{e.id}' is a {kind}", e.loc)
+        return N.TileRef(e.id, e.loc)
+
+    def tile_or_window(self, e: S.SExpr) -> N.TileRef | N.GlobalRef:
+        if isinstance(e, S.SSubscript):
+            if self.kind_of(e.base, e.loc) != "tensor":
+                raise TileError(f"'{e.base}' is not a global tensor; only tensors are indexed", e.loc)
+            t = self.tensors[e.base]
+            if len(e.indices) != len(t.dims):
+                raise TileError(f"'{e.base}' has {len(t.dims)} dims but {len(e.indices)} tile indices were given",
+                                e.loc, hint="give one tile index per dim (use 0 for a dim the tile covers whole)")
+            return N.GlobalRef(e.base, tuple(self.scalar(i, "a tile index") for i in e.indices), e.loc)
+        if isinstance(e, S.SName) and self.kind_of(e.id, e.loc) == "tensor":
+            raise TileError(f"'{e.id}' is a global tensor; say which tile of it", e.loc,
+                            hint=f"index it with tile indices, e.g. {e.id}[pid, 0]")
+        return self.tile_name(e, "a copy operand")
+
+    def tile_type(self, e: S.SExpr) -> tuple[N.DTypeLike, tuple[N.Expr, ...]]:
+        if not isinstance(e, S.SSubscript) or not self.is_dtype_name(e.base):
+            raise TileError("expected a tile type such as f16[BM, BK]", e.loc)
+        return self.dtype(e.base, e.loc), tuple(self.scalar(d, "a tile extent") for d in e.indices)
+
+    def shape(self, e: S.SExpr) -> tuple[N.Expr, ...]:
+        if not isinstance(e, S.STuple):
+            raise TileError("expected a shape such as (BM, BN)", e.loc)
+        return tuple(self.scalar(d, "a tile extent") for d in e.items)
+
+    def layout(self, e: S.SExpr) -> N.LayoutExpr:
+        if isinstance(e, S.SName):
+            return N.LayoutExpr(e.id, (), e.loc)
+        if isinstance(e, S.SCall) and not e.kwargs:
+            args = []
+            for a in e.args:
+                if isinstance(a, S.SNum) and isinstance(a.value, int):
+                    args.append(a.value)
+                else:
+                    args.append(self.layout(a))
+            return N.LayoutExpr(e.func, tuple(args), e.loc)
+        if isinstance(e, S.SBin) and e.op == "*":
+            return N.LayoutExpr("*", (self.layout(e.lhs), self.layout(e.rhs)), e.loc)
+        raise TileError("cannot read this layout", e.loc,
+                        hint="e.g. layout=row_major, layout=swizzle(3, 3, 3), layout=spatial(4, 8) * local(2, 2)")
+
+    def scalar(self, e: S.SExpr, what: str) -> N.Expr:
+        v = self.expr(e)
+        if _is_tile(v):
+            raise TileError(f"{what} must be a scalar, not a tile", e.loc)
+        return v
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, e: S.SExpr) -> N.Expr:
+        if isinstance(e, S.SNum):
+            return N.Const(e.value, None, e.loc)
+        if isinstance(e, S.SName):
+            if e.id in _LITERALS:
+                return N.Const(_LITERALS[e.id], None, e.loc)
+            kind = self.kind_of(e.id, e.loc)
+            if kind in ("tile", "register", "shared"):
+                return N.TileRef(e.id, e.loc)
+            if kind == "dtype":
+                raise TileError(f"'{e.id}' is a dtype; call it to cast, e.g. {e.id}(x)", e.loc)
+            if kind == "tensor":
+                raise TileError(f"'{e.id}' is a global tensor; tensors are read with copy(...)", e.loc,
+                                hint=f"copy({e.id}[i, j], tile) then use the tile")
+            return N.Var(e.id, e.loc)
+        if isinstance(e, S.SBin):
+            return N.BinOp(_BIN[e.op], self.expr(e.lhs), self.expr(e.rhs), e.loc)
+        if isinstance(e, S.SUnary):
+            return N.Unary("neg" if e.op == "-" else "not", self.expr(e.x), e.loc)
+        if isinstance(e, S.SCall):
+            return self.call(e)
+        if isinstance(e, S.SSubscript):
+            raise TileError(f"'{e.base}[...]' is only meaningful in copy(...) or as a tile type", e.loc,
+                            hint="load a window with copy(T[i, j], tile)")
+        raise TileError("a tuple is not a value here", e.loc)
+
+    def call(self, c: S.SCall) -> N.Expr:
+        f, args = c.func, c.args
+        if self.is_dtype_name(f):
+            self.arity(c, 1)
+            return N.Cast(self.expr(args[0]), self.dtype(f, c.loc), c.loc)
+        if f == "block_id":
+            self.arity(c, 1)
+            axis = _int_literal(args[0], "a grid axis")
+            if not 0 <= axis <= 2:
+                raise TileError(f"grid axis {axis} is out of range; use 0, 1 or 2", args[0].loc)
+            return N.BlockId(axis, c.loc)
+        if f == "cdiv":
+            self.arity(c, 2)
+            return N.BinOp("cdiv", self.expr(args[0]), self.expr(args[1]), c.loc)
+        if f in ("sum", "max", "min") and (len(args) == 1 or c.kwargs):
+            kw = self.kwargs(c, {"axis"})
+            if len(args) == 2 and not kw:
+                return N.BinOp(f, self.expr(args[0]), self.expr(args[1]), c.loc)
+            if "axis" not in kw and len(args) != 2:
+                raise TileError(f"{f}(x, axis=...) needs the axis to reduce", c.loc)
+            axis_e = kw.get("axis", args[1] if len(args) == 2 else None)
+            return N.Reduce(f, self.expr(args[0]), _int_literal(axis_e, "a reduction axis"), c.loc)
+        if f in ("max", "min", "pow"):
+            self.arity(c, 2)
+            return N.BinOp(f, self.expr(args[0]), self.expr(args[1]), c.loc)
+        if f in _ELEMENTWISE_UNARY:
+            self.arity(c, 1)
+            return N.Unary(f, self.expr(args[0]), c.loc)
+        if f == "where":
+            self.arity(c, 3)
+            return N.Where(*(self.expr(a) for a in args), loc=c.loc)
+        if f == "trans":
+            self.arity(c, 1)
+            return N.Transpose(self.expr(args[0]), c.loc)
+        if f == "broadcast":
+            self.arity(c, 2)
+            return N.Broadcast(self.expr(args[0]), self.shape(args[1]), c.loc)
+        if f == "iota":
+            kw = self.kwargs(c, {"axis"}, required={"axis"})
+            self.arity(c, 1)
+            return N.Iota(self.shape(args[0]), _int_literal(kw["axis"], "an axis"), c.loc)
+        if f in ("full", "zeros"):
+            self.arity(c, 2 if f == "full" else 1)
+            dt, shape = self.tile_type(args[0])
+            value = self.scalar(args[1], "a fill value") if f == "full" else N.Const(0, None, c.loc)
+            return N.Full(shape, value, dt, c.loc)
+        if f in _STATEMENTS:
+            raise TileError(f"{f}(...) is a statement and has no value", c.loc,
+                            hint=f"write it on its own line: {f}(...);")
+        if f in ("shared", "register"):
+            raise TileError(f"{f}(...) declares a tile; assign it to a name", c.loc,
+                            hint=f"e.g. t = {f}(f16[BM, BK])")
+        raise TileError(f"unknown function '{f}'", c.loc,
+                        hint="see docs/LANGUAGE.md for the functions of the tile language")
+
+    def arity(self, c: S.SCall, n: int) -> None:
+        if c.kwargs:
+            raise TileError(f"{c.func}(...) takes no keyword arguments", c.kwargs[0][1].loc)
+        if len(c.args) != n:
+            raise TileError(f"{c.func}(...) takes {n} argument{'s' if n != 1 else ''}, got {len(c.args)}", c.loc)
+
+
+_TILE_NODES = (N.TileRef, N.Reduce, N.Broadcast, N.Iota, N.Full, N.Transpose)
+
+
+def _is_tile(e: N.Expr) -> bool:
+    if isinstance(e, _TILE_NODES):
+        return True
+    if isinstance(e, N.BinOp):
+        return _is_tile(e.lhs) or _is_tile(e.rhs)
+    if isinstance(e, (N.Unary, N.Cast)):
+        return _is_tile(e.x)
+    if isinstance(e, N.Where):
+        return any(_is_tile(x) for x in (e.cond, e.a, e.b))
+    return False
+
+
+def _is_compile_time(p: S.SParam) -> bool:
+    return isinstance(p.annotation, S.SName) and p.annotation.id in ("const", "dtype")
+
+
+def _dtype(name: str, loc: SourceLoc) -> DType:
+    if name not in DTYPES:
+        if len(name) > 1 and name[0] in "iu" and name[1:].isdigit():
+            raise TileError(f"bit width {name[1:]} is out of range for '{name}'", loc,
+                            hint="packed integers have 1 to 8 bits: i1..i8, u1..u8")
+        raise TileError(f"unknown dtype '{name}'", loc,
+                        hint="dtypes: " + ", ".join(d for d in DTYPES if not d[1:].isdigit() or d in ("i8", "u8", "i32")) + ", i1..i7, u1..u7")
+    return DTYPES[name]
+
+
+def _int_literal(e: S.SExpr | None, what: str) -> int:
+    neg = isinstance(e, S.SUnary) and e.op == "-"
+    inner = e.x if neg else e
+    if isinstance(inner, S.SNum) and isinstance(inner.value, int) and not isinstance(inner.value, bool):
+        return -inner.value if neg else inner.value
+    raise TileError(f"{what} must be an integer literal", getattr(e, "loc", None))
+
+
+def _bool_literal(e: S.SExpr, what: str) -> bool:
+    if isinstance(e, S.SName) and e.id in ("true", "false", "True", "False"):
+        return e.id in ("true", "True")
+    if isinstance(e, S.SNum) and isinstance(e.value, bool):
+        return e.value
+    raise TileError(f"{what} must be true or false", e.loc)
+
+
+def build_kernel(sk: S.SKernel) -> N.Kernel:
+    """Surface kernel -> IR kernel; raises TileError/TileErrors with every problem found."""
+    return _Builder(sk).build()
+
+
+__all__ = ["build_kernel", "RESERVED", "TILE_FUNCS"]

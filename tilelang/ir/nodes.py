@@ -1,0 +1,348 @@
+"""The tile IR: immutable nodes that both front ends build and every pass reads.
+
+Nodes are frozen dataclasses.  Each keeps its `loc` for error messages, excluded
+from equality so that a kernel built from a `.tile` file and the same kernel
+written with `@tile_kernel` compare equal.
+
+Vocabulary
+----------
+* Scalars (`Var`, `Const`, `BinOp` on scalars, `BlockId`) are values every thread
+  of a block agrees on: dims, compile-time constants, loop indices, `let`s.
+* Tiles are n-d arrays with a compile-time shape, living in `register` or
+  `shared` scope.  Tile expressions (`TileRef`, elementwise `BinOp`/`Unary`,
+  `Cast`, `Where`, `Reduce`, `Broadcast`, `Iota`, `Full`) always produce a new
+  register tile.
+* Global tensors are kernel parameters; they are only touched by `Copy` and
+  `Dequant`, through a `GlobalRef` whose indices are *tile indices*: the tile's
+  shape, padded with leading 1s to the tensor's rank, times the index gives the
+  element offset of the window.  Elements of a window that fall outside the
+  tensor read as `pad` (default 0) and are never written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from ..diagnostics import UNKNOWN, SourceLoc
+from .dtypes import DType
+
+
+def _loc() -> SourceLoc:
+    return field(default=UNKNOWN, compare=False, repr=False)
+
+
+# A dtype, or the name of a `dtype` parameter that specialization replaces.
+DTypeLike = Union[DType, str]
+
+
+# ----------------------------------------------------------------------------- expressions
+
+@dataclass(frozen=True)
+class Const:
+    value: Union[int, float, bool]
+    dtype: DType | None = None  # None: weakly typed literal, takes its partner's dtype
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Var:
+    """A scalar by name: a dim symbol, a scalar or const parameter, a loop index or a let."""
+    name: str
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """A register or shared tile by name."""
+    name: str
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class BlockId:
+    """Index of this block along one grid axis."""
+    axis: int
+    loc: SourceLoc = _loc()
+
+
+BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "mod", "max", "min", "pow",
+              "lt", "le", "gt", "ge", "eq", "ne", "and", "or", "xor", "shl", "shr", "cdiv")
+COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
+UNARY_OPS = ("neg", "not", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "tanh",
+             "sigmoid", "silu", "gelu", "gelu_tanh", "sin", "cos", "erf", "recip")
+REDUCE_OPS = ("sum", "max", "min")
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str
+    lhs: "Expr"
+    rhs: "Expr"
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str
+    x: "Expr"
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Cast:
+    x: "Expr"
+    dtype: "DTypeLike"
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Where:
+    cond: "Expr"
+    a: "Expr"
+    b: "Expr"
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """Reduce a tile along `axis`, keeping the axis with extent 1.
+
+    Float inputs narrower than f32 are accumulated in f32 and rounded once."""
+    op: str
+    x: "Expr"
+    axis: int
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """Stretch the extent-1 axes of a tile to `shape`."""
+    x: "Expr"
+    shape: tuple["Expr", ...]
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Iota:
+    """An i32 tile whose elements are their own index along `axis`."""
+    shape: tuple["Expr", ...]
+    axis: int
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Full:
+    """A register tile of `shape` filled with a scalar."""
+    shape: tuple["Expr", ...]
+    value: "Expr"
+    dtype: "DTypeLike"
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """Swap the two axes of a 2-d tile."""
+    x: "Expr"
+    loc: SourceLoc = _loc()
+
+
+Expr = Union[Const, Var, TileRef, BlockId, BinOp, Unary, Cast, Where, Reduce, Broadcast,
+             Iota, Full, Transpose]
+
+
+# ----------------------------------------------------------------------------- layouts
+
+@dataclass(frozen=True)
+class LayoutExpr:
+    """An author's layout annotation, kept as written; the layout pass interprets it.
+
+    `name(args...)`, or `lhs * rhs` when `name == "*"` (composition of task-mapping
+    atoms, e.g. `spatial(4, 8) * local(2, 2)`)."""
+    name: str
+    args: tuple[Union[int, "LayoutExpr"], ...] = ()
+    loc: SourceLoc = _loc()
+
+    def __str__(self) -> str:
+        if self.name == "*":
+            return " * ".join(str(a) for a in self.args)
+        return self.name + (f"({', '.join(str(a) for a in self.args)})" if self.args else "")
+
+
+# ----------------------------------------------------------------------------- statements
+
+SCOPES = ("register", "shared")
+
+
+@dataclass(frozen=True)
+class GlobalRef:
+    """A tile-indexed window of a global tensor parameter (see module docstring)."""
+    tensor: str
+    indices: tuple[Expr, ...]
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Let:
+    """Bind a scalar name once."""
+    name: str
+    value: Expr
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Alloc:
+    """Declare a tile in `scope` with a compile-time `shape`, filled with `init` (default 0)."""
+    name: str
+    scope: str
+    dtype: "DTypeLike"
+    shape: tuple[Expr, ...]
+    init: Expr | None = None
+    layout: LayoutExpr | None = None
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Assign:
+    """`name = value` for a tile expression.
+
+    `define` is true where the name is new: it then declares a register tile whose
+    shape and dtype are the value's.  Otherwise the value must have the tile's
+    dtype and a shape that broadcasts to the tile's."""
+    name: str
+    value: Expr
+    define: bool
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Move a tile between scopes, converting to the destination's dtype.
+
+    One side may be a `GlobalRef`; the window's shape is the tile side's."""
+    src: Union[TileRef, GlobalRef]
+    dst: Union[TileRef, GlobalRef]
+    pad: Expr | None = None
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """`acc += op(a) @ op(b)` with products accumulated in f32 (or acc's dtype)."""
+    a: TileRef
+    b: TileRef
+    acc: TileRef
+    trans_a: bool = False
+    trans_b: bool = False
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class Dequant:
+    """Load a window of a bit-packed integer tensor and dequantize it into a tile.
+
+    `dst[i, j] = ((q[i, j] - zero[i, g]) * scale[i, g])` computed in f32 and rounded
+    to dst's dtype, where `g = (column of the element in the tensor) // group`.
+    `scale` and `zero` are global tensors shaped like the packed tensor with the
+    last dim `cdiv(K, group)`; without `zero` the integers are used as they are."""
+    src: GlobalRef
+    dst: TileRef
+    scale: str
+    group: Expr
+    zero: str | None = None
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class For:
+    """`for var in range(start, stop)`; `stages` > 1 asks backends to software-pipeline."""
+    var: str
+    start: Expr
+    stop: Expr
+    body: tuple["Stmt", ...]
+    stages: Expr | None = None
+    loc: SourceLoc = _loc()
+
+
+Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For]
+
+
+# ----------------------------------------------------------------------------- kernels
+
+@dataclass(frozen=True)
+class TensorParam:
+    """A global tensor: dims are symbol names (bound at call time) or ints."""
+    name: str
+    dtype: "DTypeLike"
+    dims: tuple[Union[str, int], ...]
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class ScalarParam:
+    name: str
+    dtype: DType
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
+class ConstParam:
+    """A compile-time integer (`BM: const = 64`) or element type (`T: dtype = f16`).
+
+    Kernels are specialized per value; a dtype parameter used by a tensor is
+    bound from the argument's dtype at call time."""
+    name: str
+    default: Union[int, str, None] = None
+    kind: str = "int"  # "int" or "dtype"
+    loc: SourceLoc = _loc()
+
+
+Param = Union[TensorParam, ScalarParam, ConstParam]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    params: tuple[Param, ...]
+    grid: tuple[Expr, ...]
+    threads: Expr
+    body: tuple[Stmt, ...]
+    loc: SourceLoc = _loc()
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def tensors(self) -> tuple[TensorParam, ...]:
+        return tuple(p for p in self.params if isinstance(p, TensorParam))
+
+    @property
+    def scalars(self) -> tuple[ScalarParam, ...]:
+        return tuple(p for p in self.params if isinstance(p, ScalarParam))
+
+    @property
+    def consts(self) -> tuple[ConstParam, ...]:
+        return tuple(p for p in self.params if isinstance(p, ConstParam))
+
+    @property
+    def dim_symbols(self) -> tuple[str, ...]:
+        """Symbolic dims in order of first appearance."""
+        seen: dict[str, None] = {}
+        consts = {c.name for c in self.consts}
+        for t in self.tensors:
+            for d in t.dims:
+                if isinstance(d, str) and d not in consts:
+                    seen.setdefault(d)
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Module:
+    """The kernels of one source file."""
+    kernels: tuple[Kernel, ...]
+    file: str = "<string>"
+
+    def kernel(self, name: str) -> Kernel:
+        for k in self.kernels:
+            if k.name == name:
+                return k
+        raise KeyError(name)

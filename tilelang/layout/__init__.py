@@ -1,0 +1,67 @@
+"""Layouts: CuTe-style layout algebra, swizzles, shared-memory layouts, task mappings, instruction atoms."""
+
+from .algebra import (
+    Layout,
+    coalesce,
+    complement,
+    composition,
+    flatten,
+    idx2crd,
+    is_injective,
+    left_inverse,
+    logical_divide,
+    logical_product,
+    make_layout,
+    make_layout_col_major,
+    make_layout_row_major,
+    right_inverse,
+    tiled_divide,
+    zipped_divide,
+)
+from .atoms import ATOMS, Atom, Operand, find_atoms, get_atom
+from .errors import LayoutError
+from .shared import SharedLayout, smem_col_major, smem_padded, smem_row_major, smem_swizzled, standard_swizzle
+from .swizzle import ComposedLayout, Swizzle, bank_conflicts, wavefronts
+from .task_mapping import TaskMapping, column_local, column_spatial, local, repeat, replicate, spatial
+
+__all__ = [
+    "ATOMS",
+    "Atom",
+    "ComposedLayout",
+    "Layout",
+    "LayoutError",
+    "Operand",
+    "SharedLayout",
+    "Swizzle",
+    "TaskMapping",
+    "bank_conflicts",
+    "coalesce",
+    "column_local",
+    "column_spatial",
+    "complement",
+    "composition",
+    "find_atoms",
+    "flatten",
+    "get_atom",
+    "idx2crd",
+    "is_injective",
+    "left_inverse",
+    "local",
+    "logical_divide",
+    "logical_product",
+    "make_layout",
+    "make_layout_col_major",
+    "make_layout_row_major",
+    "repeat",
+    "replicate",
+    "right_inverse",
+    "smem_col_major",
+    "smem_padded",
+    "smem_row_major",
+    "smem_swizzled",
+    "spatial",
+    "standard_swizzle",
+    "tiled_divide",
+    "wavefronts",
+    "zipped_divide",
+]

@@ -1,0 +1,92 @@
+"""Bind compile-time parameters: every const becomes a literal, every dtype parameter a dtype.
+
+The result is the kernel that the shape checker, the layout pass and the backends
+see; constant scalar subexpressions (tile extents like `BK // 2`) are folded.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Union
+
+from ..diagnostics import TileError
+from ..ir import nodes as N
+from ..ir.dtypes import DTYPES, DType
+from ..ir.scalar import binop
+from ..ir.visit import rewrite_expr, rewrite_stmt
+
+ConstValue = Union[int, DType]
+
+
+def resolve_consts(kernel: N.Kernel, given: Mapping[str, object] | None = None) -> dict[str, ConstValue]:
+    """Defaults overridden by `given`; every const must end with a value."""
+    given = dict(given or {})
+    out: dict[str, ConstValue] = {}
+    for c in kernel.consts:
+        if c.name in given:
+            v = given.pop(c.name)
+            if c.kind == "dtype":
+                v = _as_dtype(v, c)
+            elif isinstance(v, bool) or not isinstance(v, int):
+                raise TileError(f"const '{c.name}' of kernel '{kernel.name}' must be an int, got {v!r}", c.loc)
+            out[c.name] = v
+        elif c.default is not None:
+            out[c.name] = DTYPES[c.default] if c.kind == "dtype" else c.default
+        else:
+            raise TileError(f"kernel '{kernel.name}' needs a value for {c.kind} parameter '{c.name}'", c.loc,
+                            hint=f"pass {c.name}=... when building or calling it, or give it a default")
+    if given:
+        names = ", ".join(sorted(given))
+        raise TileError(f"kernel '{kernel.name}' has no compile-time parameter {names}", kernel.loc,
+                        hint="its parameters: " + ", ".join(c.name for c in kernel.consts))
+    return out
+
+
+def _as_dtype(v, c: N.ConstParam) -> DType:
+    if isinstance(v, DType):
+        return v
+    name = str(v).replace("torch.", "").replace("float16", "f16").replace("bfloat16", "bf16").replace("float32", "f32")
+    if name in DTYPES:
+        return DTYPES[name]
+    raise TileError(f"dtype parameter '{c.name}' got {v!r}, which is not a tile dtype", c.loc)
+
+
+def specialize(kernel: N.Kernel, consts: Mapping[str, ConstValue]) -> N.Kernel:
+    """Substitute `consts` (from `resolve_consts`) into the kernel and fold constants."""
+
+    def dt(d: N.DTypeLike) -> N.DTypeLike:
+        return consts[d] if isinstance(d, str) and d in consts else d
+
+    def expr_fn(e):
+        if isinstance(e, N.Var) and e.name in consts:
+            return N.Const(consts[e.name], None, e.loc)
+        if isinstance(e, (N.Cast, N.Full)) and isinstance(e.dtype, str):
+            return dataclasses.replace(e, dtype=dt(e.dtype))
+        if isinstance(e, N.BinOp) and _is_int_const(e.lhs) and _is_int_const(e.rhs):
+            if e.op in ("floordiv", "mod", "cdiv") and e.rhs.value == 0:
+                raise TileError("division by zero in a constant expression", e.loc)
+            return N.Const(binop(e.op, e.lhs.value, e.rhs.value), None, e.loc)
+        return None
+
+    def stmt_fn(s):
+        if isinstance(s, N.Alloc) and isinstance(s.dtype, str):
+            return dataclasses.replace(s, dtype=dt(s.dtype))
+        return None
+
+    params = []
+    for p in kernel.params:
+        if isinstance(p, (N.TensorParam, N.ScalarParam)) and isinstance(p.dtype, str):
+            p = dataclasses.replace(p, dtype=dt(p.dtype))
+        if isinstance(p, N.TensorParam):
+            p = dataclasses.replace(p, dims=tuple(consts.get(d, d) if isinstance(d, str) else d for d in p.dims))
+        params.append(p)
+    return dataclasses.replace(
+        kernel,
+        params=tuple(params),
+        grid=tuple(rewrite_expr(g, expr_fn) for g in kernel.grid),
+        threads=rewrite_expr(kernel.threads, expr_fn),
+        body=tuple(rewrite_stmt(s, expr_fn, stmt_fn) for s in kernel.body),
+    )
+
+
+def _is_int_const(e) -> bool:
+    return isinstance(e, N.Const) and isinstance(e.value, int) and not isinstance(e.value, bool)
