@@ -5,6 +5,8 @@ Dtypes are real objects because Python evaluates parameter defaults (`T: dtype =
 """
 from __future__ import annotations
 
+import builtins
+
 from .diagnostics import TileError
 from .frontend.builder import TILE_FUNCS
 from .ir.dtypes import DTYPES
@@ -26,5 +28,5 @@ globals().update(DTYPES)
 
 # Python builtins of the same name (range, sum, max, ...) are not exported: kernels never run,
 # so they need no binding, and shadowing them would break ordinary code in the user's module.
-__all__ = ["const", "dtype", "launch", *(n for n in TILE_FUNCS if n not in dir(__builtins__) and n != "abs"),
+__all__ = ["const", "dtype", "launch", *(n for n in TILE_FUNCS if not hasattr(builtins, n)),
            *DTYPES]
