@@ -298,7 +298,7 @@ class _Builder:
         return self.tile_name(e, "a copy operand")
 
     def tile_type(self, e: S.SExpr) -> tuple[N.DTypeLike, tuple[N.Expr, ...]]:
-        if not isinstance(e, S.SSubscript) or not self.is_dtype_name(e.base):
+        if not isinstance(e, S.SSubscript):
             raise TileError("expected a tile type such as f16[BM, BK]", e.loc)
         return self.dtype(e.base, e.loc), tuple(self.scalar(d, "a tile extent") for d in e.indices)
 
@@ -395,7 +395,8 @@ class _Builder:
             return N.Broadcast(self.expr(args[0]), self.shape(args[1]), c.loc)
         if f == "iota":
             kw = self.kwargs(c, {"axis"}, required={"axis"})
-            self.arity(c, 1)
+            if len(args) != 1:
+                raise TileError("iota takes a shape and axis=, e.g. iota((BM, BN), axis=1)", c.loc)
             return N.Iota(self.shape(args[0]), _int_literal(kw["axis"], "an axis"), c.loc)
         if f in ("full", "zeros"):
             self.arity(c, 2 if f == "full" else 1)

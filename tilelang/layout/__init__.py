@@ -18,7 +18,7 @@ from .algebra import (
     tiled_divide,
     zipped_divide,
 )
-from .atoms import ATOMS, Atom, Operand, find_atoms, get_atom
+from .atoms import ATOMS, MMA_M16N8K16_A, MMA_M16N8K16_B, MMA_M16N8K16_C, Atom, Operand, find_atoms, get_atom
 from .errors import LayoutError
 from .shared import SharedLayout, smem_col_major, smem_padded, smem_row_major, smem_swizzled, standard_swizzle
 from .swizzle import ComposedLayout, Swizzle, bank_conflicts, wavefronts
@@ -30,6 +30,9 @@ __all__ = [
     "ComposedLayout",
     "Layout",
     "LayoutError",
+    "MMA_M16N8K16_A",
+    "MMA_M16N8K16_B",
+    "MMA_M16N8K16_C",
     "Operand",
     "SharedLayout",
     "Swizzle",

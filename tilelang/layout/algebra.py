@@ -59,7 +59,9 @@ class Layout:
         if any(s < 1 for s in leaves(shape)):
             raise LayoutError(f"shape {format_int_tuple(shape)} has an extent below 1")
         if any(d < 0 for d in leaves(stride)):
-            raise LayoutError(f"stride {format_int_tuple(stride)} has a negative entry; only non-negative strides are supported")
+            raise LayoutError(
+                f"stride {format_int_tuple(stride)} has a negative entry; only non-negative strides are supported"
+            )
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "stride", stride)
 

@@ -121,7 +121,9 @@ class TaskMapping:
         if not 0 <= thread < self.num_threads:
             raise LayoutError(f"thread {thread} is out of range for {self!r} ({self.num_threads} threads)")
         if not 0 <= value < self.values_per_thread:
-            raise LayoutError(f"value {value} is out of range for {self!r} ({self.values_per_thread} values per thread)")
+            raise LayoutError(
+                f"value {value} is out of range for {self!r} ({self.values_per_thread} values per thread)"
+            )
         parts = []
         for atom in reversed(self.atoms):
             parts.append(atom.coord(thread % atom.threads, value % atom.values))

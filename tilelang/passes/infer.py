@@ -265,7 +265,7 @@ def _infer_expr(tk: TypedKernel, e: N.Expr) -> Type:
         if e.op in ("shl", "shr") and not dt.is_int:
             raise TileError(f"shifts need integer operands, got {dt}", e.loc)
         if e.op == "div" and shape is not None and not dt.is_float:
-            raise TileError("'/' on integer tiles; use '//' or cast to float", e.loc)
+            raise TileError("'/' on integer tiles", e.loc, hint="use '//' for integer division, or cast: f32(x) / y")
         if e.op == "pow" and not dt.is_float:
             raise TileError("'**' needs float operands", e.loc)
         return _make(shape, dt, weak)

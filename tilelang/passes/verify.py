@@ -25,6 +25,9 @@ def verify(tk: TypedKernel) -> TypedKernel:
         t = tk.tiles[name]
         if t.scope == "shared":
             shared += t.numel * max(t.dtype.bits, 8) // 8
+            if shared > MAX_SHARED_BYTES:
+                raise TileError(f"shared tiles need {shared} bytes once '{name}' ({t}) is allocated; "
+                                f"a block has at most {MAX_SHARED_BYTES}", s.loc, hint="use smaller shared tiles")
         elif isinstance(s, N.Alloc) or s.define:
             per_thread = -(-t.numel // threads)
             if per_thread > MAX_VALUES_PER_THREAD:
@@ -32,7 +35,4 @@ def verify(tk: TypedKernel) -> TypedKernel:
                                 f"with {threads} threads", s.loc,
                                 hint=f"use smaller tiles or more threads (at most {MAX_VALUES_PER_THREAD} "
                                      "values per thread)")
-    if shared > MAX_SHARED_BYTES:
-        raise TileError(f"shared tiles need {shared} bytes; a block has at most {MAX_SHARED_BYTES}", k.loc,
-                        hint="use smaller shared tiles")
     return tk

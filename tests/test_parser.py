@@ -1,0 +1,77 @@
+"""The .tile grammar: what parses, what it builds, and how syntax errors read."""
+from __future__ import annotations
+
+import pytest
+
+from tilelang import TileError
+from tilelang.frontend.tile_parser import parse_module
+from tilelang.ir import nodes as N
+from tilelang.ir.printer import kernel_str
+
+SCALE = """
+# scale rows
+kernel scale(X: T[M, N], Y: T[M, N], s: f32, T: dtype = f16, BM: const = 16, BN: const = 32)
+    grid(cdiv(M, BM), cdiv(N, BN)) threads(64)
+{
+    x = register(T[BM, BN]);
+    copy(X[block_id(0), block_id(1)], x, pad=-inf);
+    y = where(x > 0, x * s, -x ** 2.0 / 1e-1);
+    copy(y, Y[block_id(0), block_id(1)]);
+}
+"""
+
+
+def test_parses_and_builds_ir():
+    (k,) = parse_module(SCALE, "scale.tile").kernels
+    assert k.name == "scale"
+    assert [p.name for p in k.params] == ["X", "Y", "s", "T", "BM", "BN"]
+    assert k.param("T") == N.ConstParam("T", "f16", "dtype")
+    assert k.tensors[0].dims == ("M", "N")
+    copy = k.body[1]
+    assert isinstance(copy, N.Copy) and isinstance(copy.src, N.GlobalRef)
+    assert copy.pad == N.Unary("neg", N.Const(float("inf")))
+
+
+def test_precedence_follows_python():
+    (k,) = parse_module(SCALE).kernels
+    y = k.body[2].value
+    assert isinstance(y, N.Where)
+    # -x ** 2.0 / 1e-1  ==  (-(x ** 2.0)) / 0.1
+    assert y.b == N.BinOp("div", N.Unary("neg", N.BinOp("pow", N.TileRef("x"), N.Const(2.0))), N.Const(0.1))
+
+
+def test_locations_point_at_source():
+    (k,) = parse_module(SCALE, "scale.tile").kernels
+    copy = k.body[1]
+    assert (copy.loc.file, copy.loc.line, copy.loc.col) == ("scale.tile", 7, 5)
+    assert "copy(X" in copy.loc.source_line
+
+
+def test_printed_kernel_parses_back_to_same_ir():
+    (k,) = parse_module(SCALE).kernels
+    (again,) = parse_module(kernel_str(k)).kernels
+    assert again == k
+
+
+@pytest.mark.parametrize("text, line, col, expect", [
+    ("kernel k(A: f16[M]) grid(1) threads(32) { x = ; }", 1, 47, "unexpected ';'"),
+    ("kernel k(A: f16[M]) grid(1) threads(32) {\n  copy(A[0] x);\n}", 2, 13, "unexpected 'x'"),
+    ("kernel k(A: f16[M]) grid(1) threads(32) {\n  x = 1 $ 2;\n}", 2, 9, "unexpected character '$'"),
+    ("kernel k(A: f16[M]) grid(1) threads(32) {\n  x = 1;\n", 2, 8, "unexpected end of file"),
+])
+def test_syntax_errors_name_line_and_column(text, line, col, expect):
+    with pytest.raises(TileError) as e:
+        parse_module(text, "bad.tile")
+    assert (e.value.loc.line, e.value.loc.col) == (line, col)
+    assert expect in e.value.message
+    assert str(e.value).startswith(f"bad.tile:{line}:{col}: error:")
+
+
+def test_several_kernels_errors_reported_together():
+    text = ("kernel a(A: f16[M]) grid(1) threads(32) { x = y; }\n"
+            "kernel b(A: f16[M]) grid(1) threads(32) { z = w; }\n")
+    with pytest.raises(TileError) as e:
+        parse_module(text, "two.tile")
+    msg = str(e.value)
+    assert "two.tile:1:" in msg and "unknown name 'y'" in msg
+    assert "two.tile:2:" in msg and "unknown name 'w'" in msg

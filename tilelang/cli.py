@@ -1,0 +1,121 @@
+"""The `tilelang` command: check, show and build `.tile` kernels."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .diagnostics import TileError, TileErrors
+from .frontend.tile_parser import parse_file
+from .ir.printer import kernel_str
+from .passes import lower
+
+
+def tile_files(paths: list[str]) -> list[Path]:
+    """`.tile` files named directly or found under directories, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(p.rglob("*.tile"))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise TileError(f"no such file or directory: {p}", hint="give .tile files or folders that hold them")
+    return out
+
+
+def _errors(e: TileError) -> list[TileError]:
+    return list(e.errors) if isinstance(e, TileErrors) else [e]
+
+
+def check_file(path: Path) -> list[TileError]:
+    """Parse, build and type-check every kernel of a file with its default constants."""
+    try:
+        module = parse_file(path)
+    except TileError as e:
+        return _errors(e)
+    errors: list[TileError] = []
+    for k in module.kernels:
+        try:
+            lower(k)
+        except TileError as e:
+            errors += _errors(e)
+    return errors
+
+
+def cmd_check(args) -> int:
+    files = tile_files(args.paths)
+    errors = [e for f in files for e in check_file(f)]
+    for e in errors:
+        print(e.render(), file=sys.stderr)
+    n = len(files)
+    if errors:
+        print(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {n} file{'s' if n != 1 else ''}", file=sys.stderr)
+        return 1
+    print(f"ok: {n} file{'s' if n != 1 else ''} checked")
+    return 0
+
+
+def _consts(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise TileError(f"--const {pair!r}: expected NAME=VALUE", hint="e.g. --const BM=128 --const T=bf16")
+        out[name] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
+def cmd_show(args) -> int:
+    module = parse_file(args.file)
+    consts = _consts(args.const)
+    for k in module.kernels:
+        if args.kernel and k.name != args.kernel:
+            continue
+        given = {n: v for n, v in consts.items() if k.param(n) is not None}
+        tk = lower(k, given)
+        print(kernel_str(tk.kernel, tk))
+        if args.layouts or args.draw:
+            from .layout.show import draw_layouts, layouts_text
+            print(layouts_text(tk))
+            if args.draw:
+                for path in draw_layouts(tk, Path(args.draw)):
+                    print(f"wrote {path}")
+        print()
+    return 0
+
+
+def cmd_build(args) -> int:
+    from .build import build
+    return build(args.dir, backend=args.backend, out=Path(args.output), target=args.target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tilelang", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="parse and verify .tile files, reporting every error")
+    c.add_argument("paths", nargs="+")
+    c.set_defaults(fn=cmd_check)
+    s = sub.add_parser("show", help="print a file's kernels as typed IR")
+    s.add_argument("file")
+    s.add_argument("--kernel", help="only this kernel")
+    s.add_argument("--const", action="append", default=[], metavar="NAME=VALUE", help="compile-time constant")
+    s.add_argument("--layouts", action="store_true", help="print each tile's layout and task mapping")
+    s.add_argument("--draw", metavar="DIR", help="write a PNG per tile showing its layout")
+    s.set_defaults(fn=cmd_show)
+    b = sub.add_parser("build", help="compile every .tile file in a folder for a backend")
+    b.add_argument("dir")
+    b.add_argument("--backend", default="triton", choices=["triton", "tvm", "cuda"])
+    b.add_argument("-o", "--output", default="build")
+    b.add_argument("--target", default=None, help="e.g. sm_90, sm_90a, llvm")
+    b.set_defaults(fn=cmd_build)
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except TileError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
