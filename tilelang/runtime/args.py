@@ -90,10 +90,12 @@ def bind(kernel: N.Kernel, args: tuple, kwargs: Mapping[str, Any]) -> BoundCall:
             if info.dtype is None:
                 raise TileError(f"argument '{p.name}' has an unsupported dtype", p.loc)
             prev = consts.get(p.dtype)
+            if prev is None and _dt(c.default) is not None and _dt(c.default).is_packed:
+                prev = consts[p.dtype] = _dt(c.default)  # bytes cannot say their bit width: the default does
             if prev is None:
                 consts[p.dtype] = info.dtype
             elif _dt(prev) != info.dtype and not (_dt(prev) is not None and _dt(prev).is_packed):
-                # a packed dtype given explicitly (TW="u4") is stored as bytes; _check_tensor checks them
+                # a packed dtype (TW="u4", or its default) is stored as bytes; _check_tensor checks them
                 raise TileError(f"argument '{p.name}' is {info.dtype} but {c.name} is {_dt(prev)}", p.loc,
                                 hint=f"tensors typed {c.name} must share one dtype")
     for p in kernel.tensors:

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install tilelang and what its tests need into the current Python environment.
+# On a machine without torch, install the CPU build first: an unpinned torch would pull
+# several GB of CUDA packages that a CPU-only machine cannot use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    "$PY" -m pip install -q "torch==2.13.0"
+fi
+"$PY" -m pip install -q -e ".[test]"

@@ -1,0 +1,146 @@
+"""Plain numpy references for the kernels in kernels/, shared by kernel and backend tests.
+
+References compute in float64 from the (rounded) inputs, so they measure a kernel's own rounding;
+`rel_err` below 1e-2 is the bar for f16/bf16 kernels.  Arrays are numpy; bf16 is ml_dtypes'.
+"""
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+
+from tilelang.quant import dequantize
+
+NP_DTYPES = {"f16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16), "f32": np.dtype(np.float32)}
+TOL = 1e-2
+
+
+# ----------------------------------------------------------------------------- test helpers
+
+def rand(rng: np.random.Generator, shape, dtype: str, scale: float = 1.0) -> np.ndarray:
+    """Normal random values rounded to `dtype`."""
+    return (rng.standard_normal(shape) * scale).astype(NP_DTYPES[dtype])
+
+
+def poisoned(shape, dtype: str) -> np.ndarray:
+    """An output buffer full of NaN, so elements a kernel fails to write show up."""
+    return np.full(shape, np.nan, NP_DTYPES[dtype])
+
+
+def f64(x) -> np.ndarray:
+    return np.asarray(x).astype(np.float64)
+
+
+def rel_err(out, ref) -> float:
+    """||out - ref|| / ||ref||; infinite when `out` has a NaN or inf anywhere."""
+    o, r = f64(out), f64(ref)
+    if o.shape != r.shape:
+        raise AssertionError(f"shape {o.shape} != reference shape {r.shape}")
+    if not np.isfinite(o).all():
+        return math.inf
+    return float(np.linalg.norm(o - r) / max(np.linalg.norm(r), 1e-30))
+
+
+# ----------------------------------------------------------------------------- activations
+
+def silu(x):
+    x = f64(x)
+    return x / (1.0 + np.exp(-x))
+
+
+def gelu_tanh(x):
+    x = f64(x)
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+# ----------------------------------------------------------------------------- linear algebra
+
+def gemm(a, b):
+    """C = A @ B."""
+    return f64(a) @ f64(b)
+
+
+def linear(x, w, bias=None, residual=None, act=None):
+    """torch.nn.functional.linear: x @ w.T (+ bias), then act, then + residual."""
+    y = f64(x) @ f64(w).T
+    if bias is not None:
+        y = y + f64(bias)
+    if act is not None:
+        y = act(y)
+    if residual is not None:
+        y = y + f64(residual)
+    return y
+
+
+def dequant(packed, bits: int, k: int, signed: bool, scale, group: int, zero=None):
+    """The [N, K] float weights that packed group-quantized weights stand for."""
+    return f64(dequantize(packed, bits, k, signed, f64(scale), group, None if zero is None else f64(zero)))
+
+
+# ----------------------------------------------------------------------------- normalization
+
+def rmsnorm(x, w, eps: float):
+    x = f64(x)
+    return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * f64(w)
+
+
+def layernorm(x, w, b, eps: float):
+    x = f64(x)
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * f64(w) + f64(b)
+
+
+def softmax(x):
+    x = f64(x)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- transformer pieces
+
+def rotary(x, cos, sin, pos0: int = 0):
+    """HF Llama apply_rotary_pos_emb on x [tokens, heads, D]; cos/sin [P, D/2] rows per position."""
+    x = f64(x)
+    t, d = x.shape[0], x.shape[-1]
+    c = f64(cos)[pos0:pos0 + t, : d // 2]
+    s = f64(sin)[pos0:pos0 + t, : d // 2]
+    c = np.concatenate([c, c], axis=-1)[:, None, :]
+    s = np.concatenate([s, s], axis=-1)[:, None, :]
+    rot = np.concatenate([-x[..., d // 2:], x[..., : d // 2]], axis=-1)
+    return x * c + rot * s
+
+
+def rope_tables(positions: int, d: int, base: float = 10000.0):
+    """cos, sin [positions, d/2] of Llama's rotary frequencies."""
+    inv = 1.0 / base ** (np.arange(0, d, 2, dtype=np.float64) / d)
+    ang = np.arange(positions, dtype=np.float64)[:, None] * inv[None, :]
+    return np.cos(ang), np.sin(ang)
+
+
+def attention_prefill(q, k, v, sm_scale: float):
+    """Causal attention; q [B, HQ, S, D], k/v [B, HKV, S, D] with HQ a multiple of HKV."""
+    q, k, v = f64(q), f64(k), f64(v)
+    rep = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+    s = np.einsum("bhid,bhjd->bhij", q, k) * sm_scale
+    n = q.shape[2]
+    s = np.where(np.tril(np.ones((n, n), bool)), s, -np.inf)
+    return np.einsum("bhij,bhjd->bhid", softmax(s), v)
+
+
+def attention_decode(q, k_cache, v_cache, seq_len: int, sm_scale: float):
+    """One query per sequence; q [B, HQ, D], caches [B, HKV, MAXS, D] with seq_len valid slots."""
+    q = f64(q)
+    k, v = f64(k_cache[:, :, :seq_len]), f64(v_cache[:, :, :seq_len])
+    rep = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+    s = np.einsum("bhd,bhjd->bhj", q, k) * sm_scale
+    return np.einsum("bhj,bhjd->bhd", softmax(s), v)
+
+
+def llama_mlp(x, wn, wg, wu, wd, residual, eps: float):
+    """residual + down(silu(gate(n)) * up(n)) with n = rmsnorm(x) * wn."""
+    n = rmsnorm(x, wn, eps)
+    return f64(residual) + (silu(n @ f64(wg).T) * (n @ f64(wu).T)) @ f64(wd).T
