@@ -6,14 +6,24 @@ References compute in float64 from the (rounded) inputs, so they measure a kerne
 from __future__ import annotations
 
 import math
+from functools import lru_cache
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 
-from tilelang.quant import dequantize
+import tilelang
+from tilelang.quant import dequantize, quantize
 
 NP_DTYPES = {"f16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16), "f32": np.dtype(np.float32)}
 TOL = 1e-2
+KERNELS = Path(__file__).resolve().parent.parent / "kernels"
+
+
+@lru_cache(maxsize=None)
+def load(file: str) -> dict:
+    """The kernels of kernels/<file>.tile, loaded once per test session."""
+    return tilelang.load(KERNELS / f"{file}.tile")
 
 
 # ----------------------------------------------------------------------------- test helpers
@@ -76,6 +86,19 @@ def linear(x, w, bias=None, residual=None, act=None):
 def dequant(packed, bits: int, k: int, signed: bool, scale, group: int, zero=None):
     """The [N, K] float weights that packed group-quantized weights stand for."""
     return f64(dequantize(packed, bits, k, signed, f64(scale), group, None if zero is None else f64(zero)))
+
+
+# (TW, group) cases of the quantized kernels' tests; group None is per-channel (G = K)
+QUANT = [("u4", 32), ("i4", 64), ("u4", 128), ("u2", None), ("i3", 32), ("u8", None)]
+
+
+def quantized(rng: np.random.Generator, n: int, k: int, tw: str, group: int, zp: bool, scale_dt: str):
+    """Random [n, k] weights quantized to `tw` ("u4", "i3", ...): packed, scale, zero (or None) and
+    the float weights they stand for."""
+    bits, signed = int(tw[1:]), tw[0] == "i"
+    packed, s, z = quantize(rng.standard_normal((n, k)) * 0.5, bits, group, signed=signed, zero_point=zp)
+    s = s.astype(NP_DTYPES[scale_dt])
+    return packed, s, z, dequant(packed, bits, k, signed, s, group, z)
 
 
 # ----------------------------------------------------------------------------- normalization

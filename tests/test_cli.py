@@ -24,8 +24,8 @@ def test_check_passes_on_the_library():
 @pytest.mark.parametrize("path", KERNELS, ids=lambda p: p.name)
 def test_check_reports_a_broken_copy_of_each_kernel(path, tmp_path):
     text = path.read_text()
-    idx = text.index("copy(")  # break the first copy: refer to an undefined tile
-    broken = text[:idx] + "copy(undefined_tile, " + text[idx + len("copy("):]
+    idx = text.index("copy(")  # break it before its first copy: use an undefined tile
+    broken = text[:idx] + "bogus = undefined_tile + 1; " + text[idx:]
     bad = tmp_path / path.name
     bad.write_text(broken)
     line = broken[:idx].count("\n") + 1

@@ -1,0 +1,509 @@
+"""The kernels of kernels/*.tile spelled with @tile_kernel, statement for statement.
+
+tests/test_frontend_equivalence.py checks that each builds the same IR as its .tile twin, so
+the two front ends cannot drift apart.  The functions are parsed, never run.
+"""
+from __future__ import annotations
+
+from tilelang import tile_kernel
+from tilelang.lang import *  # noqa: F403
+
+
+# ---------------------------------------------------------------- kernels/attention.tile
+
+@tile_kernel
+def attention_prefill(Q: T[B, HQ, S, D], K: T[B, HKV, S, D], V: T[B, HKV, S, D], O: T[B, HQ, S, D],
+                      sm_scale: f32, T: dtype = f16, BM: const = 64, BN: const = 64, BD: const = 128):
+    launch(grid=(cdiv(S, BM), HQ, B), threads=128)
+    pid_m = block_id(0)
+    h = block_id(1)
+    b = block_id(2)
+    kvh = h // (HQ // HKV)
+    qk_scale = sm_scale * 1.4426950408889634
+    q = shared(T[BM, BD])
+    k = shared(T[BN, BD])
+    v = shared(T[BN, BD])
+    acc = register(f32[BM, BD])
+    m = register(f32[BM, 1], init=-inf)
+    l = register(f32[BM, 1])
+    copy(Q[b, h, pid_m, 0], q)
+    rows = iota((BM, BN), axis=0) + pid_m * BM
+    for j in range(min(cdiv((pid_m + 1) * BM, BN), cdiv(S, BN))):
+        copy(K[b, kvh, j, 0], k)
+        copy(V[b, kvh, j, 0], v)
+        qk = register(f32[BM, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BM, BN), axis=1) + j * BN
+        sc = where(cols <= rows, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        pt = T(p)
+        gemm(pt, v, acc)
+        m = m_new
+    o = acc / l
+    copy(o, O[b, h, pid_m, 0])
+
+
+@tile_kernel
+def attention_decode(Q: T[B, HKV, G, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAXS, D], O: T[B, HKV, G, D],
+                     seq_len: i32, sm_scale: f32, T: dtype = f16, BG: const = 16, BN: const = 64,
+                     BD: const = 128):
+    launch(grid=(HKV, B), threads=128)
+    h = block_id(0)
+    b = block_id(1)
+    qk_scale = sm_scale * 1.4426950408889634
+    q = shared(T[BG, BD])
+    k = shared(T[BN, BD])
+    v = register(T[BN, BD])
+    acc = register(f32[BG, BD])
+    m = register(f32[BG, 1], init=-inf)
+    l = register(f32[BG, 1])
+    copy(Q[b, h, 0, 0], q)
+    for j in range(cdiv(seq_len, BN)):
+        copy(K[b, h, j, 0], k)
+        copy(V[b, h, j, 0], v)
+        qk = register(f32[BG, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BG, BN), axis=1) + j * BN
+        sc = where(cols < seq_len, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        vrows = iota((BN, BD), axis=0) + j * BN
+        vm = where(vrows < seq_len, v, 0.0)
+        pt = T(p)
+        gemm(pt, vm, acc)
+        m = m_new
+    o = acc / l
+    copy(o, O[b, h, 0, 0])
+
+
+@tile_kernel
+def attention_decode_split(Q: T[B, HKV, G, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAXS, D],
+                           Op: f32[B, HKV, NS, G, D], Mp: f32[B, HKV, NS, G], Lp: f32[B, HKV, NS, G],
+                           seq_len: i32, sm_scale: f32, T: dtype = f16, BG: const = 16, BN: const = 64,
+                           BD: const = 128):
+    launch(grid=(NS, HKV, B), threads=128)
+    sp = block_id(0)
+    h = block_id(1)
+    b = block_id(2)
+    qk_scale = sm_scale * 1.4426950408889634
+    blocks = cdiv(seq_len, BN)
+    per_split = cdiv(blocks, NS)
+    q = shared(T[BG, BD])
+    k = shared(T[BN, BD])
+    v = register(T[BN, BD])
+    acc = register(f32[BG, BD])
+    m = register(f32[BG, 1], init=-inf)
+    l = register(f32[BG, 1])
+    copy(Q[b, h, 0, 0], q)
+    for j in range(sp * per_split, min((sp + 1) * per_split, blocks)):
+        copy(K[b, h, j, 0], k)
+        copy(V[b, h, j, 0], v)
+        qk = register(f32[BG, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BG, BN), axis=1) + j * BN
+        sc = where(cols < seq_len, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        vrows = iota((BN, BD), axis=0) + j * BN
+        vm = where(vrows < seq_len, v, 0.0)
+        pt = T(p)
+        gemm(pt, vm, acc)
+        m = m_new
+    copy(acc, Op[b, h, sp, 0, 0])
+    mt = trans(m)
+    lt = trans(l)
+    copy(mt, Mp[b, h, sp, 0])
+    copy(lt, Lp[b, h, sp, 0])
+
+
+@tile_kernel
+def attention_decode_combine(Op: f32[B, HKV, NS, G, D], Mp: f32[B, HKV, NS, G], Lp: f32[B, HKV, NS, G],
+                             O: T[B, HKV, G, D], T: dtype = f16, BG: const = 16, BD: const = 128):
+    launch(grid=(HKV, B), threads=128)
+    h = block_id(0)
+    b = block_id(1)
+    ms = register(f32[1, BG])
+    m = register(f32[1, BG], init=-inf)
+    for s in range(NS):
+        copy(Mp[b, h, s, 0], ms)
+        m = max(m, ms)
+    ls = register(f32[1, BG])
+    os = register(f32[BG, BD])
+    l = register(f32[1, BG])
+    acc = register(f32[BG, BD])
+    for s2 in range(NS):
+        copy(Mp[b, h, s2, 0], ms)
+        copy(Lp[b, h, s2, 0], ls)
+        copy(Op[b, h, s2, 0, 0], os)
+        wgt = exp2(ms - m)
+        l = l + ls * wgt
+        acc = acc + os * trans(wgt)
+    o = acc / trans(l)
+    copy(o, O[b, h, 0, 0])
+
+
+# ---------------------------------------------------------------- kernels/elementwise.tile
+
+@tile_kernel
+def add(X: T[M, N], Y: T[M, N], Z: T[M, N], T: dtype = f16, BM: const = 4, BN: const = 512):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    x = register(f32[BM, BN])
+    y = register(f32[BM, BN])
+    copy(X[block_id(0), block_id(1)], x)
+    copy(Y[block_id(0), block_id(1)], y)
+    z = x + y
+    copy(z, Z[block_id(0), block_id(1)])
+
+
+# ---------------------------------------------------------------- kernels/fused_mlp.tile
+
+@tile_kernel
+def fused_mlp_gate_up(X: T[M, H], Wn: TN[H], Wg: T[I, H], Wu: T[I, H], Hid: T[M, I], eps: f32, T: dtype = f16,
+                      TN: dtype = f16, BM: const = 64, BN: const = 64, BK: const = 64, STAGES: const = 2):
+    launch(grid=(cdiv(M, BM), cdiv(I, BN)), threads=128)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    xf = register(f32[BM, BK])
+    sq = register(f32[BM, BK])
+    for k in range(cdiv(H, BK)):
+        copy(X[pid_m, k], xf)
+        sq = sq + xf * xf
+    rstd = rsqrt(sum(sq, axis=1) / H + eps)
+    wn = register(f32[BK])
+    wg = shared(T[BN, BK])
+    wu = shared(T[BN, BK])
+    acc_g = register(f32[BM, BN])
+    acc_u = register(f32[BM, BN])
+    for k2 in pipelined(cdiv(H, BK), stages=STAGES):
+        copy(X[pid_m, k2], xf)
+        copy(Wn[k2], wn)
+        xn = T(xf * rstd * wn)
+        copy(Wg[pid_n, k2], wg)
+        copy(Wu[pid_n, k2], wu)
+        gemm(xn, wg, acc_g, trans_b=True)
+        gemm(xn, wu, acc_u, trans_b=True)
+    hid = silu(acc_g) * acc_u
+    copy(hid, Hid[pid_m, pid_n])
+
+
+@tile_kernel
+def silu_mul(Gate: T[M, N], Up: T[M, N], Hid: TH[M, N], T: dtype = f16, TH: dtype = f16, BM: const = 4,
+             BN: const = 512):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    g = register(f32[BM, BN])
+    u = register(f32[BM, BN])
+    copy(Gate[block_id(0), block_id(1)], g)
+    copy(Up[block_id(0), block_id(1)], u)
+    hid = silu(g) * u
+    copy(hid, Hid[block_id(0), block_id(1)])
+
+
+# ---------------------------------------------------------------- kernels/gemm.tile
+
+@tile_kernel
+def gemm(A: T[M, K], B: T[K, N], C: TC[M, N], T: dtype = f16, TC: dtype = f16, BM: const = 64, BN: const = 64,
+         BK: const = 32, STAGES: const = 3):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    a = shared(T[BM, BK])
+    b = shared(T[BK, BN])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(A[pid_m, k], a)
+        copy(B[k, pid_n], b)
+        gemm(a, b, acc)
+    copy(acc, C[pid_m, pid_n])
+
+
+# ---------------------------------------------------------------- kernels/gemm_wNa16.tile
+
+@tile_kernel
+def gemm_wNa16(X: T[M, K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], TW: dtype = u4, T: dtype = f16,
+               TS: dtype = f16, TY: dtype = f16, G: const = 128, BM: const = 64, BN: const = 64,
+               BK: const = 64, STAGES: const = 3):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G)
+        gemm(x, w, acc, trans_b=True)
+    copy(acc, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def gemm_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, N], TW: dtype = u4,
+                  T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, TY: dtype = f16, G: const = 128,
+                  BM: const = 64, BN: const = 64, BK: const = 64, STAGES: const = 3):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
+        gemm(x, w, acc, trans_b=True)
+    copy(acc, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def gemv_wNa16(X: T[M, K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], TW: dtype = u4, T: dtype = f16,
+               TS: dtype = f16, TY: dtype = f16, G: const = 128, BN: const = 32, BK: const = 128,
+               STAGES: const = 2):
+    launch(grid=(cdiv(N, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G)
+        acc = acc + w * x
+    y = trans(sum(acc, axis=1))
+    copy(y, Y[m, pid_n])
+
+
+@tile_kernel
+def gemv_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, N], TW: dtype = u4,
+                  T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, TY: dtype = f16, G: const = 128,
+                  BN: const = 32, BK: const = 128, STAGES: const = 2):
+    launch(grid=(cdiv(N, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
+        acc = acc + w * x
+    y = trans(sum(acc, axis=1))
+    copy(y, Y[m, pid_n])
+
+
+# ---------------------------------------------------------------- kernels/gemv.tile
+
+@tile_kernel
+def gemv(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BN: const = 32,
+         BK: const = 128, STAGES: const = 2):
+    launch(grid=(cdiv(N, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[m, k], x)
+        copy(W[pid_n, k], w)
+        acc = acc + w * x
+    y = trans(sum(acc, axis=1))
+    copy(y, Y[m, pid_n])
+
+
+# ---------------------------------------------------------------- kernels/layernorm.tile
+
+@tile_kernel
+def layernorm(X: T[M, H], W: TW[H], Bias: TW[H], Y: TY[M, H], eps: f32, T: dtype = f16, TW: dtype = f16,
+              TY: dtype = f16, BM: const = 1, BH: const = 1024):
+    launch(grid=(cdiv(M, BM),), threads=128)
+    pid = block_id(0)
+    x = register(f32[BM, BH])
+    acc = register(f32[BM, BH])
+    for h in range(cdiv(H, BH)):
+        copy(X[pid, h], x)
+        acc = acc + x
+    mean = sum(acc, axis=1) / H
+    sq = register(f32[BM, BH])
+    for h2 in range(cdiv(H, BH)):
+        copy(X[pid, h2], x)
+        cols = iota((BM, BH), axis=1) + h2 * BH
+        d = where(cols < H, x - mean, 0.0)
+        sq = sq + d * d
+    rstd = rsqrt(sum(sq, axis=1) / H + eps)
+    w = register(f32[BH])
+    b = register(f32[BH])
+    for h3 in range(cdiv(H, BH)):
+        copy(X[pid, h3], x)
+        copy(W[h3], w)
+        copy(Bias[h3], b)
+        y = (x - mean) * rstd * w + b
+        copy(y, Y[pid, h3])
+
+
+# ---------------------------------------------------------------- kernels/linear.tile
+
+@tile_kernel
+def linear(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BM: const = 64,
+           BN: const = 64, BK: const = 32, STAGES: const = 3):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        copy(W[pid_n, k], w)
+        gemm(x, w, acc, trans_b=True)
+    copy(acc, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def linear_residual(X: T[M, K], W: T[N, K], R: TY[M, N], Y: TY[M, N], T: dtype = f16, TY: dtype = f16,
+                    BM: const = 64, BN: const = 64, BK: const = 32, STAGES: const = 3):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        copy(W[pid_n, k], w)
+        gemm(x, w, acc, trans_b=True)
+    r = register(f32[BM, BN])
+    copy(R[pid_m, pid_n], r)
+    y = acc + r
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def linear_bias(X: T[M, K], W: T[N, K], Bias: TB[N], Y: TY[M, N], T: dtype = f16, TB: dtype = f16,
+                TY: dtype = f16, BM: const = 64, BN: const = 64, BK: const = 32, STAGES: const = 3):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        copy(W[pid_n, k], w)
+        gemm(x, w, acc, trans_b=True)
+    b = register(f32[BN])
+    copy(Bias[pid_n], b)
+    y = acc + b
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def linear_bias_gelu(X: T[M, K], W: T[N, K], Bias: TB[N], Y: TY[M, N], T: dtype = f16, TB: dtype = f16,
+                     TY: dtype = f16, BM: const = 64, BN: const = 64, BK: const = 32, STAGES: const = 3):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        copy(W[pid_n, k], w)
+        gemm(x, w, acc, trans_b=True)
+    b = register(f32[BN])
+    copy(Bias[pid_n], b)
+    y = gelu_tanh(acc + b)
+    copy(y, Y[pid_m, pid_n])
+
+
+# ---------------------------------------------------------------- kernels/rmsnorm.tile
+
+@tile_kernel
+def rmsnorm(X: T[M, H], W: TW[H], Y: TY[M, H], eps: f32, T: dtype = f16, TW: dtype = f16, TY: dtype = f16,
+            BM: const = 1, BH: const = 1024):
+    launch(grid=(cdiv(M, BM),), threads=128)
+    pid = block_id(0)
+    x = register(f32[BM, BH])
+    sq = register(f32[BM, BH])
+    for h in range(cdiv(H, BH)):
+        copy(X[pid, h], x)
+        sq = sq + x * x
+    rstd = rsqrt(sum(sq, axis=1) / H + eps)
+    w = register(f32[BH])
+    for h2 in range(cdiv(H, BH)):
+        copy(X[pid, h2], x)
+        copy(W[h2], w)
+        y = x * rstd * w
+        copy(y, Y[pid, h2])
+
+
+@tile_kernel
+def add_rmsnorm(X: T[M, H], R: T[M, H], W: TW[H], Y: TY[M, H], eps: f32, T: dtype = f16, TW: dtype = f16,
+                TY: dtype = f16, BM: const = 1, BH: const = 1024):
+    launch(grid=(cdiv(M, BM),), threads=128)
+    pid = block_id(0)
+    x = register(f32[BM, BH])
+    r = register(f32[BM, BH])
+    sq = register(f32[BM, BH])
+    for h in range(cdiv(H, BH)):
+        copy(X[pid, h], x)
+        copy(R[pid, h], r)
+        s = T(x + r)
+        copy(s, R[pid, h])
+        sf = f32(s)
+        sq = sq + sf * sf
+    rstd = rsqrt(sum(sq, axis=1) / H + eps)
+    w = register(f32[BH])
+    for h2 in range(cdiv(H, BH)):
+        copy(R[pid, h2], r)
+        copy(W[h2], w)
+        y = r * rstd * w
+        copy(y, Y[pid, h2])
+
+
+# ---------------------------------------------------------------- kernels/rotary.tile
+
+@tile_kernel
+def rotary(X: T[NT, NH, D], Cos: TC[P, DC], Sin: TC[P, DC], O: T[NT, NH, D], pos0: i32, T: dtype = f16,
+           TC: dtype = f32, D: const = 128, BH: const = 8):
+    launch(grid=(NT, cdiv(NH, BH)), threads=128)
+    t = block_id(0)
+    hb = block_id(1)
+    x1 = register(f32[BH, D // 2])
+    x2 = register(f32[BH, D // 2])
+    c = register(f32[1, D // 2])
+    s = register(f32[1, D // 2])
+    copy(X[t, hb, 0], x1)
+    copy(X[t, hb, 1], x2)
+    copy(Cos[pos0 + t, 0], c)
+    copy(Sin[pos0 + t, 0], s)
+    o1 = x1 * c - x2 * s
+    o2 = x2 * c + x1 * s
+    copy(o1, O[t, hb, 0])
+    copy(o2, O[t, hb, 1])
+
+
+# ---------------------------------------------------------------- kernels/softmax.tile
+
+@tile_kernel
+def softmax(X: T[M, N], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BM: const = 1, BN: const = 1024):
+    launch(grid=(cdiv(M, BM),), threads=128)
+    pid = block_id(0)
+    x = register(f32[BM, BN])
+    m = register(f32[BM, 1], init=-inf)
+    l = register(f32[BM, 1])
+    for j in range(cdiv(N, BN)):
+        copy(X[pid, j], x, pad=-inf)
+        m_new = max(m, max(x, axis=1))
+        l = l * exp(m - m_new) + sum(exp(x - m_new), axis=1)
+        m = m_new
+    for j2 in range(cdiv(N, BN)):
+        copy(X[pid, j2], x, pad=-inf)
+        y = exp(x - m) / l
+        copy(y, Y[pid, j2])

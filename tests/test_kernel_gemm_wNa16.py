@@ -1,0 +1,44 @@
+"""gemm_wNa16 and gemm_wNa16_zp (kernels/gemm_wNa16.tile): Y = X @ dequant(W)^T, W packed N-bit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernel_refs import QUANT, TOL, linear, load, poisoned, quantized, rand, rel_err
+from tilelang import TileError
+
+TILES = dict(BM=16, BN=16, BK=32)
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("m,k,n", [(1, 33, 45), (7, 100, 45), (70, 100, 45)])
+@pytest.mark.parametrize("tw,group", QUANT)
+@pytest.mark.parametrize("zp", [False, True])
+def test_gemm_wNa16(dt, m, k, n, tw, group, zp):
+    rng = np.random.default_rng(m + k + n + len(tw) + (group or 0))
+    g = group or k
+    w, s, z, wf = quantized(rng, n, k, tw, g, zp, dt)
+    x = rand(rng, (m, k), dt)
+    y = poisoned((m, n), dt)
+    if zp:
+        load("gemm_wNa16")["gemm_wNa16_zp"](x, w, s, z, y, TW=tw, G=g, **TILES)
+    else:
+        load("gemm_wNa16")["gemm_wNa16"](x, w, s, y, TW=tw, G=g, **TILES)
+    assert rel_err(y, linear(x, wf)) < TOL
+
+
+def test_gemm_wNa16_defaults_u4_g128_f32_scales_and_zeros():
+    rng = np.random.default_rng(3)
+    w, s, z, wf = quantized(rng, 45, 300, "u4", 128, True, "f32")
+    x = rand(rng, (70, 300), "f16")
+    y = poisoned((70, 45), "f32")
+    load("gemm_wNa16")["gemm_wNa16_zp"](x, w, s, z.astype(np.float16), y)  # TW defaults to u4, G to 128
+    assert rel_err(y, linear(x, wf)) < TOL
+
+
+def test_gemm_wNa16_wrong_bit_width_is_reported():
+    rng = np.random.default_rng(4)
+    w, s, _, _ = quantized(rng, 45, 100, "u4", 32, False, "f16")
+    x = rand(rng, (7, 100), "f16")
+    with pytest.raises(TileError, match="'W'"):
+        load("gemm_wNa16")["gemm_wNa16"](x, w, s, poisoned((7, 45), "f16"), TW="u2", G=32, **TILES)
