@@ -1,0 +1,207 @@
+"""GPU benchmarks: tilelang backends against torch peers, measured side by side in one run.
+
+    python benchmarks/bench_gpu.py [--backends triton,cuda,tvm] [--quick] [--out BENCH.md]
+
+Prints one markdown table per kernel family: microseconds per call (CUDA-graph replay),
+achieved GB/s or TFLOP/s, and the ratio peer_time / our_time (> 1 means we are faster).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Row, copy_bandwidth_gbs, table, time_us  # noqa: E402
+
+import tilelang  # noqa: E402
+from tilelang.quant import quantize  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+K = {}
+for f in sorted((ROOT / "kernels").glob("*.tile")):
+    K.update(tilelang.load(f))
+
+
+def _ours(kernel: str, args: tuple, backend: str, **consts):
+    k = K[kernel]
+    return lambda: k(*args, backend=backend, **consts)
+
+
+def _measure(row: Row, fns: dict) -> Row:
+    for col, fn in fns.items():
+        try:
+            row.times_us[col], how = time_us(fn)
+            if how != "graph":
+                row.notes += f" {col}:events"
+        except Exception as e:  # one failing column must not hide the others
+            row.notes += f" {col}: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
+    return row
+
+
+def bench_gemm(backends, quick):
+    rows = []
+    shapes = [(4096, 4096, 4096)] + ([] if quick else [(322, 1024, 4096), (322, 2048, 8192), (322, 4096, 11008)])
+    for dt in (torch.float16, torch.bfloat16):
+        for m, k, n in shapes:
+            a = torch.randn(m, k, dtype=dt, device="cuda")
+            b = torch.randn(k, n, dtype=dt, device="cuda")
+            c = torch.empty(m, n, dtype=dt, device="cuda")
+            fns = {"torch": lambda: torch.matmul(a, b, out=c)}
+            for be in backends:
+                consts = {"BM": 128, "BN": 128, "BK": 64, "STAGES": 3} if be == "triton" else {}
+                fns[be] = _ours("gemm", (a, b, c), be, **consts)
+            rows.append(_measure(Row("gemm", f"{str(dt)[6:]} {m}x{k}x{n}", work=2 * m * n * k, unit="TFLOP/s"), fns))
+    return rows, "torch"
+
+
+def _rotating(make, nbytes_each: int):
+    """Enough copies of the inputs to exceed L2 (60 MB) so bandwidth is measured from HBM."""
+    n = max(1, -(-200 * 2**20 // max(nbytes_each, 1)))
+    return [make() for _ in range(min(n, 8))]
+
+
+def bench_gemv(backends, quick):
+    rows = []
+    shapes = [(4096, 11008), (11008, 4096), (2048, 8192)]
+    for m in (1, 16):
+        for k, n in (shapes[:1] if quick else shapes):
+            w = torch.randn(n, k, dtype=torch.float16, device="cuda")
+            x = torch.randn(m, k, dtype=torch.float16, device="cuda")
+            y = torch.empty(m, n, dtype=torch.float16, device="cuda")
+            fns = {"torch": lambda: torch.matmul(x, w.t(), out=y)}
+            for be in backends:
+                fns[be] = _ours("gemv", (x, w, y), be)
+            rows.append(_measure(Row("gemv f16", f"M={m} {k}x{n}", work=w.numel() * 2 + x.numel() * 2 + y.numel() * 2), fns))
+    return rows, "torch"
+
+
+def _int4pack(w_q: torch.Tensor, scale: torch.Tensor, group: int):
+    """torch's tinygemm int4 format: (q - 8) * s + z with z = 8 * s reproduces our unsigned (q) * s."""
+    n, k = w_q.shape
+    packed = ((w_q[:, ::2] << 4) | w_q[:, 1::2]).to(torch.uint8)
+    wp = torch.ops.aten._convert_weight_to_int4pack(packed, 8)
+    s = scale.t().contiguous().to(torch.bfloat16)
+    sz = torch.stack([s, 8 * s], dim=-1).contiguous()
+    return wp, sz
+
+
+def bench_w4a16(backends, quick):
+    rows = []
+    shapes = [(4096, 11008), (11008, 4096), (2048, 8192)]
+    for m in (1, 16):
+        for k, n in (shapes[:1] if quick else shapes):
+            g = 128
+            w = torch.randn(n, k)
+            packed, scale, _ = quantize(w.numpy(), 4, g, zero_point=False)
+            from tilelang.quant import unpack
+            q = torch.from_numpy(unpack(packed, 4, k, False)).cuda()
+            wq = torch.from_numpy(packed).cuda()
+            s = torch.from_numpy(scale).to(torch.bfloat16).cuda()
+            x = torch.randn(m, k, dtype=torch.bfloat16, device="cuda")
+            y = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
+            wf = torch.randn(n, k, dtype=torch.float16, device="cuda")
+            xf = x.half()
+            fns = {"fp16 cuBLAS": lambda: torch.matmul(xf, wf.t())}
+            try:
+                wp, sz = _int4pack(q.int(), s.float(), g)
+                fns["int4pack"] = lambda: torch.ops.aten._weight_int4pack_mm(x, wp, g, sz)
+            except Exception as e:
+                print(f"int4pack unavailable: {e}", file=sys.stderr)
+            kern = "gemv_wNa16" if m == 1 else "gemm_wNa16"
+            for be in backends:
+                consts = {"TW": "u4", "G": g}
+                if kern == "gemm_wNa16":
+                    consts.update(BM=16)
+                fns[be] = _ours(kern, (x, wq, s, y), be, **consts)
+            weight_bytes = wq.numel() + s.numel() * 2
+            rows.append(_measure(Row("w4a16 g128 bf16", f"M={m} {k}x{n}", work=weight_bytes + x.numel() * 2), fns))
+    return rows, "int4pack"
+
+
+def bench_rmsnorm(backends, quick):
+    rows = []
+    h = 4096
+    for m in ((16384,) if quick else (1, 322, 16384)):
+        x = torch.randn(m, h, dtype=torch.float16, device="cuda")
+        w = torch.randn(h, dtype=torch.float16, device="cuda")
+        y = torch.empty_like(x)
+        fns = {"torch": lambda: F.rms_norm(x, (h,), w, 1e-6)}
+        for be in backends:
+            fns[be] = _ours("rmsnorm", (x, w, y, 1e-6), be)
+        rows.append(_measure(Row("rmsnorm f16", f"M={m} H={h}", work=2 * x.numel() * 2 + h * 2), fns))
+    return rows, "torch"
+
+
+def bench_mlp(backends, quick):
+    rows = []
+    h, i = 4096, 11008
+    wn = torch.randn(h, dtype=torch.float16, device="cuda")
+    wg = torch.randn(i, h, dtype=torch.float16, device="cuda") * 0.02
+    wu = torch.randn(i, h, dtype=torch.float16, device="cuda") * 0.02
+    wd = torch.randn(h, i, dtype=torch.float16, device="cuda") * 0.02
+
+    def eager(x):
+        n = F.rms_norm(x, (h,), wn, 1e-6)
+        return x + F.linear(F.silu(F.linear(n, wg)) * F.linear(n, wu), wd)
+
+    compiled = torch.compile(eager)
+    for m in ((1,) if quick else (1, 16, 322)):
+        x = torch.randn(m, h, dtype=torch.float16, device="cuda")
+        hid = torch.empty(m, i, dtype=torch.float16, device="cuda")
+        y = torch.empty_like(x)
+        fns = {"torch": lambda: eager(x), "torch.compile": lambda: compiled(x)}
+        for be in backends:
+            small = {"BM": 16} if m <= 16 else {}
+            up = K["fused_mlp_gate_up"]
+            lin = K["linear_residual"]
+
+            def ours(be=be, small=small):
+                up(x, wn, wg, wu, hid, 1e-6, backend=be, **small)
+                lin(hid, wd, x, y, backend=be, **small)
+            fns[be] = ours
+        weight_bytes = (wg.numel() + wu.numel() + wd.numel()) * 2
+        rows.append(_measure(Row("fused mlp f16", f"M={m} H={h} I={i}", work=weight_bytes), fns))
+    return rows, "torch"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backends", default="triton,cuda,tvm")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--only", default=None, help="comma list of: gemm,gemv,w4a16,rmsnorm,mlp")
+    args = ap.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+    torch.manual_seed(0)
+    bw = copy_bandwidth_gbs()
+    name = torch.cuda.get_device_name()
+    lines = [f"GPU: {name}; date {datetime.date.today()}; torch {torch.__version__}; "
+             f"measured copy bandwidth {bw:.0f} GB/s (read+write)", ""]
+    groups = {"gemm": bench_gemm, "gemv": bench_gemv, "w4a16": bench_w4a16, "rmsnorm": bench_rmsnorm, "mlp": bench_mlp}
+    for key, fn in groups.items():
+        if args.only and key not in args.only.split(","):
+            continue
+        try:
+            rows, peer = fn(backends, args.quick)
+        except Exception:
+            traceback.print_exc()
+            continue
+        cols = list(dict.fromkeys(c for r in rows for c in r.times_us))
+        lines += [f"### {rows[0].group if rows else key}", "", table(rows, cols, peer), ""]
+        notes = [f"- {r.case}:{r.notes}" for r in rows if r.notes.strip()]
+        lines += notes + ([""] if notes else [])
+        print("\n".join(lines[-(len(rows) + 4 + len(notes)):]), flush=True)
+    text = "\n".join(lines)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
