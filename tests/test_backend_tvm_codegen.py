@@ -1,0 +1,110 @@
+"""TVM backend code generation, read as text (no TVM needed): the structure each target promises."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tilelang  # noqa: E402
+from kernel_refs import load  # noqa: E402
+from tilelang.backends.tvm import generate  # noqa: E402
+from tilelang.backends.tvm.signature import signature  # noqa: E402
+
+ADD = """
+kernel add(X: T[M, N], Y: T[M, N], Z: T[M, N], T: dtype = f16, BM: const = 4, BN: const = 32)
+    grid(cdiv(M, BM), cdiv(N, BN)) threads(32)
+{
+    x = register(T[BM, BN]);
+    y = register(T[BM, BN]);
+    copy(X[block_id(0), block_id(1)], x);
+    copy(Y[block_id(0), block_id(1)], y);
+    z = x + y;
+    copy(z, Z[block_id(0), block_id(1)]);
+}
+"""
+
+UNPACK = """
+kernel unpack(W: {q}[N, K], S: f16[N, KG], Y: f16[N, K], G: const = 8, BN: const = 2, BK: const = 16)
+    grid(cdiv(N, BN), cdiv(K, BK)) threads(32)
+{{
+    w = register(f16[BN, BK]);
+    dequant(W[block_id(0), block_id(1)], w, scale=S, group=G);
+    copy(w, Y[block_id(0), block_id(1)]);
+}}
+"""
+
+
+def _typed(src: str, name: str, **consts):
+    return tilelang.loads(src, f"{name}.tile")[name].lower(**consts)
+
+
+def test_llvm_windows_have_a_vectorized_path_and_a_masked_tail():
+    text = generate(_typed(ADD, "add"), "llvm")
+    assert text.count("T.parallel(") == 1
+    assert "for blk in T.parallel(grid0 * grid1)" in text
+    assert text.count("T.vectorized(32)") >= 4  # both loads, the add, the store: full windows
+    assert len(re.findall(r"if 0 <= (w\d+_\d+) and \1 \+ \d+ <= d_", text)) == 3  # whole-window tests
+    assert "T.float16(0.0)" in text  # masked elements of a load read as 0
+    assert "add.tile:9: z = x + y;" in text  # every statement carries its source line
+
+
+def test_llvm_integer_division_truncates_and_long_rows_reduce_in_vector_lanes():
+    src = """
+kernel k(X: i32[M, N], Y: f32[M, N], S: f32[M, N], BM: const = 2, BN: const = 64)
+    grid(cdiv(M, BM)) threads(32)
+{
+    x = register(i32[BM, BN]);
+    copy(X[block_id(0), 0], x);
+    q = x // 3 + x % 5;
+    y = f32(q);
+    s = y - sum(y, axis=1);
+    copy(s, S[block_id(0), 0]);
+}
+"""
+    text = generate(_typed(src, "k"), "llvm")
+    assert "T.truncdiv(" in text and "T.truncmod(" in text and "T.floordiv(t_" not in text
+    assert re.search(r"lanes\d+ = T.alloc_buffer\(\(16,\)", text)
+    assert "for co in T.serial(1, 4):" in text
+
+
+@pytest.mark.parametrize("q,two_bytes", [("u4", False), ("u2", False), ("i3", True), ("u7", True), ("u1", False)])
+def test_packed_fields_read_a_second_byte_only_when_they_can_straddle(q, two_bytes):
+    text = generate(_typed(UNPACK.format(q=q), "unpack"), "llvm")
+    assert ("T.shift_left(T.Cast(\"int32\", g_W[" in text) == two_bytes
+    assert ("T.shift_right(T.shift_left(" in text) == q.startswith("i")  # sign extension
+    assert f"T.bitwise_and(T.shift_right(" in text and f", {(1 << int(q[1:])) - 1})" in text
+
+
+def test_a_dim_seen_only_in_packed_rows_is_an_argument():
+    """The bytes of a packed row do not tell its length: K is passed unless another tensor binds it."""
+    src = """
+kernel k(W: u3[N, K], Y: i32[N, 8])
+    grid(N) threads(32)
+{
+    q = register(i32[1, 8]);
+    copy(W[block_id(0), 0], q);
+    copy(q, Y[block_id(0), 0]);
+}
+"""
+    sig = signature(_typed(src, "k"))
+    assert sig.dim_args == ("K",) and "n_W" in sig.dim_vars
+    assert signature(_typed(UNPACK.format(q="u3"), "unpack")).dim_args == ()  # Y binds K
+
+
+def test_cuda_binds_blocks_and_threads_and_reduces_with_warp_shuffles():
+    text = generate(load("softmax")["softmax"].lower(T="f16"), "cuda")
+    assert 'thread="blockIdx.x"' in text and 'T.thread_binding(128, thread="threadIdx.x")' in text
+    assert "T.tvm_warp_shuffle_down(" in text and 'T.tvm_storage_sync("shared")' in text
+    assert "T.parallel" not in text and "T.vectorized" not in text
+
+
+def test_cuda_mirrors_only_tiles_read_across_threads():
+    text = generate(_typed(ADD, "add"), "cuda")
+    assert not re.search(r"\bm_\w+\[", text) and "tvm_storage_sync" not in text  # nothing leaves a thread
+    text = generate(load("gemv")["gemv"].lower(T="f16"), "cuda")
+    mirrors = set(re.findall(r"\b(m_\w+) = T.alloc_buffer", text))
+    assert mirrors == {"m_acc", "m_x"}  # read across threads: sum(acc, axis=1), x broadcast over rows; not w

@@ -1,0 +1,22 @@
+"""TVM TIR backend: tile kernels as TVMScript PrimFuncs, built for llvm (CPU) or CUDA.
+
+    generate(tk, target)          -> TVMScript text (tirx dialect)
+    compile(tk, target)           -> launcher(bound_call); target None: llvm for CPU arrays, cuda for GPU ones
+    build_aot(tk, out_dir, target) -> shared libraries written with `export_library`
+    load_aot(path)                -> launcher that needs only TVM's runtime
+
+`tvm` itself is imported on the first build, not here.
+"""
+from __future__ import annotations
+
+from .aot import build_aot, load_aot
+from .build import Launcher, generate
+
+NAME = "tvm"
+
+
+def compile(tk, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
+    return Launcher(tk, target)
+
+
+__all__ = ["NAME", "compile", "generate", "build_aot", "load_aot"]

@@ -1,0 +1,217 @@
+"""Build generated TVMScript with TVM and call it on torch, numpy or cupy arrays.
+
+`import tvm` costs seconds, so it happens on the first build, never on import.
+Built functions are cached in memory per (specialized kernel, target, aliasing):
+the specialized kernel already carries every constant and dtype.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ...diagnostics import TileError
+from ...runtime.args import BoundCall
+from .signature import Signature, signature
+
+_LOCK = threading.Lock()
+_TEXT: dict[tuple, str] = {}
+_BUILT: dict[tuple, Any] = {}
+BUILD_SECONDS: list[float] = []  # wall time of each build, for reports and tests
+
+
+def target_kind(target: str | None) -> str:
+    """'llvm' or 'cuda' for a target name: None/'llvm'/'cpu', or 'cuda', 'cuda:sm_90a', 'sm_80'."""
+    if target in (None, "llvm", "cpu"):
+        return "llvm"
+    if target == "cuda" or target.startswith(("cuda:", "sm_")):
+        return "cuda"
+    raise TileError(f"unknown TVM target '{target}'", hint="use 'llvm' (CPU) or 'cuda', 'cuda:sm_80', 'cuda:sm_90a'")
+
+
+def cuda_arch(target: str | None) -> str:
+    """The sm_XX a CUDA target names; 'cuda' alone means the local GPU's, or sm_90a without one."""
+    if target and "sm_" in target:
+        return target[target.index("sm_"):]
+    return local_cuda_arch() or "sm_90a"
+
+
+def local_cuda_arch() -> str | None:
+    """sm_XX of the GPU torch sees (sm_90a on Hopper, for wgmma), or None."""
+    try:
+        import torch
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability()
+            return f"sm_{major}{minor}{'a' if major == 9 else ''}"
+    except ImportError:
+        pass
+    return None
+
+
+def tvm_target(target: str | None):
+    import tvm
+    if target_kind(target) == "llvm":
+        return tvm.target.Target.from_device(tvm.cpu())
+    return tvm.target.Target({"kind": "cuda", "arch": cuda_arch(target)}, host=tvm.target.Target.from_device(tvm.cpu()))
+
+
+def generate(tk, target: str | None = None, noalias: bool = True) -> str:
+    """TVMScript text of the kernel for `target`."""
+    key = (tk.kernel, target_kind(target), noalias)
+    text = _TEXT.get(key)
+    if text is None:
+        if target_kind(target) == "llvm":
+            from .lower_llvm import lower_llvm as lower
+        else:
+            from .lower_cuda import lower_cuda as lower
+        text = lower(tk, noalias)
+        _TEXT[key] = text
+    return text
+
+
+def build(tk, target: str | None = None, noalias: bool = True):
+    """The compiled `tvm.runtime.Executable` of the kernel (cached)."""
+    key = (tk.kernel, target_kind(target), cuda_arch(target) if target_kind(target) == "cuda" else "", noalias)
+    with _LOCK:
+        ex = _BUILT.get(key)
+        if ex is None:
+            ex = _build(tk, generate(tk, target, noalias), target)
+            _BUILT[key] = ex
+    return ex
+
+
+def _build(tk, text: str, target):
+    import tvm
+    if target_kind(target) == "cuda":
+        use_nvcc(cuda_arch(target))
+    t0 = time.perf_counter()
+    try:
+        func = tvm.script.from_source(text)
+        ex = tvm.compile(func, target=tvm_target(target))
+    except Exception as e:  # TVM's own errors are long C++ traces; keep the first lines
+        lines = [x.strip() for x in str(e).splitlines() if "rror" in x or x.lstrip()[:1].isdigit()]
+        raise TileError(f"TVM could not build kernel '{tk.kernel.name}': {' | '.join(lines[-3:])[:600]}",
+                        tk.kernel.loc, hint="this is a bug in the TVM backend; "
+                        "`tilelang.backends.tvm.generate(tk)` shows the generated TIR") from e
+    BUILD_SECONDS.append(time.perf_counter() - t0)
+    return ex
+
+
+def use_nvcc(arch: str) -> None:
+    """Compile TVM's CUDA source with nvcc (or NVRTC through CuPy) for `arch`, or the local GPU's.
+
+    TVM calls `tvm_callback_cuda_compile(source)` where a CUDA driver is present: while
+    building, or while loading a library built without one.  Its default needs the
+    cuda-bindings package; nvcc is the compiler the project already relies on."""
+    import tvm_ffi
+    arch = local_cuda_arch() or arch
+    compile_with = _nvcc if shutil.which("nvcc") else _nvrtc
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", lambda code: compile_with(code, arch), override=True)
+
+
+def _nvcc(code: str, arch: str) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        src, out = Path(d) / "k.cu", Path(d) / "k.fatbin"
+        src.write_text(code)
+        num = arch[3:]
+        r = subprocess.run(["nvcc", "--fatbin", "-O3", f"-gencode=arch=compute_{num},code=sm_{num}",
+                            "-o", str(out), str(src)], capture_output=True, text=True)
+        if r.returncode:
+            raise TileError(f"nvcc failed on TVM's CUDA source:\n{r.stderr[-2000:]}")
+        return out.read_bytes()
+
+
+def _nvrtc(code: str, arch: str) -> bytes:
+    try:
+        from cupy.cuda import compiler
+    except ImportError:
+        raise TileError("compiling TVM's CUDA source needs nvcc or CuPy (NVRTC)", hint="install either") from None
+    return compiler.compile_using_nvrtc(code, arch=arch.rstrip("a")).encode()
+
+
+# ----------------------------------------------------------------------------- arguments
+
+_RAW = {"bfloat16": "uint16", "float8_e4m3fn": "uint8", "float8_e5m2": "uint8"}
+
+
+def to_tvm(x: Any, dtype: str):
+    """A TVM tensor sharing memory with a torch/numpy/cupy array, viewed as `dtype`."""
+    import numpy as np
+    import tvm_ffi
+    if isinstance(x, np.ndarray):
+        if not x.flags.writeable:  # numpy exports only writable arrays; inputs may be read-only views
+            x = x.copy()
+        name = x.dtype.name
+        if name in _RAW or (dtype == "uint8" and name == "int8"):
+            return tvm_ffi.from_dlpack(x.view(_RAW.get(name, "uint8")), require_alignment=0)._create_view(
+                x.shape, dtype)
+        return tvm_ffi.from_dlpack(x, require_alignment=0)
+    if dtype == "uint8" and str(getattr(x, "dtype", "")) in ("torch.int8", "int8"):
+        import torch
+        x = x.view(torch.uint8) if type(x).__module__.startswith("torch") else x.view("uint8")
+    return tvm_ffi.from_dlpack(x, require_alignment=0)
+
+
+def _span(x: Any) -> tuple[int, int]:
+    mod = type(x).__module__.split(".")[0]
+    if mod == "torch":
+        return x.data_ptr(), x.data_ptr() + x.numel() * x.element_size()
+    if mod == "cupy":
+        return x.data.ptr, x.data.ptr + x.nbytes
+    p = x.__array_interface__["data"][0]
+    return p, p + x.nbytes
+
+
+def overlapping(arrays: list[Any]) -> bool:
+    """Whether any two arrays share memory (then the kernel is built without `noalias`)."""
+    spans = sorted(_span(a) for a in arrays if getattr(a, "size", 1) != 0)
+    return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+
+
+def launch(f, sig: Signature, call: BoundCall) -> None:
+    """Call a built function; on torch CUDA tensors, on torch's current stream (graph capture included)."""
+    args = call_args(sig, call)
+    if any(i.library == "torch" and i.device != "cpu" for i in call.infos.values()):
+        import tvm_ffi
+        with tvm_ffi.use_torch_stream():
+            f(*args)
+    else:
+        f(*args)
+
+
+def call_args(sig: Signature, call: BoundCall) -> list:
+    args = [to_tvm(call.arrays[t.name], t.dtype) for t in sig.tensors]
+    args += [int(call.dims[d]) for d in sig.dim_args]
+    args += [float(call.scalars[n]) if dt.startswith("float") else bool(call.scalars[n]) if dt == "bool"
+             else int(call.scalars[n]) for n, dt in sig.scalars]
+    return args
+
+
+class Launcher:
+    """Runs a kernel built with TVM; `target=None` picks llvm for CPU arrays and CUDA for GPU ones."""
+
+    def __init__(self, tk, target: str | None = None):
+        self.tk = tk
+        self.target = target
+        self.sig = signature(tk)
+        self._funcs: dict[tuple, Any] = {}  # (target, noalias) -> function, skipping the build cache's hashing
+
+    def __call__(self, call: BoundCall) -> None:
+        devices = {i.device for i in call.infos.values()}
+        target = self.target
+        if target is None:
+            target = "llvm" if devices <= {"cpu"} else "cuda"
+        want = "cpu" if target_kind(target) == "llvm" else "cuda"
+        if any(not d.startswith(want) for d in devices):
+            raise TileError(f"kernel '{self.tk.kernel.name}' was built for TVM target '{target}' but got arrays "
+                            f"on {sorted(devices)}", self.tk.kernel.loc,
+                            hint="move the arrays, or pass target='llvm' for CPU and 'cuda' for GPU arrays")
+        key = (target, not overlapping(list(call.arrays.values())))
+        f = self._funcs.get(key)
+        if f is None:
+            f = self._funcs[key] = build(self.tk, target, key[1])[self.sig.name]
+        launch(f, self.sig, call)

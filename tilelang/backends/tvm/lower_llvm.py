@@ -1,0 +1,235 @@
+"""Lowering for the llvm (CPU) target.
+
+Blocks are the iterations of one `T.parallel` loop over the flattened grid; each
+block holds its tiles in local buffers.  Every statement is a loop nest over a
+tile whose innermost loop is vectorized unless its elements are masked: windows
+that lie inside their tensor take an unmasked, vectorized path, the boundary
+windows a masked scalar one.  Long row reductions keep 16 partial results in a
+vector so they vectorize too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ir import nodes as N
+from .emit import Val, cast, tir_dtype
+from .lower import Alloc, Lowering, combine, reduce_dtype
+
+LANES = 16  # vector partial sums of long reductions; also the split of long vector loops
+MAX_VECTOR = 64  # longest innermost loop vectorized whole
+
+
+def tile_loops(shape: tuple[int, ...], tag: str, vector: bool = True) -> tuple[list[dict], tuple[str, ...]]:
+    """Loops over the elements of a tile and the index they produce; extent-1 axes get index 0."""
+    live = [d for d, e in enumerate(shape) if e > 1]
+    loops, idx = [], []
+    for d, e in enumerate(shape):
+        var = f"{tag}{d}"
+        if e == 1:
+            idx.append("0")
+        elif vector and d == live[-1] and e <= MAX_VECTOR:
+            loops.append(dict(var=var, extent=e, kind="vectorized"))
+            idx.append(var)
+        elif vector and d == live[-1] and e % LANES == 0:
+            loops += [dict(var=var + "o", extent=e // LANES, kind="serial"),
+                      dict(var=var + "i", extent=LANES, kind="vectorized")]
+            idx.append(f"{var}o * {LANES} + {var}i")
+        else:
+            loops.append(dict(var=var, extent=e, kind="serial"))
+            idx.append(var)
+    return loops, tuple(idx)
+
+
+@dataclass
+class LlvmLowering(Lowering):
+    template_name: str = "llvm.py.j2"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.block_ids = tuple(f"b{a}" for a in range(len(self.tk.kernel.grid)))
+
+    def generate(self) -> str:
+        grid = self.grid()
+        body = self.block(self.tk.kernel.body) or "T.evaluate(0)"
+        n = len(grid)
+        extents = [g for g, _ in grid]
+        ids = [("b0", "blk")] if n == 1 else [
+            (f"b{a}", " // ".join(["blk"] + ([f"({' * '.join(extents[a + 1:])})"] if a + 1 < n else [])) +
+             (f" % {extents[a]}" if a else "")) for a in range(n)]
+        info = self.kernel_info(noalias=self.noalias, prologue=grid, nblocks=" * ".join(extents), block_ids=ids)
+        return self.m.kernel(info, self.allocs, body) + "\n"
+
+    # ------------------------------------------------------------------ tiles
+    def buf(self, name: str) -> str:
+        """A tile's buffer; temporaries are named as they are."""
+        return "t_" + name if name in self.tk.tiles else name
+
+    def read(self, name: str, idx: tuple[str, ...]) -> str:
+        return f"{self.buf(name)}[{', '.join(idx)}]"
+
+    def alloc(self, name: str, shape, dtype: str) -> str:
+        self.allocs.append(Alloc(name, tuple(shape), dtype))
+        return name
+
+    def materialize(self, e: N.Expr) -> tuple[str, dict]:
+        """Compute the reductions inside `e` into buffers first."""
+        mat: dict = {}
+        text = []
+        for r in self.reductions(e):
+            name = self.alloc(self.fresh("red"), self.tk.type_of(r).shape, reduce_dtype(self.tk, r))
+            text.append(self.reduce(r, name, mat))
+            mat[r] = name
+        return "\n".join(text), mat
+
+    def reduce(self, r: N.Reduce, out: str, mat: dict) -> str:
+        shape = self.tk.type_of(r.x).shape
+        ax, n = r.axis, shape[r.axis]
+        cd = reduce_dtype(self.tk, r)
+        oshape = self.tk.type_of(r).shape
+        live = [d for d, e in enumerate(shape) if e > 1]
+        if n >= 2 * LANES and n % LANES == 0 and live and ax == live[-1]:
+            lanes = self.alloc(self.fresh("lanes"), (LANES,), cd)
+            outer, oidx = tile_loops(oshape, "o", vector=False)
+            first = list(oidx)
+            first[ax] = "l"
+            rest = list(oidx)
+            rest[ax] = f"co * {LANES} + l"
+            acc_out = self.read(out, oidx)
+            lane = dict(var="l", extent=LANES, kind="vectorized")
+            inner = "\n".join([
+                self.c.nest_body([lane], _store(self, r, mat, tuple(first), f"{lanes}[l]", cd, False)),
+                self.c.nest_body([dict(var="co", start=1, extent=n // LANES, kind="serial"), lane],
+                                 _store(self, r, mat, tuple(rest), f"{lanes}[l]", cd, True)),
+                f"{acc_out} = {lanes}[0]",
+                self.c.nest_body([dict(var="l", start=1, extent=LANES, kind="serial")],
+                                 f"{acc_out} = {combine(r.op, acc_out, lanes + '[l]')}"),
+            ])
+            return self.c.nest_body(outer, inner) if outer else inner
+        # first element along the axis initializes, the others combine in place
+        loops, oidx = tile_loops(oshape, "o")
+        first = self.c.nest_body(loops, _store(self, r, mat, oidx, self.read(out, oidx), cd, False))
+        if n == 1:
+            return first
+        loops, idx = tile_loops(shape, "o", vector=ax != (live[-1] if live else ax))
+        loops = [dict(l, start=1) if l["var"] == f"o{ax}" else l for l in loops]
+        oidx = tuple("0" if d == ax else i for d, i in enumerate(idx))
+        rest = self.c.nest_body(loops, _store(self, r, mat, idx, self.read(out, oidx), cd, True))
+        return first + "\n" + rest
+
+    # ------------------------------------------------------------------ statements
+    def stmt_alloc(self, s: N.Alloc) -> str:
+        t = self.tile(s.name)
+        tdt = tir_dtype(t.dtype)
+        self.alloc(self.buf(s.name), t.shape, tdt)
+        em = self.emitter(self.read)
+        init = cast(em.value(s.init) if s.init is not None else Val("T.int32(0)", "int32"), tdt).text
+        loops, idx = tile_loops(t.shape, "i")
+        return self.m.elementwise(self.comment(s), loops, self.read(s.name, idx), init)
+
+    def stmt_assign(self, s: N.Assign) -> str:
+        t = self.tile(s.name)
+        tdt = tir_dtype(t.dtype)
+        if s.define:
+            self.alloc(self.buf(s.name), t.shape, tdt)
+        pre, mat = self.materialize(s.value)
+        loops, idx = tile_loops(t.shape, "i")
+        reads: list[tuple[str, tuple]] = []
+
+        def read(name, i):
+            reads.append((name, i))
+            return self.read(name, i)
+
+        em = self.emitter(read, mat)
+        v = cast(em.at(s.value, idx, t.shape), tdt).text
+        target = self.read(s.name, idx)
+        if any(n == s.name and i != idx for n, i in reads):  # reads other elements of itself: go through a copy
+            tmp = self.alloc(self.fresh("new"), t.shape, tdt)
+            stores = [self.m.elementwise(self.comment(s), loops, f"{tmp}[{', '.join(idx)}]", v),
+                      self.m.elementwise("", loops, target, f"{tmp}[{', '.join(idx)}]")]
+        else:
+            stores = [self.m.elementwise(self.comment(s), loops, target, v)]
+        return "\n".join(([pre] if pre else []) + stores)
+
+    def stmt_copy(self, s: N.Copy) -> str:
+        if isinstance(s.src, N.GlobalRef):
+            t = self.tile(s.dst.name)
+            win = self.window(s.src, t.shape)
+            tdt = tir_dtype(t.dtype)
+            em = self.emitter(self.read)
+            pad = cast(em.value(s.pad) if s.pad is not None else Val("T.int32(0)", "int32"), tdt).text
+
+            def path(vector):
+                loops, idx = tile_loops(t.shape, "i", vector)
+                v = cast(self.load_global(win.tensor, win.element(idx)), tdt).text
+                store = f"{self.read(s.dst.name, idx)} = "
+                if vector:
+                    return dict(loops=loops, body=store + v)
+                return dict(loops=loops, body=self.m.guarded(win.mask(idx), store + v, store + pad))
+
+            return self.m.window(self.comment(s), win.starts, win.full(), path(True), path(False))
+        if isinstance(s.dst, N.GlobalRef):
+            t = self.tile(s.src.name)
+            win = self.window(s.dst, t.shape)
+            arg = next(a for a in self.sig.tensors if a.name == s.dst.tensor)
+
+            def path(vector):
+                loops, idx = tile_loops(t.shape, "i", vector)
+                v = cast(Val(self.read(s.src.name, idx), tir_dtype(t.dtype)), arg.dtype).text
+                store = f"{arg.buffer}[{', '.join(win.element(idx))}] = {v}"
+                return dict(loops=loops, body=store if vector else self.m.guarded(win.mask(idx), store, ""))
+
+            return self.m.window(self.comment(s), win.starts, win.full(), path(True), path(False))
+        t = self.tile(s.dst.name)
+        loops, idx = tile_loops(t.shape, "i")
+        v = cast(Val(self.read(s.src.name, idx), tir_dtype(self.tile(s.src.name).dtype)), tir_dtype(t.dtype)).text
+        return self.m.elementwise(self.comment(s), loops, self.read(s.dst.name, idx), v)
+
+    def stmt_dequant(self, s: N.Dequant) -> str:
+        t = self.tile(s.dst.name)
+        win = self.window(s.src, t.shape)
+        tdt = tir_dtype(t.dtype)
+
+        def path(vector):
+            loops, idx = tile_loops(t.shape, "i", vector)
+            em = self.emitter(self.read)
+            v = self.dequant_value(s, win, idx, em, tdt).text
+            store = f"{self.read(s.dst.name, idx)} = "
+            if vector:
+                return dict(loops=loops, body=store + v)
+            zero = cast(Val("T.float32(0.0)", "float32"), tdt).text
+            return dict(loops=loops, body=self.m.guarded(win.mask(idx), store + v, store + zero))
+
+        return self.m.window(self.comment(s), win.starts, win.full(), path(True), path(False))
+
+    def stmt_gemm(self, s: N.Gemm) -> str:
+        ta, tb, tc = (self.tile(x.name) for x in (s.a, s.b, s.acc))
+        m, n = tc.shape
+        k = ta.shape[0] if s.trans_a else ta.shape[1]
+        a = self.read(s.a.name, ("gk", "gi") if s.trans_a else ("gi", "gk"))
+        b = self.read(s.b.name, ("gj", "gk") if s.trans_b else ("gk", "gj"))
+        a_val = cast(Val(a, tir_dtype(ta.dtype)), "float32").text
+        b_val = cast(Val(b, tir_dtype(tb.dtype)), "float32").text
+        cdt = tir_dtype(tc.dtype)
+        fill = finish = ""
+        if cdt == "float32":
+            acc = self.buf(s.acc.name)
+        else:  # products are summed in f32 and added to the narrower accumulator once
+            acc = self.alloc(self.fresh("gsum"), (m, n), "float32")
+            loops, idx = tile_loops((m, n), "i")
+            fill = self.m.elementwise("", loops, f"{acc}[{', '.join(idx)}]", "T.float32(0.0)")
+            tot = cast(Val(f"({cast(Val(self.read(s.acc.name, idx), cdt), 'float32').text} + "
+                           f"{acc}[{', '.join(idx)}])", "float32"), cdt).text
+            finish = self.m.elementwise("", loops, self.read(s.acc.name, idx), tot)
+        return self.m.gemm(self.comment(s), m, n, k, acc, "gi, gj", self.fresh("ga"), a_val, b_val, fill, finish)
+
+
+def _store(low: LlvmLowering, r: N.Reduce, mat: dict, idx: tuple[str, ...], target: str, cd: str,
+           combine_: bool) -> str:
+    """`target = x[idx]` (or combined with target) for the reduced expression x."""
+    em = low.emitter(low.read, mat)
+    x = cast(em.value(r.x, idx), cd).text
+    return f"{target} = " + (combine(r.op, target, x) if combine_ else x)
+
+
+def lower_llvm(tk, noalias: bool = True) -> str:
+    return LlvmLowering(tk, "llvm", noalias=noalias).generate()
