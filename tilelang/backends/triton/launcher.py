@@ -1,0 +1,182 @@
+"""Loading generated Triton source as a module, and launching its kernel on a BoundCall.
+
+Triton decides at decoration time whether `@triton.jit` compiles or interprets,
+and its own library functions (`tl.sum`, `tl.cdiv`, ...) are decorated when
+triton is imported.  So the mode is fixed per process by TRITON_INTERPRET as it
+was at that import; the launcher wraps the kernel's plain function in whichever
+of JITFunction / InterpretedFunction matches, and explains the mismatch
+(CPU tensors without the interpreter) as a TileError.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from types import ModuleType
+
+import numpy as np
+
+from ...diagnostics import TileError
+from ...ir import nodes as N
+from ...ir.scalar import binop
+from ...runtime.args import BoundCall
+from ...runtime.cache import cache_root, write_atomic
+from .lower import Program, lower
+
+_MODULES: dict[str, ModuleType] = {}
+_GRID_LIMITS = (2**31 - 1, 65535, 65535)
+
+
+def load_source(source: str) -> ModuleType:
+    """Write `source` to a module file in the cache folder (atomically) and import it, once per process."""
+    key = hashlib.sha256(source.encode()).hexdigest()[:24]
+    if key in _MODULES:
+        return _MODULES[key]
+    path = cache_root() / "triton" / f"tl_{key}.py"
+    if not path.exists() or path.read_text() != source:
+        write_atomic(path, source)
+    name = f"tilelang_triton_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # Triton reads the kernel's source back through inspect
+    spec.loader.exec_module(module)
+    _MODULES[key] = module
+    return module
+
+
+def interpreting() -> bool:
+    """Whether this process runs Triton kernels in the interpreter (TRITON_INTERPRET=1 at import)."""
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+    return isinstance(tl.standard.sum, InterpretedFunction)
+
+
+def _patch_interpreter_bf16() -> None:
+    """Make Triton's interpreter treat bf16 like the GPU does, so CPU tests can be exact.
+
+    It keeps bf16 as raw uint16 bits: its tl.dot multiplies those bits
+    (triton-lang/triton#11584, in 3.6 and 3.9), its f32 -> bf16 cast truncates
+    where the GPU rounds to nearest even, and casts between bf16 and integers
+    convert the bits.  Compiled Triton is unaffected."""
+    import triton.language as tl
+    from triton.runtime import interpreter as ti
+    builder = ti.InterpreterBuilder
+    if getattr(builder, "tilelang_bf16", False):
+        return
+    create_dot, cast_impl = builder.create_dot, builder.cast_impl
+
+    def as_f32(h):
+        if h.dtype != tl.bfloat16:
+            return h
+        return ti.TensorHandle((h.data.astype(np.uint32) << 16).view(np.float32), tl.float32)
+
+    def dot(self, a, b, d, *args, **kwargs):
+        return create_dot(self, as_f32(a), as_f32(b), d, *args, **kwargs)
+
+    def cast(self, src, dst_type):
+        have, want = src.dtype.scalar, dst_type.scalar
+        if have == tl.bfloat16 and want not in (tl.float32, tl.bfloat16):  # via f32, not via raw bits
+            return cast_impl(self, cast_impl(self, src, tl.float32), dst_type)
+        if want != tl.bfloat16 or have == tl.bfloat16:
+            return cast_impl(self, src, dst_type)
+        if have != tl.float32:
+            src = cast_impl(self, src, tl.float32)
+        u = np.ascontiguousarray(src.data, np.float32).view(np.uint32)
+        nearest = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+        nan = (u & 0x7FFFFFFF) > 0x7F800000
+        bits = np.where(nan, ((u >> 16) | 0x40).astype(np.uint16), nearest)
+        return ti.TensorHandle(bits, tl.bfloat16)
+
+    builder.create_dot, builder.cast_impl, builder.tilelang_bf16 = dot, cast, True
+
+
+def _scalar(e: N.Expr, env: dict) -> int:
+    if isinstance(e, N.Const):
+        return e.value
+    if isinstance(e, N.Var):
+        return env[e.name]
+    if isinstance(e, N.BinOp):
+        a, b = _scalar(e.lhs, env), _scalar(e.rhs, env)
+        if e.op in ("floordiv", "mod", "cdiv") and b == 0:
+            raise TileError("division by zero in a grid extent", e.loc)
+        return binop(e.op, a, b)
+    if isinstance(e, N.Unary) and e.op == "neg":
+        return -_scalar(e.x, env)
+    raise TileError(f"the Triton backend cannot evaluate {type(e).__name__} in a grid extent", e.loc,
+                    hint="grid extents use dims, scalars and constants with + - * // % cdiv min max")
+
+
+def _torch(x, packed: bool):
+    """A torch view of an argument (numpy and cupy arrays share their memory)."""
+    import torch
+    mod = type(x).__module__.split(".")[0]
+    if mod == "numpy":
+        raw = {"bfloat16": np.int16, "float8_e4m3fn": np.uint8, "float8_e5m2": np.uint8}.get(x.dtype.name)
+        t = torch.from_numpy(x.view(raw) if raw else x)
+        if raw:
+            t = t.view({"bfloat16": torch.bfloat16, "float8_e4m3fn": torch.float8_e4m3fn,
+                        "float8_e5m2": torch.float8_e5m2}[x.dtype.name])
+    elif mod == "cupy":
+        t = torch.as_tensor(x, device=f"cuda:{x.device.id}")
+    else:
+        t = x
+    return t.view(torch.uint8) if packed and t.dtype == torch.int8 else t
+
+
+def launch_options(program: Program) -> dict:
+    """Triton compile options; no FMA contraction, so f32 operations round one by one as in the interpreter."""
+    return {"num_warps": program.num_warps, "enable_fp_fusion": False}
+
+
+class Launcher:
+    """Runs one specialized kernel; computes the grid from the call's dims and scalars."""
+
+    def __init__(self, tk, program: Program):
+        self.tk = tk
+        self.program = program
+        self.fn = getattr(load_source(program.source), program.fn_name).fn  # the plain Python function
+        self._run = None
+
+    def grid(self, call: BoundCall) -> tuple[int, ...]:
+        env = {**call.dims, **call.scalars}
+        grid = tuple(int(_scalar(g, env)) for g in self.tk.kernel.grid)
+        for axis, (g, limit) in enumerate(zip(grid, _GRID_LIMITS)):
+            if not 0 <= g <= limit:
+                raise TileError(f"grid extent {g} along axis {axis} is outside 0..{limit}", self.tk.kernel.grid[axis].loc,
+                                hint="put the largest extent on axis 0" if axis else None)
+        return grid
+
+    def _runner(self, call: BoundCall):
+        if interpreting():
+            if self._run is None:
+                from triton.runtime.interpreter import InterpretedFunction
+                _patch_interpreter_bf16()
+                self._run = InterpretedFunction(self.fn)
+            return self._run
+        if any(i.device == "cpu" for i in call.infos.values()):
+            raise TileError(f"kernel '{self.tk.kernel.name}' got CPU arrays, which the Triton backend runs only in "
+                            "Triton's interpreter", self.tk.kernel.loc,
+                            hint="move the tensors to CUDA, or set TRITON_INTERPRET=1 before triton is imported, "
+                                 "or use backend='reference'")
+        if self._run is None:
+            from triton.runtime.jit import JITFunction
+            self._run = JITFunction(self.fn)
+        return self._run
+
+    def __call__(self, call: BoundCall) -> None:
+        grid = self.grid(call)
+        if 0 in grid:
+            return
+        run = self._runner(call)
+        args = []
+        for kind, name in self.program.args:
+            if kind == "tensor":
+                args.append(_torch(call.arrays[name], self.tk.tensor(name).dtype.is_packed))
+            else:
+                args.append(call.dims[name] if kind == "dim" else call.scalars[name])
+        run[grid](*args, **launch_options(self.program))
+
+
+def compile(tk, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
+    """Generate, load and wrap the kernel; `target` is unused (Triton targets the current device)."""
+    return Launcher(tk, lower(tk))

@@ -1,0 +1,200 @@
+"""Typed kernel -> readable Triton source: one `@triton.jit` function rendered from kernel.py.jinja.
+
+Tiles become Triton blocks (register and shared tiles alike: Triton places values
+itself, so a copy between tiles is a conversion); `copy` with a global window is a
+masked `tl.load`/`tl.store`; `gemm` is `tl.dot` accumulating in f32 (a
+broadcast-multiply-sum where a dim is below tl.dot's minimum of 16); `pipelined`
+loops are `tl.range(..., num_stages=S)`.  Every statement is preceded by a comment
+with its `.tile` line.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jinja2
+
+from ...ir import nodes as N
+from ...ir.dtypes import f32
+from ...ir.printer import expr_str, stmt_lines
+from ...ir.visit import sub_exprs
+from . import memory
+from .exprs import Emitter, check_pow2, const_value, strip_parens
+from .names import Names
+
+MIN_DOT = 16  # tl.dot needs M, N and K of at least 16
+
+
+@dataclass(frozen=True)
+class Program:
+    """Generated source plus what the launcher needs to call it."""
+    source: str
+    fn_name: str
+    args: tuple[tuple[str, str], ...]  # (kind, name): kind is "tensor", "dim" or "scalar"
+    num_warps: int
+
+
+@lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(__file__)), autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("kernel.py.jinja")
+
+
+def num_warps(threads: int) -> int:
+    """threads // 32, rounded down to a power of two (Triton's layouts need one)."""
+    w = max(threads // 32, 1)
+    return 1 << (w.bit_length() - 1)
+
+
+def lower(tk) -> Program:
+    k = tk.kernel
+    names = Names(k)
+    body = _Lowering(tk, names)
+    body.stmts(k.body)
+    args = ([("tensor", p.name) for p in k.tensors] + [("dim", d) for d in k.dim_symbols]
+            + [("scalar", p.name) for p in k.scalars])
+    warps = num_warps(tk.threads)
+    source = _template().render(
+        origin=os.path.basename(k.loc.file) if k.loc.line else "<unknown>",
+        name=k.name,
+        consts=", ".join(f"{n}={v}" for n, v in tk.consts.items()) or "no constants",
+        grid=", ".join(expr_str(g) for g in k.grid),
+        num_warps=warps,
+        warps_note="" if warps * 32 == tk.threads else f"threads({tk.threads}) rounded down to a power of two",
+        fn_name=names.kernel_fn,
+        params=[names[n] for _, n in args],
+        body=body.lines or ["pass"],
+    )
+    return Program(source, names.kernel_fn, tuple(args), warps)
+
+
+def generate(tk, target: str | None = None) -> str:
+    """The Triton source for a typed kernel (what `tilelang build` writes)."""
+    return lower(tk).source
+
+
+def _comment(s: N.Stmt) -> str:
+    loc = s.loc
+    text = loc.source_line.strip() if loc.line and loc.source_line else stmt_lines(s, indent="")[0].strip()
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)[:120]
+    where = f"{os.path.basename(loc.file)}:{loc.line}" if loc.line else "<unknown>"
+    return f"# {where}  {text}"
+
+
+def _tile_refs(e) -> set[str]:
+    return {x.name for x in sub_exprs(e) if isinstance(x, N.TileRef)} if e is not None else set()
+
+
+def _reads_writes(s: N.Stmt, name: str) -> tuple[bool, bool]:
+    """Whether a (non-loop) statement reads the tile `name`, and whether it then overwrites all of it."""
+    if isinstance(s, N.Let):
+        return name in _tile_refs(s.value), False
+    if isinstance(s, N.Assign):
+        return name in _tile_refs(s.value), s.name == name
+    if isinstance(s, N.Copy):
+        return (isinstance(s.src, N.TileRef) and s.src.name == name,
+                isinstance(s.dst, N.TileRef) and s.dst.name == name)
+    if isinstance(s, N.Gemm):
+        return name in (s.a.name, s.b.name, s.acc.name), False
+    if isinstance(s, N.Dequant):
+        return False, s.dst.name == name
+    return False, False
+
+
+def initial_value_read(body, name: str) -> bool:
+    """Whether running `body` may read the tile's initial value (a loop may run zero times)."""
+    for s in body:
+        if isinstance(s, N.For):
+            if initial_value_read(s.body, name):
+                return True
+            continue
+        reads, writes = _reads_writes(s, name)
+        if reads:
+            return True
+        if writes:
+            return False
+    return False
+
+
+class _Lowering(Emitter):
+    def stmts(self, body) -> None:
+        for i, s in enumerate(body):
+            self.line(_comment(s))
+            if isinstance(s, N.Alloc):
+                self.alloc(s, body[i + 1:])
+            elif isinstance(s, N.For):
+                self.loop(s)
+            else:
+                getattr(self, type(s).__name__.lower())(s)
+
+    def let(self, s: N.Let) -> None:
+        self.line(f"{self.names[s.name]} = {strip_parens(self.expr(s.value).code)}")
+        if self.is_nonneg(s.value):
+            self.nonneg.add(s.name)
+        if self.is_tensor(s.value):
+            self.tensors.add(s.name)
+
+    def alloc(self, s: N.Alloc, rest) -> None:
+        t = self.tk.tiles[s.name]
+        check_pow2(t.shape, f"tile '{s.name}'", s.loc)
+        if initial_value_read(rest, s.name):
+            self.line(f"{self.names[s.name]} = {self.fill(t.shape, s.init, t.dtype)}")
+
+    def assign(self, s: N.Assign) -> None:
+        t = self.tk.tiles[s.name]
+        check_pow2(t.shape, f"tile '{s.name}'", s.loc)
+        code = self.expr(s.value).code
+        if self.tk.type_of(s.value).shape != t.shape:
+            code = f"tl.broadcast_to({code}, {tuple(t.shape)})"
+        self.line(f"{self.names[s.name]} = {strip_parens(code)}")
+
+    def copy(self, s: N.Copy) -> None:
+        if isinstance(s.src, N.GlobalRef):
+            t = self.tk.tiles[s.dst.name]
+            self.line(f"{self.names[s.dst.name]} = {memory.load(self, s.src, t, s.pad)}")
+        elif isinstance(s.dst, N.GlobalRef):
+            t = self.tk.tiles[s.src.name]
+            memory.store(self, self.expr(s.src), t.shape, s.dst)
+        else:
+            src, dst = self.tk.tiles[s.src.name], self.tk.tiles[s.dst.name]
+            self.line(f"{self.names[s.dst.name]} = {memory.convert(self.names[s.src.name], src.dtype, dst.dtype)}")
+
+    def gemm(self, s: N.Gemm) -> None:
+        ta, tb, tc = (self.tk.tiles[x.name] for x in (s.a, s.b, s.acc))
+        a = f"tl.trans({self.names[s.a.name]})" if s.trans_a else self.names[s.a.name]
+        b = f"tl.trans({self.names[s.b.name]})" if s.trans_b else self.names[s.b.name]
+        acc = self.names[s.acc.name]
+        m, n = tc.shape
+        k = ta.shape[0] if s.trans_a else ta.shape[1]
+        if min(m, n, k) >= MIN_DOT:
+            ieee = ', input_precision="ieee"' if ta.dtype == f32 else ""  # no tf32: products are f32
+            acc32 = acc if tc.dtype == f32 else f"{acc}.to(tl.float32)"
+            code = f"tl.dot({a}, {b}, {acc32}{ieee})"
+        else:
+            a32 = a if ta.dtype == f32 else f"{a}.to(tl.float32)"
+            b32 = b if tb.dtype == f32 else f"{b}.to(tl.float32)"
+            acc32 = acc if tc.dtype == f32 else f"{acc}.to(tl.float32)"
+            code = f"{acc32} + tl.sum({self.bind(a32, 'ga')}[:, :, None] * {self.bind(b32, 'gb')}[None, :, :], axis=1)"
+            code = f"({code})" if tc.dtype != f32 else code
+        self.line(f"{acc} = {self.narrow(code, f32, tc.dtype)}")
+
+    def dequant(self, s: N.Dequant) -> None:
+        check_pow2(self.tk.tiles[s.dst.name].shape, f"tile '{s.dst.name}'", s.dst.loc)
+        self.line(f"{self.names[s.dst.name]} = {strip_parens(memory.dequant(self, s))}")
+
+    def loop(self, s: N.For) -> None:
+        lo, hi = self.expr(s.start).code, self.expr(s.stop).code
+        if self.is_nonneg(s.start):
+            self.nonneg.add(s.var)
+        stages = const_value(s.stages) if s.stages is not None else 1
+        loop = f"tl.range({lo}, {hi}, num_stages={stages})" if stages > 1 else f"range({lo}, {hi})"
+        self.line(f"for {self.names[s.var]} in {strip_parens(loop)}:")
+        self.depth += 1
+        before = len(self.lines)
+        self.stmts(s.body)
+        if all(line.lstrip().startswith("#") for line in self.lines[before:]):
+            self.line("pass")
+        self.depth -= 1
