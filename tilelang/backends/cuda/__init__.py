@@ -1,0 +1,27 @@
+"""The CUDA C++ backend: typed kernel -> readable CUDA C++ -> NVRTC (via CuPy) or nvcc.
+
+* `generate(tk)`: the source of one `extern "C" __global__` function (no GPU needed);
+* `compile(tk, target)`: a launcher for torch/cupy GPU arrays (needs CuPy and a GPU);
+* `build_aot(tk, out_dir, arch="sm_90a")`: `.cu`, `.cubin` and `.ptx` files built by nvcc.
+
+Modules: `ctype` (dtypes as C++), `cexpr` (integer expression text), `mapping` (which
+thread holds which register-tile element), `smem` (shared layouts), `plan` (decisions
+before codegen), `expr` (scalar and elementwise expressions), `codegen` (statements),
+`runtime` (NVRTC and launching), `aot` (nvcc), `errors` (compiler errors mapped back to
+the `.tile` source).  The C++ helpers and code shapes are templates in `templates/`.
+"""
+from __future__ import annotations
+
+from .aot import build_aot
+from .codegen import generate_source
+from .runtime import Launcher, compile  # noqa: A004 - the backend interface name
+
+NAME = "cuda"
+
+
+def generate(tk) -> str:
+    """The CUDA C++ source of a typed kernel (`TileKernel.lower(...)`)."""
+    return generate_source(tk).code
+
+
+__all__ = ["NAME", "Launcher", "build_aot", "compile", "generate"]

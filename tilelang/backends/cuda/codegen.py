@@ -1,0 +1,1106 @@
+"""Lowering a typed kernel to one CUDA C++ `extern "C" __global__` function.
+
+Execution model of the generated code:
+* every register tile is an array of `values` registers per thread, distributed by
+  its mapping (`mapping.py`); every shared tile is a slice of dynamic shared memory
+  in its layout (`smem.py`); per-statement temporaries live in a scratch area after
+  the tiles;
+* an elementwise statement loops over the values of its result's mapping; operands
+  held under another mapping, reduction results and transposes are read from a
+  shared-memory copy written first ("staging");
+* synchronization: a statement that writes a shared tile is fenced by
+  `__syncthreads()` on both sides; a statement that uses scratch starts with one
+  (earlier readers are done) and puts one between its writes and reads of scratch.
+  All control flow is block-uniform, so every barrier is reached by all threads;
+* global accesses are masked against the tensor's dims; reads outside give `pad`.
+
+Each statement is preceded by a `// file.tile:LINE  source` comment; `errors.py`
+uses them to point compiler errors back at the kernel source.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jinja2
+
+from ...diagnostics import TileError
+from ...ir import nodes as N
+from ...ir.dtypes import DType, f32
+from ...ir.types import ScalarType, TileType
+from ...ir.visit import sub_exprs
+from ...passes.infer import TypedKernel
+from ...passes.verify import MAX_SHARED_BYTES
+from . import cexpr as cx
+from . import ctype
+from . import mapping as M
+from .expr import ExprEmitter, Val, cname, coords_for
+from .plan import Plan, inherited_mapping, make_plan
+from .smem import SmemLayout, row_major
+
+SCRATCH_ALIGN = 16
+
+
+@lru_cache(maxsize=1)
+def templates() -> jinja2.Environment:
+    here = os.path.join(os.path.dirname(__file__), "templates")
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(here), trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+
+
+@lru_cache(maxsize=1)
+def prelude() -> str:
+    with open(os.path.join(os.path.dirname(__file__), "templates", "prelude.cuh")) as f:
+        return f.read()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Generated code plus what the launcher needs to know."""
+    code: str
+    name: str
+    threads: int
+    smem_bytes: int
+    params: tuple[tuple[str, str], ...]  # (kind, name): kind in tensor/dim/scalar
+    decls: tuple[str, ...]  # the C++ parameter declarations, in order
+
+
+def generate_source(tk: TypedKernel) -> Source:
+    return KernelGen(tk, make_plan(tk)).run()
+
+
+class KernelGen:
+    def __init__(self, tk: TypedKernel, plan: Plan):
+        self.tk, self.plan = tk, plan
+        self.k = tk.kernel
+        self.T = tk.threads
+        self.lines: list[str] = []
+        self.depth = 1
+        self.counter = 0
+        self.kinds: dict[str, str] = {}
+        self.scratch_cursor = 0
+        self.scratch_max = 0
+        self.pending = False          # scratch/shared writes not yet followed by a barrier
+        self.global_reads = False     # global loads since the last barrier (tensors may alias)
+        self.global_writes = False    # global stores since the last barrier
+        self.staged: dict[str, str] = {}
+        self.ptr: dict[str, str] = {}  # shared tile -> C pointer (pipelined tiles point at a stage)
+        self.ops = templates().get_template("ops.cu.j2").module
+        self.ex = ExprEmitter(tk, self.kinds, self._temp, plan.virtual)
+        self.written_tensors = {s.dst.tensor for s in _walk(self.k.body)
+                                if isinstance(s, N.Copy) and isinstance(s.dst, N.GlobalRef)}
+
+    # ------------------------------------------------------------------ output helpers
+    def line(self, text: str) -> None:
+        self.lines.append("  " * self.depth + text if text else "")
+
+    def text(self, block: str) -> None:
+        """A multi-line snippet (a rendered macro), re-indented to the current depth."""
+        lines = [l.rstrip() for l in block.strip("\n").split("\n")]
+        for l in lines:
+            self.lines.append(l if l.startswith("#pragma") or not l else "  " * self.depth + l)
+
+    @contextmanager
+    def scope(self, head: str = ""):
+        self.line(f"{head} {{" if head else "{")
+        self.depth += 1
+        yield
+        self.depth -= 1
+        self.line("}")
+
+    def fresh(self, base: str) -> str:
+        self.counter += 1
+        return f"{base}{self.counter}"
+
+    def _temp(self, ctype_: str, code: str) -> str:
+        name = self.fresh("t")
+        self.line(f"const {ctype_} {name} = {code};")
+        return name
+
+    def barrier(self) -> None:
+        last = next((l for l in reversed(self.lines) if l is not None), "")
+        if last.strip() != "__syncthreads();":
+            self.line("__syncthreads();")
+        self.pending = self.global_reads = self.global_writes = False
+
+    def global_access(self, write: bool) -> None:
+        """Order global accesses of different threads as the program orders them.
+
+        Another thread may have stored (or still be loading) the same addresses: the same
+        tensor, or another argument aliasing it (in-place calls).  A barrier makes earlier
+        stores visible and earlier loads complete."""
+        if self.global_writes or (write and self.global_reads):
+            self.barrier()
+        if write:
+            self.global_writes = True
+        else:
+            self.global_reads = True
+
+    def sync(self) -> None:
+        """Make this statement's earlier shared writes visible before reading them."""
+        if self.pending:
+            self.barrier()
+
+    def comment(self, s) -> None:
+        loc = s.loc
+        if loc is not None and loc.line:
+            src = loc.source_line.strip() if loc.source_line else type(s).__name__
+            self.line(f"// {os.path.basename(loc.file)}:{loc.line}  {src}")
+
+    def scratch(self, nbytes: int, ctype_: str, base: str = "tl_s") -> str:
+        off = -(-self.scratch_cursor // SCRATCH_ALIGN) * SCRATCH_ALIGN
+        self.scratch_cursor = off + nbytes
+        self.scratch_max = max(self.scratch_max, self.scratch_cursor)
+        name = self.fresh(base)
+        self.line(f"{ctype_}* const {name} = reinterpret_cast<{ctype_}*>(tl_scratch + {off});")
+        return name
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> Source:
+        k = self.k
+        params, setup, order = [], [], []
+        for p in k.tensors:
+            const = "" if p.name in self.written_tensors else "const "
+            params.append(f"{const}{ctype.storage(p.dtype)}* {cname(p.name)}")
+            order.append(("tensor", p.name))
+        for d in k.dim_symbols:
+            params.append(f"int {cname(d)}")
+            order.append(("dim", d))
+            self.kinds[d] = "int"
+        for p in k.scalars:
+            ct = "float" if p.dtype.is_float else "long long" if p.dtype.is_int else "int"
+            self.kinds[p.name] = ctype.kind(p.dtype)
+            if p.dtype.is_float and p.dtype != f32:
+                params.append(f"float {p.name}_in")
+                setup.append(f"const float {cname(p.name)} = {ctype.rounded(p.name + '_in', p.dtype)};")
+            elif p.dtype.kind == "bool":
+                params.append(f"int {p.name}_in")
+                setup.append(f"const bool {cname(p.name)} = {p.name}_in != 0;")
+            else:
+                params.append(f"{ct} {cname(p.name)}")
+            order.append(("scalar", p.name))
+        for p in k.tensors:
+            for i, st in enumerate(self.strides(p)):
+                setup.append(f"const long long {cname(p.name)}st{i} = {st};")
+        self.stmts(k.body)
+        body = "\n".join(l for l in self.lines if l is not None)
+        smem = self.plan.tiles_bytes + self.scratch_max
+        if smem > MAX_SHARED_BYTES:
+            raise TileError(f"kernel '{k.name}' needs {smem} bytes of shared memory on the CUDA backend "
+                            f"({self.plan.tiles_bytes} for shared tiles, {self.scratch_max} for temporaries); "
+                            f"a block has at most {MAX_SHARED_BYTES}", k.loc,
+                            hint="use smaller tiles, or give operands of one expression the same shape")
+        code = templates().get_template("kernel.cu.j2").render(
+            source=os.path.basename(k.loc.file) if k.loc and k.loc.line else "<python>", name=k.name,
+            consts=", ".join(f"{n}={v}" for n, v in self.tk.consts.items()),
+            grid=", ".join(_show(g) for g in k.grid), threads=self.T, smem_bytes=smem, notes=self.notes(),
+            params=params, setup=setup, body=body, scratch_offset=self.plan.tiles_bytes, prelude=prelude(),
+            dtypes=self.dtypes_used())
+        return Source(code, k.name, self.T, smem, tuple(order), tuple(params))
+
+    def dtypes_used(self) -> set[str]:
+        """Names of every element type the kernel touches (to include only the headers it needs)."""
+        out = {p.dtype.name for p in self.k.params if isinstance(p, (N.TensorParam, N.ScalarParam))}
+        out |= {t.dtype.name for t in self.tk.tiles.values()}
+        for s in _walk(self.k.body):
+            for f in ("value", "init", "pad"):
+                e = getattr(s, f, None)
+                for x in sub_exprs(e) if e is not None else ():
+                    if not isinstance(x, N.TileRef):
+                        out.add(self.tk.type_of(x).dtype.name)
+        return out
+
+    def notes(self) -> list[str]:
+        out = []
+        for name, m in self.plan.mappings.items():
+            t = self.tk.tiles[name]
+            out.append(f"register {name}: {t.dtype}{list(t.shape)}, {m.values} values/thread, {m.describe()}")
+        for name, lay in self.plan.layouts.items():
+            t = self.tk.tiles[name]
+            st = self.plan.stages.get(name)
+            extra = f", {st} pipeline stages" if st else ""
+            out.append(f"shared {name}: {t.dtype}{list(t.shape)} at byte {self.plan.smem_offsets[name]}, "
+                       f"{lay.describe()}{extra}")
+        return out
+
+    def strides(self, p: N.TensorParam) -> list[str]:
+        """Row-major strides in elements (in bytes of packed rows for sub-byte types)."""
+        dims = [str(d) if isinstance(d, int) else cname(d) for d in p.dims]
+        if p.dtype.is_packed:
+            d = p.dims[-1]
+            dims[-1] = (str((d * p.dtype.bits + 7) // 8) if isinstance(d, int)
+                        else f"(({cname(d)} * {p.dtype.bits} + 7) / 8)")
+        return ["1LL" if i + 1 == len(dims) else "(long long)" + " * ".join(dims[i + 1:]) for i in range(len(dims))]
+
+    # ------------------------------------------------------------------ statements
+    def stmts(self, body: tuple[N.Stmt, ...]) -> None:
+        for s in body:
+            self.stmt(s)
+
+    def stmt(self, s: N.Stmt) -> None:
+        self.comment(s)
+        self.scratch_cursor = 0
+        self.staged = {}
+        if isinstance(s, N.Let):
+            v = self.ex.scalar(s.value)
+            t = self.tk.scalars[s.name]
+            ct = {"float": "float", "bool": "bool"}.get(v.kind, "long long" if t.dtype.name == "i64" else "int")
+            self.kinds[s.name] = v.kind
+            self.line(f"const {ct} {cname(s.name)} = {v.code};")
+        elif isinstance(s, N.Alloc):
+            self.alloc(s)
+        elif isinstance(s, N.Assign):
+            self.assign(s)
+        elif isinstance(s, N.Copy):
+            self.copy(s)
+        elif isinstance(s, N.Gemm):
+            self.gemm(s)
+        elif isinstance(s, N.Dequant):
+            self.dequant(s)
+        elif isinstance(s, N.For):
+            self.loop(s)
+        assert not self.pending, "a statement left shared writes unfenced"
+
+    def mapping(self, name: str) -> M.Mapping:
+        return self.plan.mappings[name]
+
+    def tile_ptr(self, name: str) -> str:
+        return self.ptr.get(name, cname(name))
+
+    @contextmanager
+    def values(self, m: M.Mapping, var: str = "v", unroll: str = "#pragma unroll"):
+        """Loop over this thread's values of mapping `m`; yields the coordinates.
+
+        Loops that index register arrays must unroll fully (or the array goes to local memory)."""
+        coords, guard = m.coords("tid", var)
+        with self.scope(f"for (int {var} = 0; {var} < {m.values}; ++{var})"):
+            self.lines.insert(len(self.lines) - 1, unroll)
+            names = []
+            for i, c in enumerate(coords):
+                if c.isdigit():
+                    names.append(c)
+                else:
+                    names.append(f"i{i}")
+                    self.line(f"const int i{i} = {c};")
+            first = len(self.lines)
+            if guard:
+                with self.scope(f"if ({guard})"):
+                    yield names
+            else:
+                yield names
+            self._drop_unused(first, len(coords))
+
+    def _drop_unused(self, first: int, n: int) -> None:
+        """Blank out `const int iK = ...;` declarations (just above line `first`) the body never reads."""
+        body = "\n".join(l for l in self.lines[first:] if l is not None)
+        for j in range(max(first - n, 0), first):
+            m = re.match(r"\s*const int (i\d+) = ", self.lines[j] or "")
+            if m and not re.search(rf"\b{m.group(1)}\b", body):
+                self.lines[j] = None  # type: ignore[call-overload]
+
+    @contextmanager
+    def elements(self, shape: tuple[int, ...]):
+        """Every element of a tile, dealt to the threads in turn (for shared tiles)."""
+        with self.values(M.Flat(tuple(shape), self.T, 1), "j", "#pragma unroll 4") as coords:
+            yield coords
+
+    # ------------------------------------------------------------------ alloc / assign
+    def alloc(self, s: N.Alloc) -> None:
+        t = self.tk.tiles[s.name]
+        st = ctype.storage(t.dtype)
+        init = "0" if s.init is None else None
+        if s.init is not None:
+            v = self.ex.scalar(s.init)
+            init = ctype.from_compute(ctype.cast(v.code, v.kind, t.dtype), t.dtype)
+        else:
+            init = ctype.from_compute(ctype.literal(0, t.dtype), t.dtype)
+        if t.scope == "register":
+            m = self.mapping(s.name)
+            self.line(f"{st} {cname(s.name)}[{m.values}];")
+            with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
+                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+                self.line(f"{cname(s.name)}[v] = {init};")
+            return
+        lay = self.plan.layouts[s.name]
+        off = self.plan.smem_offsets[s.name]
+        if s.name in self.plan.stages:
+            self.line(f"{st}* const {s.name}_stages = reinterpret_cast<{st}*>(tl_smem + {off});  "
+                      f"// {self.plan.stages[s.name]} stages of {lay.cosize} elements")
+            return
+        self.line(f"{st}* const {cname(s.name)} = reinterpret_cast<{st}*>(tl_smem + {off});")
+        if s.name in self.plan.skip_init:
+            return
+        self.barrier()
+        with self.elements(t.shape) as c:
+            self.line(f"{cname(s.name)}[{lay.offset(c)}] = {init};")
+        self.barrier()
+
+    def assign(self, s: N.Assign) -> None:
+        if s.name in self.plan.virtual:
+            self.line(f"// '{s.name}' is recomputed where it is read")
+            return
+        t = self.tk.tiles[s.name]
+        if s.name in self.plan.resident:
+            st, lay = ctype.storage(t.dtype), self.plan.layouts[s.name]
+            self.line(f"{st}* const {cname(s.name)} = reinterpret_cast<{st}*>(tl_smem + "
+                      f"{self.plan.smem_offsets[s.name]});  // a gemm operand: computed into shared memory")
+            self.barrier()  # the previous readers of the buffer are done
+            with self.scope():
+                self.eval_into(s.value, inherited_mapping(self.tk, self.plan, s.value), t.shape,
+                               lambda code, c: f"{cname(s.name)}[{lay.offset(c)}] = {ctype.from_compute(code, t.dtype)};")
+            self.barrier()
+            return
+        m = self.mapping(s.name)
+        if s.define:
+            self.line(f"{ctype.storage(t.dtype)} {cname(s.name)}[{m.values}];")
+        with self.scope():
+            self.eval_into(s.value, m, t.shape, lambda code, c: f"{cname(s.name)}[v] = "
+                           f"{ctype.from_compute(code, t.dtype)};")
+
+    def eval_into(self, e: N.Expr, m: M.Mapping, shape: tuple[int, ...], store) -> None:
+        """Evaluate tile expression `e` at every value of mapping `m` (over `shape`) and store it."""
+        et = self.tk.type_of(e)
+        eshape = et.shape if isinstance(et, TileType) else ()
+        ident = eshape == tuple(shape)
+        staged, reduces = [], []
+        self._needs(e, ident, m, staged, reduces)
+        if staged or reduces:
+            self.barrier()  # earlier statements' readers of scratch are done
+        red = {id(r): self.reduce(r) for r in reduces}
+        bufs = {n: self.stage(n) for n in staged}
+        self.sync()
+
+        def leaf(x, coords, direct):
+            if isinstance(x, N.Reduce):
+                return f"{red[id(x)]}[{cx.row_major_offset(coords, self.tk.type_of(x).shape)}]"
+            if direct and self.mapping(x.name) == m:
+                return f"{cname(x.name)}[v]"
+            return f"{bufs[x.name]}[{cx.row_major_offset(coords, self.tk.tiles[x.name].shape)}]"
+
+        with self.values(m) as coords:
+            val = self.ex.element(e, coords_for(eshape, tuple(shape), coords), ident, leaf)
+            dt = self.tk.type_of(e).dtype
+            self.line(store(val.code if isinstance(et, TileType) else ctype.cast(val.code, val.kind, dt), coords))
+
+    def _needs(self, e: N.Expr, ident: bool, m: M.Mapping, staged: list, reduces: list) -> None:
+        t = self.tk.type_of(e)
+        if isinstance(t, ScalarType):
+            return
+        if isinstance(e, N.TileRef) and e.name in self.plan.virtual:
+            self._needs(self.plan.virtual[e.name], False, m, staged, reduces)
+        elif isinstance(e, N.TileRef):
+            if not (ident and self.mapping(e.name) == m) and e.name not in staged:
+                staged.append(e.name)
+        elif isinstance(e, N.Reduce):
+            reduces.append(e)
+        elif isinstance(e, (N.Broadcast, N.Transpose)):
+            self._needs(e.x, False, m, staged, reduces)
+        else:
+            for child in _children(e):
+                ct = self.tk.type_of(child)
+                same = isinstance(ct, TileType) and ct.shape == t.shape
+                self._needs(child, ident and same, m, staged, reduces)
+
+    def stage(self, name: str) -> str:
+        """Write a register tile to scratch (dense row-major) so any thread can read any element."""
+        if name in self.staged:
+            return self.staged[name]
+        t = self.tk.tiles[name]
+        buf = self.stage_array(cname(name), self.mapping(name), t)
+        self.staged[name] = buf
+        return buf
+
+    def stage_array(self, arr: str, m: M.Mapping, t: TileType) -> str:
+        st = ctype.storage(t.dtype)
+        buf = self.scratch(t.numel * ctype.nbytes(t.dtype), st)
+        with self.values(m) as c:
+            self.line(f"{buf}[{cx.row_major_offset(c, t.shape)}] = {arr}[v];")
+        self.pending = True
+        return buf
+
+    # ------------------------------------------------------------------ reductions
+    def reduce(self, r: N.Reduce) -> str:
+        """Compute a reduction into a scratch buffer (dense, the result's shape); returns its name."""
+        xt = self.tk.type_of(r.x)
+        rt = self.tk.type_of(r)
+        assert isinstance(xt, TileType) and isinstance(rt, TileType)
+        if isinstance(r.x, N.TileRef) and r.x.name not in self.plan.virtual:
+            arr, mx = cname(r.x.name), self.mapping(r.x.name)
+        else:
+            mx = inherited_mapping(self.tk, self.plan, r.x)
+            arr = self.fresh("tl_x")
+            self.line(f"{ctype.storage(xt.dtype)} {arr}[{mx.values}];")
+            self.eval_into(r.x, mx, xt.shape, lambda code, c: f"{arr}[v] = {ctype.from_compute(code, xt.dtype)};")
+        dt = xt.dtype
+        acc = "float" if dt.is_float else "long long"
+        out = self.scratch(rt.numel * ctype.nbytes(dt), ctype.storage(dt))
+        load = ctype.to_compute("%s", dt)
+        if dt.is_float and dt != f32:
+            load = f"tl::to_f32(%s)"
+        store = ctype.from_compute("%s", dt)
+        common = dict(op=r.op, acc=acc, identity=ctype.identity(r.op, dt), load=load, dst=out, store=store,
+                      threads=self.T)
+        fast = _row_reduce_shape(mx, r.axis, self.T)
+        digits = _digit_reduce_shape(mx, r.axis, self.T)
+        if fast is None and digits is not None:
+            self.sync()
+            self.digit_reduce(r, arr, mx, xt, rt, digits, out, acc, load, store)
+        elif fast is not None:
+            slots, slot_of, valid, row_of, team = fast
+            parts = self._parts(acc, (xt.numel // xt.shape[-1]) * max(team // 32, 1)) if team > 32 else ""
+            self.sync()
+            self.text(self.ops.row_reduce(src=arr, values=mx.values, slots=slots, slot_of=slot_of, valid=valid,
+                                          row_of=row_of, team=team, rows=xt.numel // xt.shape[-1], parts=parts,
+                                          **common))
+        else:
+            buf = self.stage_array(arr, mx, xt)
+            self.sync()
+            length = xt.shape[r.axis]
+            inner = math.prod(xt.shape[r.axis + 1:])
+            outs = rt.numel
+            group = _team_size(self.T, outs, length)
+            parts = self._parts(acc, self.T // 32) if group > 32 else ""
+            self.text(self.ops.team_reduce(src=buf, outs=outs, length=length, inner=inner, group=group,
+                                           parts=parts, **common))
+        self.pending = True
+        return out
+
+    def digit_reduce(self, r, arr, m, xt, rt, digits, out, acc, load, store) -> None:
+        """Reduce a tile held under a task mapping along `r.axis` without staging it.
+
+        Each thread folds its values that differ only along the axis; lanes that differ only
+        in the axis's thread digits combine by butterfly shuffles; warps, through shared memory."""
+        slot_digits, intra, inter = digits
+        slots = math.prod(e for e, _ in slot_digits)
+        op = f"tl::{r.op.capitalize()}()"
+        ident = ctype.identity(r.op, xt.dtype)
+
+        def slot_of(v: str) -> str:
+            terms, stride = [], 1
+            for e, st in slot_digits:
+                terms.append(cx.mul(cx.mod(cx.div(v, st), e), stride))
+                stride *= e
+            return cx.add(*terms)
+
+        with self.scope():
+            self.line(f"// {r.op} along axis {r.axis}: in-thread, then lanes {[st for _, st in intra]} "
+                      f"by shuffles{', then warps ' + str([st // 32 for _, st in inter]) if inter else ''}")
+            self.line(f"{acc} p[{slots}];")
+            with self.scope(f"for (int s = 0; s < {slots}; ++s)"):
+                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+                self.line(f"p[s] = {ident};")
+            with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
+                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+                self.line(f"p[{slot_of('v')}] = {op}(p[{slot_of('v')}], {load % (arr + '[v]')});")
+            for e, st in intra:
+                mask = st
+                while mask < st * e:
+                    with self.scope(f"for (int s = 0; s < {slots}; ++s)"):
+                        self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+                        self.line(f"p[s] = {op}(p[s], __shfl_xor_sync(0xffffffffu, p[s], {mask}));")
+                    mask *= 2
+            lead = " && ".join(f"{cx.mod(cx.div('tid', st), e)} == 0" for e, st in intra) or "true"
+            nw = math.prod(e for e, _ in inter)
+            parts = self._parts(acc, rt.numel * nw) if inter else None
+            with self.scope(f"if ({lead})"):
+                wa = cx.add(*(cx.mul(cx.mod(cx.div("tid", st), e), math.prod(x for x, _ in inter[:i]))
+                              for i, (e, st) in enumerate(inter)))
+                for k in range(slots):
+                    v, rest = 0, k
+                    for e, st in slot_digits:
+                        v += (rest % e) * st
+                        rest //= e
+                    coords, _ = m.coords("tid", str(v))
+                    coords[r.axis] = "0"
+                    o = cx.row_major_offset(coords, rt.shape)
+                    if inter:
+                        self.line(f"{parts}[({o}) * {nw} + {wa}] = p[{k}];")
+                    else:
+                        self.line(f"{out}[{o}] = {store % f'p[{k}]'};")
+            if inter:
+                self.barrier()
+                with self.scope(f"for (int o = tid; o < {rt.numel}; o += {self.T})"):
+                    self.line(f"{acc} q = {parts}[o * {nw}];")
+                    self.line(f"for (int w = 1; w < {nw}; ++w) q = {op}(q, {parts}[o * {nw} + w]);")
+                    self.line(f"{out}[o] = {store % 'q'};")
+
+    def _parts(self, acc: str, n: int) -> str:
+        return self.scratch(n * 8, acc, "tl_parts")
+
+    # ------------------------------------------------------------------ copies
+    def copy(self, s: N.Copy) -> None:
+        src, dst = s.src, s.dst
+        if isinstance(src, N.GlobalRef):
+            t = self.tk.tiles[dst.name]  # type: ignore[union-attr]
+            if t.scope == "register":
+                with self.scope():
+                    self.load_global(src, dst.name, s.pad)  # type: ignore[union-attr]
+            else:
+                self.barrier()
+                with self.scope():
+                    self.load_global_shared(src, dst.name, s.pad, asynchronous=False)  # type: ignore[union-attr]
+                self.barrier()
+            return
+        st = self.tk.tiles[src.name]
+        if isinstance(dst, N.GlobalRef):
+            with self.scope():
+                if st.scope == "register":
+                    self.store_global(src.name, dst)
+                else:
+                    self.store_global_from_shared(src.name, dst)
+            return
+        dt = self.tk.tiles[dst.name]
+        if dt.scope == "register" and st.scope == "register":
+            self.assign(N.Assign(dst.name, N.Cast(N.TileRef(src.name), dt.dtype), False, s.loc))
+        elif dt.scope == "register":
+            with self.scope(), self.values(self.mapping(dst.name)) as c:
+                v = f"{self.tile_ptr(src.name)}[{self.plan.layouts[src.name].offset(c)}]"
+                self.line(f"{cname(dst.name)}[v] = {ctype.convert(v, st.dtype, dt.dtype)};")
+        else:
+            self.barrier()
+            lay = self.plan.layouts[dst.name]
+            if st.scope == "register":
+                with self.scope(), self.values(self.mapping(src.name)) as c:
+                    v = ctype.convert(f"{cname(src.name)}[v]", st.dtype, dt.dtype)
+                    self.line(f"{self.tile_ptr(dst.name)}[{lay.offset(c)}] = {v};")
+            else:
+                with self.scope(), self.elements(dt.shape) as c:
+                    v = f"{self.tile_ptr(src.name)}[{self.plan.layouts[src.name].offset(c)}]"
+                    self.line(f"{self.tile_ptr(dst.name)}[{lay.offset(c)}] = {ctype.convert(v, st.dtype, dt.dtype)};")
+            self.barrier()
+
+    def window(self, ref: N.GlobalRef, shape: tuple[int, ...]) -> "Window":
+        p = self.tk.tensor(ref.tensor)
+        full = (1,) * (len(p.dims) - len(shape)) + tuple(shape)
+        w = self.fresh("w")
+        starts = []
+        for i, (idx, ext) in enumerate(zip(ref.indices, full)):
+            v = self.ex.scalar(idx)
+            name = f"{w}_{i}"
+            self.line(f"const long long {name} = (long long)({v.code}) * {ext};")
+            starts.append(name)
+        dims = [str(d) if isinstance(d, int) else cname(d) for d in p.dims]
+        return Window(p, full, starts, dims, [f"{cname(p.name)}st{i}" for i in range(len(p.dims))],
+                      len(p.dims) - len(shape), w)
+
+    def load_global(self, ref: N.GlobalRef, name: str, pad: N.Expr | None) -> None:
+        """Global window -> register tile, one run of consecutive elements at a time."""
+        self.global_access(write=False)
+        t = self.tk.tiles[name]
+        w = self.window(ref, t.shape)
+        padv = self._pad(pad, t.dtype)
+        p = w.tensor
+        dst = cname(name)
+
+        def vector(ptr: str, run: int) -> list[str]:
+            vt = f"tl::Vec<{ctype.storage(p.dtype)}, {run}>"
+            return [f"const {vt} r = *reinterpret_cast<const {vt}*>({ptr});",
+                    *(f"{dst}[v + {u}] = {ctype.convert(f'r.v[{u}]', p.dtype, t.dtype)};" for u in range(run))]
+
+        def scalar(c: list[str], ok: str, ptr: str, u: int) -> str:
+            val = self._load_elem(w, c, f"{w.offset(c)}", t.dtype) if p.dtype.is_packed else \
+                ctype.convert(f"{ptr}[{u}]", p.dtype, t.dtype)
+            return f"{dst}[v + {u}] = ({ok}) ? {val} : {padv};"
+
+        self._runs(self.mapping(name), w, vector, scalar)
+
+    def _runs(self, m: M.Mapping, w: "Window", vector, scalar) -> None:
+        """Visit this thread's values in runs of `m.run` consecutive elements of a row.
+
+        A run wholly inside the tensor, on a row whose length is a multiple of the run and
+        a base pointer aligned for it, is one vector access (`vector(ptr, run)` lines);
+        any other run is accessed element by element (`scalar(coords, in_bounds, ptr, u)`)."""
+        p = w.tensor
+        run = m.run if not p.dtype.is_packed else 1
+        if run > 1:
+            align = min(16, run * ctype.nbytes(p.dtype))
+            self.line(f"const bool vec = {w.dims[-1]} % {run} == 0 && tl::aligned_to({cname(p.name)}, {align});")
+        coords, guard = m.coords("tid", "v")
+        with self.scope(f"for (int v = 0; v < {m.values}; v += {run})"):
+            self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+            names = []
+            for i, c in enumerate(coords):
+                names.append(c if c.isdigit() else f"i{i}")
+                if not c.isdigit():
+                    self.line(f"const int i{i} = {c};")
+            with self.scope(f"if ({guard})") if guard else _nullcontext():
+                lead = w.inbounds(names, skip_last=True)
+                last = w.coord(len(w.dims) - 1, names)
+                self.line(f"const bool row = {lead};")
+                if not p.dtype.is_packed:
+                    self.line(f"{'const ' if p.name not in self.written_tensors else ''}"
+                              f"{ctype.storage(p.dtype)}* const ptr = {cname(p.name)} + {w.offset(names)};")
+                if run > 1:
+                    with self.scope(f"if (vec && row && tl::in_range({last}, {w.dims[-1]}))"):
+                        for l in vector("ptr", run):
+                            self.line(l)
+                    head = "else"
+                else:
+                    head = ""
+                with self.scope(head):
+                    for u in range(run):
+                        cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
+                        self.line(scalar(cu, f"row && tl::in_range({last} + {u}, {w.dims[-1]})" if u else
+                                         f"row && tl::in_range({last}, {w.dims[-1]})", "ptr", u))
+
+    def _pad(self, pad: N.Expr | None, dt: DType) -> str:
+        if pad is None:
+            return ctype.from_compute(ctype.literal(0, dt), dt)
+        v = self.ex.scalar(pad)
+        return ctype.from_compute(ctype.cast(v.code, v.kind, dt), dt)
+
+    def _load_elem(self, w: "Window", c: list[str], off: str, dt: DType) -> str:
+        """One in-bounds element of the window at tile coordinate `c`, converted to `dt` (storage)."""
+        p = w.tensor
+        if p.dtype.is_packed:
+            q = self._packed(w, c)
+            return ctype.from_compute(ctype.cast(q, "int", dt), dt)
+        return ctype.convert(f"{cname(p.name)}[{off}]", p.dtype, dt)
+
+    def _packed(self, w: "Window", c: list[str]) -> str:
+        p = w.tensor
+        row = w.offset(c, skip_last=True)
+        col = f"{w.starts[-1]} + {c[-1]}" if c[-1] != "0" else w.starts[-1]
+        return (f"tl::load_packed<{p.dtype.bits}, {'true' if p.dtype.is_signed else 'false'}>"
+                f"({cname(p.name)} + {row}, {col})")
+
+    def store_global(self, name: str, ref: N.GlobalRef) -> None:
+        """Register tile -> global window; elements outside the tensor are not written."""
+        self.global_access(write=True)
+        t = self.tk.tiles[name]
+        w = self.window(ref, t.shape)
+        p = w.tensor
+        src = cname(name)
+
+        def vector(ptr: str, run: int) -> list[str]:
+            vt = f"tl::Vec<{ctype.storage(p.dtype)}, {run}>"
+            return [f"{vt} r;", *(f"r.v[{u}] = {ctype.convert(f'{src}[v + {u}]', t.dtype, p.dtype)};"
+                                  for u in range(run)), f"*reinterpret_cast<{vt}*>({ptr}) = r;"]
+
+        def scalar(c: list[str], ok: str, ptr: str, u: int) -> str:
+            return f"if ({ok}) {ptr}[{u}] = {ctype.convert(f'{src}[v + {u}]', t.dtype, p.dtype)};"
+
+        self._runs(self.mapping(name), w, vector, scalar)
+
+    def store_global_from_shared(self, name: str, ref: N.GlobalRef) -> None:
+        self.global_access(write=True)
+        t = self.tk.tiles[name]
+        w = self.window(ref, t.shape)
+        p = w.tensor
+        lay = self.plan.layouts[name]
+        with self.elements(t.shape) as c:
+            v = ctype.convert(f"{self.tile_ptr(name)}[{lay.offset(c)}]", t.dtype, p.dtype)
+            with self.scope(f"if ({w.inbounds(c)})"):
+                self.line(f"{cname(p.name)}[{w.offset(c)}] = {v};")
+
+    def load_global_shared(self, ref: N.GlobalRef, name: str, pad: N.Expr | None, asynchronous: bool) -> None:
+        """Fill a shared tile from a global window: 16-byte copies where possible, else element by element."""
+        if not asynchronous:
+            self.global_access(write=False)
+        t = self.tk.tiles[name]
+        lay = self.plan.layouts[name]
+        w = self.window(ref, t.shape)
+        p = w.tensor
+        dst = self.tile_ptr(name)
+        padv = self._pad(pad, t.dtype)
+        nb = ctype.nbytes(t.dtype)
+        n = 16 // nb
+        zero_pad = pad is None or (isinstance(pad, N.Const) and pad.value == 0)
+        if (p.dtype == t.dtype and not p.dtype.is_packed and zero_pad and t.shape[-1] % n == 0
+                and lay.contiguous_run(n)):
+            chunks = M.Flat(tuple(t.shape[:-1]) + (t.shape[-1] // n,), self.T, 1)
+            self.line(f"const bool vec = {w.dims[-1]} % {n} == 0 && tl::aligned_to({cname(p.name)}, 16);")
+            with self.scope("if (vec)"):
+                with self.values(chunks, "j") as c:
+                    c = c[:-1] + [cx.mul(c[-1], n)]
+                    self.line(f"const bool inb = {w.inbounds(c)};")
+                    if asynchronous:
+                        self.line(f"tl::cp_async_16({dst} + {lay.offset(c)}, inb ? {cname(p.name)} + {w.offset(c)} : "
+                                  f"{cname(p.name)}, inb ? 16 : 0);")
+                    else:
+                        self.line(f"uint4 r = make_uint4(0, 0, 0, 0);")
+                        self.line(f"if (inb) r = *reinterpret_cast<const uint4*>({cname(p.name)} + {w.offset(c)});")
+                        self.line(f"*reinterpret_cast<uint4*>({dst} + {lay.offset(c)}) = r;")
+            head = "else"
+        else:
+            head = ""
+        with self.scope(head):
+            with self.elements(t.shape) as c:
+                self.line(f"{dst}[{lay.offset(c)}] = ({w.inbounds(c)}) ? "
+                          f"{self._load_elem(w, c, w.offset(c), t.dtype)} : {padv};")
+
+    # ------------------------------------------------------------------ gemm
+    def gemm(self, s: N.Gemm) -> None:
+        with self.scope():
+            ops = {}
+            for x in (s.a, s.b):
+                t = self.tk.tiles[x.name]
+                if x.name in self.plan.layouts:  # shared tiles, and register tiles kept in shared memory
+                    ops[x.name] = (self.tile_ptr(x.name), self.plan.layouts[x.name])
+                else:
+                    if not self.staged:
+                        self.barrier()
+                    ops[x.name] = (self.stage(x.name), row_major(t.shape))
+            self.sync()
+            mma = self.plan.mma.get(id(s))
+            if mma is not None:
+                self.gemm_mma(s, mma, ops)
+            else:
+                self.gemm_simt(s, ops)
+
+    def gemm_simt(self, s: N.Gemm, ops) -> None:
+        acc = self.tk.tiles[s.acc.name]
+        a = self.tk.tiles[s.a.name]
+        m = self.mapping(s.acc.name)
+        k = a.shape[0] if s.trans_a else a.shape[1]
+        (ap, al), (bp, bl) = ops[s.a.name], ops[s.b.name]
+        self.line(f"float sum[{m.values}];")
+        with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
+            self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+            self.line("sum[v] = 0.0f;")
+        with self.scope(f"for (int kk = 0; kk < {k}; ++kk)"):
+            with self.values(m) as (i, j):
+                av = ctype.to_compute(f"{ap}[{al.offset(['kk', i] if s.trans_a else [i, 'kk'])}]", a.dtype)
+                bv = ctype.to_compute(f"{bp}[{bl.offset([j, 'kk'] if s.trans_b else ['kk', j])}]", a.dtype)
+                self.line(f"sum[v] += {av} * {bv};")
+        with self.values(m) as _:
+            v = ctype.rounded(f"{ctype.to_compute(f'{cname(s.acc.name)}[v]', acc.dtype)} + sum[v]", acc.dtype)
+            self.line(f"{cname(s.acc.name)}[v] = {ctype.from_compute(v, acc.dtype)};")
+
+    def gemm_mma(self, s: N.Gemm, mma, ops) -> None:
+        til = mma.tiling
+        (ap, al), (bp, bl) = ops[s.a.name], ops[s.b.name]
+        mi, ni = til.mi, til.ni
+        m0 = f"warp_m * {mi * 16} + i * 16"
+        n0 = f"warp_n * {ni * 8} + j * 16"
+        # lane l supplies the row address of 8x8 matrix l / 8 (see the fragment table in plan.py's notes)
+        if s.trans_a:   # a is stored K x M: rows of the stored tile are k
+            a_off = al.offset(["kk + (lane / 16) * 8 + lane % 8", f"{m0} + ((lane / 8) % 2) * 8"])
+        else:
+            a_off = al.offset([f"{m0} + lane % 16", "kk + (lane / 16) * 8"])
+        nlast = f"warp_n * {ni * 8} + {(ni - 1) * 8}"
+        if s.trans_b:   # b is stored N x K
+            b_off = bl.offset([f"{n0} + (lane / 16) * 8 + lane % 8", "kk + ((lane / 8) % 2) * 8"])
+            b_off2 = bl.offset([f"{nlast} + lane % 8", "kk + ((lane / 8) % 2) * 8"])
+        else:           # b is stored K x N
+            b_off = bl.offset(["kk + lane % 16", f"{n0} + (lane / 16) * 8"])
+            b_off2 = bl.offset(["kk + lane % 16", nlast])
+        elem = ctype.storage(self.tk.tiles[s.a.name].dtype)
+        self.text(self.ops.gemm_mma(elem=elem, acc=cname(s.acc.name), k=mma.k, mi=mi, ni=ni,
+                                    warps_n=til.warps_n, a_ptr=ap, a_off=cx.paren(a_off), a_trans=s.trans_a,
+                                    b_ptr=bp, b_off=cx.paren(b_off), b_off_x2=cx.paren(b_off2),
+                                    b_trans=not s.trans_b))
+
+    # ------------------------------------------------------------------ dequant
+    def dequant(self, s: N.Dequant) -> None:
+        """w = (q - zero) * scale by group, in f32, rounded to the tile's dtype.
+
+        Runs of `run` consecutive fields that start on a byte and fill a power-of-two number of
+        bytes (1/2/4/8-bit fields) are loaded at once and converted with the 2^23 magic number;
+        other elements (row ends, odd widths, unaligned rows) take the per-element path."""
+        t = self.tk.tiles[s.dst.name]
+        shared = t.scope == "shared"
+        if shared:
+            self.barrier()
+        self.global_access(write=False)
+        p = self.tk.tensor(s.src.tensor)
+        bits = p.dtype.bits
+        if shared:
+            vec = next(v for v in (8, 4, 2, 1) if t.shape[-1] % v == 0)
+            m = M.Flat(tuple(t.shape), self.T, vec)
+        else:
+            m = self.mapping(s.dst.name)
+        run = m.run
+        nbytes = run * bits // 8 if (run * bits) % 8 == 0 else 0
+        fast = bits in (1, 2, 4, 8) and nbytes in (1, 2, 4, 8, 16) and run > 1
+        sp = self.tk.tensor(s.scale)
+        zp = self.tk.tensor(s.zero) if s.zero else None
+        lay = self.plan.layouts.get(s.dst.name)
+        with self.scope():
+            w = self.window(s.src, t.shape)
+            g = self.ex.scalar(s.group)
+            self.line(f"const long long group = {g.code};")
+            row_bytes = w.strides[-2] if len(w.dims) > 1 else None
+            if fast:
+                cond = f"tl::aligned_to({cname(p.name)}, {nbytes})"
+                if row_bytes is not None:
+                    cond += f" && {row_bytes} % {nbytes} == 0"
+                self.line(f"const bool vec = {cond};")
+            coords, guard = m.coords("tid", "v")
+            with self.scope(f"for (int v = 0; v < {m.values}; v += {run})"):
+                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+                names = []
+                for i, c in enumerate(coords):
+                    names.append(c if c.isdigit() else f"i{i}")
+                    if not c.isdigit():
+                        self.line(f"const int i{i} = {c};")
+                with self.scope(f"if ({guard})") if guard else _nullcontext():
+                    self.line(f"const bool row = {w.inbounds(names, skip_last=True)};")
+                    col = w.coord(len(w.dims) - 1, names)
+                    self.line(f"const long long col = {col};")
+                    self.line(f"float w[{run}];")
+                    if fast:
+                        with self.scope(f"if (vec && row && col >= 0 && col + {run - 1} < {w.dims[-1]})"):
+                            self._dequant_run(s, w, names, run, bits, nbytes, sp, zp)
+                        head = "else"
+                    else:
+                        head = ""
+                    with self.scope(head):
+                        for u in range(run):
+                            cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
+                            self.line(f"w[{u}] = 0.0f;")
+                            with self.scope(f"if (row && tl::in_range(col + {u}, {w.dims[-1]}))"):
+                                q = self._packed(w, cu) if p.dtype.is_packed else \
+                                    ctype.to_compute(f"{cname(p.name)}[{w.offset(cu)}]", p.dtype)
+                                self.line(f"const long long gi = (col + {u}) / group;")
+                                zero = self._side(zp, w, names, "gi") if zp is not None else "0.0f"
+                                self.line(f"w[{u}] = ((float)({q}) - {zero}) * {self._side(sp, w, names, 'gi')};")
+                    for u in range(run):
+                        val = ctype.from_compute(ctype.rounded(f"w[{u}]", t.dtype), t.dtype)
+                        if shared:
+                            cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
+                            self.line(f"{self.tile_ptr(s.dst.name)}[{lay.offset(cu)}] = {val};")
+                        else:
+                            self.line(f"{cname(s.dst.name)}[v + {u}] = {val};")
+        if shared:
+            self.barrier()
+
+    def _dequant_run(self, s: N.Dequant, w: "Window", c: list[str], run: int, bits: int, nbytes: int,
+                     sp: N.TensorParam, zp: N.TensorParam | None) -> None:
+        """`run` fields from one `nbytes`-byte load (the run starts on a byte: col * bits % 8 == 0)."""
+        p = w.tensor
+        base = f"reinterpret_cast<const unsigned char*>({cname(p.name)}) + {w.offset(c, skip_last=True)}"
+        if nbytes >= 4:
+            self.line(f"const tl::Vec<unsigned int, {nbytes // 4}> q = *reinterpret_cast<const tl::Vec<unsigned int, "
+                      f"{nbytes // 4}>*>({base} + col * {bits} / 8);")
+            word = lambda u: f"q.v[{u * bits // 32}]"  # noqa: E731
+        else:
+            ct = "unsigned char" if nbytes == 1 else "unsigned short"
+            self.line(f"const unsigned int q0 = *reinterpret_cast<const {ct}*>({base} + col * {bits} / 8);")
+            word = lambda u: "q0"  # noqa: E731
+        group = s.group.value if isinstance(s.group, N.Const) else None
+        shared_group = group is not None and group % run == 0
+        if shared_group:  # the whole run is in one group: one scale (and zero) for it
+            self.line("const long long gi = col / group;")
+            self.line(f"const float sc = {self._side(sp, w, c, 'gi')};")
+            self.line(f"const float zp = {self._side(zp, w, c, 'gi') if zp is not None else '0.0f'};")
+        signed = "true" if p.dtype.is_signed else "false"
+        for u in range(run):
+            f = f"tl::field_to_f32<{bits}, {signed}>({word(u)}, {(u * bits) % 32})"
+            if shared_group:
+                self.line(f"w[{u}] = ({f} - zp) * sc;")
+            else:
+                self.line(f"w[{u}] = ({f} - {self._side(zp, w, c, f'(col + {u}) / group') if zp else '0.0f'})"
+                          f" * {self._side(sp, w, c, f'(col + {u}) / group')};")
+
+    def _side(self, p: N.TensorParam, w: "Window", c: list[str], gi: str) -> str:
+        """An element of a scale/zero tensor beside W (indices clipped to its dims, as the interpreter does)."""
+        dims = [str(d) if isinstance(d, int) else cname(d) for d in p.dims]
+        terms = []
+        for i, d in enumerate(dims):
+            coord = w.coord(i, c) if i < len(dims) - 1 else gi
+            terms.append(f"tl::min_ll({coord}, {d} - 1) * {cname(p.name)}st{i}")
+        v = f"{cname(p.name)}[{' + '.join(terms)}]"
+        return f"(float){ctype.to_compute(v, p.dtype)}" if not p.dtype.is_float else ctype.to_compute(v, p.dtype)
+
+    # ------------------------------------------------------------------ loops
+    def loop(self, s: N.For) -> None:
+        lo, hi = self.ex.scalar(s.start), self.ex.scalar(s.stop)
+        pipe = self.plan.pipelines.get(id(s))
+        var = cname(s.var)
+        self.kinds[s.var] = "int"
+        reads, writes = _global_accesses(s.body)
+        with self.scope():
+            self.line(f"const int lo = {lo.code}, hi = {hi.code};")
+            if pipe is None:
+                with self.scope(f"for (int {var} = lo; {var} < hi; ++{var})"):
+                    self.global_reads |= reads  # the previous iteration's accesses
+                    self.global_writes |= writes
+                    self.stmts(s.body)
+                self.global_reads |= reads
+                self.global_writes |= writes
+                return
+            S = pipe.stages
+            self.line(f"// software pipeline: {S} stages; loads for iteration k + {S - 1} are in flight "
+                      f"while iteration k computes")
+            with self.scope(f"for (int stage = 0; stage < {S - 1}; ++stage)"):
+                with self.scope():
+                    self.line(f"const int {var} = lo + stage;")
+                    with self.scope(f"if ({var} < hi)"):
+                        self.producers(pipe, "stage")
+                self.line("tl::cp_async_commit();")
+            with self.scope(f"for (int {var} = lo; {var} < hi; ++{var})"):
+                self.line(f"const int it = {var} - lo;")
+                self.line(f"tl::cp_async_wait<{S - 2}>();  // iteration it's tiles have landed (this thread's part)")
+                self.line("__syncthreads();                // ... everyone's, and iteration it-1 is done reading")
+                with self.scope():
+                    self.line(f"const int next = {var} + {S - 1};")
+                    with self.scope("if (next < hi)"):
+                        self.line(f"const int {var} = next;")
+                        self.producers(pipe, f"(it + {S - 1}) % {S}")
+                    self.line("tl::cp_async_commit();")
+                self.global_writes |= writes
+                for c in pipe.producers:
+                    n = c.dst.name
+                    st = ctype.storage(self.tk.tiles[n].dtype)
+                    self.line(f"{st}* const {cname(n)} = {n}_stages + (it % {S}) * {self.plan.layouts[n].cosize};")
+                self.stmts(pipe.consumers)
+            self.line("tl::cp_async_wait<0>();")
+            self.barrier()
+
+    def producers(self, pipe, stage: str) -> None:
+        saved = dict(self.ptr)
+        for let in pipe.lets:
+            self.stmt(let)
+        for c in pipe.producers:
+            n = c.dst.name
+            self.ptr[n] = f"({n}_stages + ({stage}) * {self.plan.layouts[n].cosize})"
+            self.comment(c)
+            with self.scope():
+                self.load_global_shared(c.src, n, c.pad, asynchronous=True)
+        self.ptr = saved
+
+
+@dataclass
+class Window:
+    """A tile-indexed window of a global tensor: start of each dim, dims, strides (C names)."""
+    tensor: N.TensorParam
+    full: tuple[int, ...]
+    starts: list[str]
+    dims: list[str]
+    strides: list[str]
+    lead: int  # tensor dims before the tile's (indexed by element, the tile has extent 1 there)
+    name: str
+
+    def coord(self, i: int, c: list[str]) -> str:
+        """Tensor coordinate along dim i of the tile element at `c`."""
+        if i < self.lead:
+            return self.starts[i]
+        t = c[i - self.lead]
+        return self.starts[i] if t == "0" else f"{self.starts[i]} + {t}"
+
+    def inbounds(self, c: list[str], skip_last: bool = False) -> str:
+        dims = self.dims[:-1] if skip_last else self.dims
+        conds = [f"tl::in_range({self.coord(i, c)}, {d})" for i, d in enumerate(dims)]
+        return " && ".join(conds) or "true"
+
+    def offset(self, c: list[str], skip_last: bool = False) -> str:
+        n = len(self.dims) - (1 if skip_last else 0)
+        return " + ".join(f"({self.coord(i, c)}) * {self.strides[i]}" for i in range(n)) or "0"
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _children(e: N.Expr) -> list[N.Expr]:
+    if isinstance(e, N.BinOp):
+        return [e.lhs, e.rhs]
+    if isinstance(e, (N.Unary, N.Cast)):
+        return [e.x]
+    if isinstance(e, N.Where):
+        return [e.cond, e.a, e.b]
+    return []
+
+
+def _global_accesses(body) -> tuple[bool, bool]:
+    """Whether statements (loops included) read / write global tensors."""
+    reads = writes = False
+    for s in _walk(body):
+        if isinstance(s, N.Dequant) or isinstance(s, N.Copy) and isinstance(s.src, N.GlobalRef):
+            reads = True
+        if isinstance(s, N.Copy) and isinstance(s.dst, N.GlobalRef):
+            writes = True
+    return reads, writes
+
+
+def _walk(body):
+    for s in body:
+        yield s
+        if isinstance(s, N.For):
+            yield from _walk(s.body)
+
+
+def _show(e: N.Expr) -> str:
+    if isinstance(e, N.Const):
+        return str(e.value)
+    if isinstance(e, N.Var):
+        return e.name
+    if isinstance(e, N.BinOp):
+        if e.op == "cdiv":
+            return f"cdiv({_show(e.lhs)}, {_show(e.rhs)})"
+        sym = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "div": "/"}.get(e.op, e.op)
+        return f"({_show(e.lhs)} {sym} {_show(e.rhs)})"
+    return type(e).__name__
+
+
+def _team_size(threads: int, outs: int, length: int) -> int:
+    """Threads that cooperate on one reduction result: enough teams for the results, no idle members."""
+    per_out = max(1, threads // outs)
+    want = 1
+    while want * 2 <= min(per_out, 32) and want < length:
+        want *= 2
+    if per_out >= 64 and length > 32:
+        warps = threads // 32
+        d = max(x for x in range(1, warps + 1) if warps % x == 0 and 32 * x <= per_out)
+        return 32 * d
+    return want
+
+
+def _digit_reduce_shape(m: M.Mapping, axis: int, threads: int):
+    """For a task mapping: (value digits kept per slot, lane digits, warp digits) along `axis`, or None.
+
+    Digits are (extent, stride) of the value or thread index.  Lane digits must be powers of
+    two within a warp (butterfly shuffles), warp digits whole warps."""
+    if not isinstance(m, M.Tasked) or m.task.num_threads != threads:
+        return None
+    tdig, vdig = [], []
+    t_stride = v_stride = 1
+    for atom in reversed(m.task.atoms):
+        if atom.kind == "replicate":
+            return None
+        step = 1
+        for extent, d in atom.digits():
+            if extent > 1:
+                (tdig if atom.kind == "spatial" else vdig).append((d, extent, (t_stride if atom.kind == "spatial"
+                                                                               else v_stride) * step))
+            step *= extent
+        t_stride *= atom.threads
+        v_stride *= atom.values
+    along = [(e, st) for d, e, st in tdig if d == axis]
+    pow2 = all(e & (e - 1) == 0 and st & (st - 1) == 0 for e, st in along)
+    intra = [(e, st) for e, st in along if st < 32]
+    inter = [(e, st) for e, st in along if st >= 32]
+    if not pow2 or any(st * e > 32 for e, st in intra):
+        return None
+    return [(e, st) for d, e, st in vdig if d != axis], intra, inter
+
+
+def _row_reduce_shape(m: M.Mapping, axis: int, threads: int):
+    """For a flat mapping reduced along its last axis: (slots, slot_of(v), valid, row_of(s), team) or None.
+
+    Each thread folds its values per output row ("slot"); the threads sharing a row then
+    combine.  Either every row spans all threads evenly (team = threads), or a row's runs
+    sit on `team` consecutive threads (a power of two, or whole warps)."""
+    if not isinstance(m, M.Flat) or axis != len(m.shape) - 1:
+        return None
+    vec, C = m.vec, m.shape[-1]
+    rows = m.numel // C
+    cq = C // vec  # runs per row
+    chunks = m.values // vec
+    if cq % threads == 0:
+        per = cq // threads
+        return rows, f"v / {vec * per}", None, "s", threads
+    if threads % cq == 0 and (cq <= 32 and cq & (cq - 1) == 0 or cq % 32 == 0):
+        tpr = threads // cq
+        valid = None if m.numel % (threads * vec) == 0 else f"s * {tpr} + tid / {cq} < {rows}"
+        return chunks, f"v / {vec}" if vec > 1 else "v", valid, f"s * {tpr} + tid / {cq}", cq
+    return None

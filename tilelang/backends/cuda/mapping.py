@@ -1,0 +1,153 @@
+"""Which thread of the block holds which element of a register tile, as C++ expressions.
+
+A register tile is a per-thread array of `values` registers.  A mapping turns
+(thread index, value index) into the element's tile coordinate plus a guard that is
+false for registers holding nothing (tiles whose size is not a multiple of the
+thread count).  Elementwise code runs over the values of the result's mapping;
+an operand held under another mapping is read from a shared-memory copy instead.
+
+* `Flat`: the row-major tile cut into runs of `vec` elements dealt to threads in
+  turn: run q goes to thread q % threads.  The default: coalesced and vectorizable.
+* `Tasked`: any `tilelang.layout.TaskMapping` (spatial/local atoms), e.g. the
+  mma.m16n8k16 accumulator fragment tiled over warps.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...layout.task_mapping import TaskMapping, local, spatial
+from ...layout.atoms import MMA_M16N8K16_C
+from . import cexpr as cx
+
+
+@dataclass(frozen=True)
+class Flat:
+    shape: tuple[int, ...]
+    threads: int
+    vec: int = 1
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def values(self) -> int:
+        return -(-self.numel // (self.threads * self.vec)) * self.vec
+
+    @property
+    def run(self) -> int:
+        """Values j*run .. j*run+run-1 hold consecutive elements along the last axis."""
+        return self.vec
+
+    def flat_index(self, tid: str, v: str) -> str:
+        if self.vec == 1:
+            return cx.add(cx.mul(v, self.threads), tid)
+        chunk = cx.add(cx.mul(cx.div(v, self.vec), self.threads), tid)
+        return cx.add(cx.mul(chunk, self.vec), cx.mod(v, self.vec))
+
+    def coords(self, tid: str, v: str) -> tuple[list[str], str | None]:
+        e = self.flat_index(tid, v)
+        guard = None if self.numel % (self.threads * self.vec) == 0 else f"{cx.paren(e)} < {self.numel}"
+        return cx.unravel(e, self.shape), guard
+
+    def describe(self) -> str:
+        return f"flat, runs of {self.vec} per thread" if self.vec > 1 else "flat"
+
+
+@dataclass(frozen=True)
+class Tasked:
+    task: TaskMapping
+    threads: int
+    label: str = ""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.task.shape
+
+    @property
+    def values(self) -> int:
+        return self.task.values_per_thread
+
+    @property
+    def run(self) -> int:
+        inner = self.task.atoms[-1]
+        if inner.kind != "local":
+            return 1
+        for extent, dim in inner.digits():
+            if extent > 1:
+                return extent if dim == len(inner.shape) - 1 else 1
+        return 1
+
+    def coords(self, tid: str, v: str) -> tuple[list[str], str | None]:
+        rank = len(self.shape)
+        coord = ["0"] * rank
+        t_stride = v_stride = 1
+        scale = [1] * rank
+        for atom in reversed(self.task.atoms):  # innermost first
+            src, stride = {"spatial": ("tid", t_stride), "local": ("v", v_stride)}.get(atom.kind, (None, 0))
+            step = 1
+            for extent, d in atom.digits():
+                if src is not None and extent > 1:
+                    part = cx.mod(cx.div(tid if src == "tid" else v, stride * step), extent)
+                    coord[d] = cx.add(coord[d], cx.mul(part, scale[d]))
+                step *= extent
+            t_stride *= atom.threads
+            v_stride *= atom.values
+            scale = [s * e for s, e in zip(scale, atom.shape)]
+        guard = None if self.task.num_threads == self.threads else f"{tid} < {self.task.num_threads}"
+        return coord, guard
+
+    def describe(self) -> str:
+        return self.label or repr(self.task)
+
+
+Mapping = Flat | Tasked
+
+
+def default(shape: tuple[int, ...], threads: int) -> Flat:
+    """Runs of up to 8 elements along the last axis, as long as every thread still gets a run."""
+    numel = math.prod(shape)
+    vec = 8
+    while vec > 1 and (shape[-1] % vec or numel < threads * vec):
+        vec //= 2
+    return Flat(tuple(shape), threads, vec)
+
+
+@dataclass(frozen=True)
+class MmaTiling:
+    """How the warps of a block tile an M x N accumulator with m16n8 mma fragments."""
+    m: int
+    n: int
+    warps_m: int
+    warps_n: int
+
+    @property
+    def mi(self) -> int:  # m16 fragments per warp
+        return self.m // (16 * self.warps_m)
+
+    @property
+    def ni(self) -> int:  # n8 fragments per warp
+        return self.n // (8 * self.warps_n)
+
+    def mapping(self, threads: int) -> Tasked:
+        task = spatial(self.warps_m, self.warps_n) * local(self.mi, self.ni) * MMA_M16N8K16_C
+        return Tasked(task, threads, f"mma.m16n8k16 accumulator, {self.warps_m}x{self.warps_n} warps, "
+                                     f"{self.mi}x{self.ni} fragments per warp")
+
+
+def mma_tiling(m: int, n: int, threads: int) -> MmaTiling | None:
+    """The warp grid for an m x n accumulator, or None if m16n8 fragments cannot tile it."""
+    warps = threads // 32
+    best = None
+    for wm in range(1, warps + 1):
+        if warps % wm:
+            continue
+        wn = warps // wm
+        if m % (16 * wm) or n % (8 * wn):
+            continue
+        t = MmaTiling(m, n, wm, wn)
+        cost = t.mi + -(-t.ni // 2)  # ldmatrix.x4 loads per k-step: one per A fragment, one per B pair
+        if best is None or cost < best[0]:
+            best = (cost, t)
+    return None if best is None else best[1]

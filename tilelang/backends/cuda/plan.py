@@ -1,0 +1,417 @@
+"""Decisions taken before any code is written: task mappings, shared layouts, mma, pipelines, smem offsets.
+
+* Register tiles get a mapping: the author's (`layout=spatial(..) * local(..)`), the
+  mma accumulator fragment where a gemm can use tensor cores, the mapping of a
+  same-shaped operand for tiles defined by an expression (so elementwise chains
+  stay in registers), or the default flat mapping.
+* A gemm uses `mma.sync.m16n8k16` when its operands are f16/bf16, its accumulator
+  is f32 and the m16n8k16 fragments tile it over the block's warps.
+* A `pipelined` loop whose body starts with global->shared copies (indices that
+  depend only on the loop variable and names from outside the loop) gets
+  `stages` buffers for each such tile, filled by cp.async ahead of the compute.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...diagnostics import TileError
+from ...ir import nodes as N
+from ...ir.types import TileType
+from ...ir.visit import sub_exprs, walk_stmts
+from ...layout.errors import LayoutError
+from ...layout.task_mapping import TaskMapping, column_local, column_spatial, local, replicate, spatial
+from ...passes.infer import TypedKernel
+from . import ctype
+from . import mapping as M
+from . import smem as S
+
+SMEM_ALIGN = 128
+_FREE_ANNOTATIONS = ("mma_a", "mma_b", "mma_c", "row_major")  # register layouts the backend chooses itself
+MMA_DTYPES = ("f16", "bf16")
+
+
+@dataclass(frozen=True)
+class MmaGemm:
+    tiling: M.MmaTiling
+    k: int
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    stages: int
+    producers: tuple[N.Copy, ...]       # global -> shared copies issued `stages - 1` iterations ahead
+    lets: tuple[N.Let, ...]             # loop-body lets the producers' indices need
+    consumers: tuple[N.Stmt, ...]       # the rest of the body, in order
+
+
+@dataclass
+class Plan:
+    threads: int
+    mappings: dict[str, M.Mapping] = field(default_factory=dict)
+    layouts: dict[str, S.SmemLayout] = field(default_factory=dict)
+    smem_offsets: dict[str, int] = field(default_factory=dict)
+    stages: dict[str, int] = field(default_factory=dict)
+    mma: dict[int, MmaGemm] = field(default_factory=dict)  # id(Gemm) -> tiling
+    pipelines: dict[int, Pipeline] = field(default_factory=dict)  # id(For) -> pipeline
+    skip_init: set[str] = field(default_factory=set)  # shared tiles fully written before any read
+    virtual: dict[str, N.Expr] = field(default_factory=dict)  # tiles recomputed where used (iota/full only)
+    resident: set[str] = field(default_factory=set)  # register tiles kept in shared memory (gemm operands only)
+    tiles_bytes: int = 0
+
+
+def make_plan(tk: TypedKernel) -> Plan:
+    plan = Plan(tk.threads)
+    body = tk.kernel.body
+    gemms = [s for s in walk_stmts(body) if isinstance(s, N.Gemm)]
+    mma_tilings = _mma_accumulators(tk, gemms)
+    fed_to_mma: set[str] = set()
+    for g in gemms:
+        til = mma_tilings.get(g.acc.name)
+        if til is not None and _mma_ok(tk, g):
+            a = tk.tiles[g.a.name]
+            plan.mma[id(g)] = MmaGemm(til, a.shape[0] if g.trans_a else a.shape[1])
+            fed_to_mma.update(x.name for x in (g.a, g.b) if tk.tiles[x.name].scope == "shared")
+    plan.virtual = _virtual_tiles(tk)
+    plan.resident = _gemm_only_tiles(tk, plan.virtual)
+    for s in walk_stmts(body):
+        if isinstance(s, N.Alloc) and tk.tiles[s.name].scope == "shared":
+            t = tk.tiles[s.name]
+            plan.layouts[s.name] = S.choose(t.shape, ctype.nbytes(t.dtype), s.layout, s.name in fed_to_mma)
+        if isinstance(s, N.Assign) and s.name in plan.resident:
+            t = tk.tiles[s.name]
+            plan.layouts[s.name] = S.choose(t.shape, ctype.nbytes(t.dtype), None, True)
+    _infer_mappings(tk, plan, mma_tilings)
+    for g in gemms:  # an mma operand in a layout ldmatrix cannot read falls back to the SIMT gemm
+        if id(g) in plan.mma and not all(plan.layouts[x.name].contiguous_run(8) for x in (g.a, g.b)
+                                         if x.name in plan.layouts):
+            del plan.mma[id(g)]
+    for s in walk_stmts(body):
+        if isinstance(s, N.For):
+            p = _pipeline(tk, s)
+            if p is not None:
+                plan.pipelines[id(s)] = p
+                for c in p.producers:
+                    plan.stages[c.dst.name] = p.stages
+    _skip_init(tk, body, plan)
+    offset = 0
+    for name, lay in plan.layouts.items():
+        plan.smem_offsets[name] = offset
+        nbytes = lay.cosize * ctype.nbytes(tk.tiles[name].dtype) * plan.stages.get(name, 1)
+        offset += -(-nbytes // SMEM_ALIGN) * SMEM_ALIGN
+    plan.tiles_bytes = offset
+    return plan
+
+
+# ----------------------------------------------------------------------------- mappings
+
+def inherited_mapping(tk: TypedKernel, plan: Plan, value: N.Expr) -> M.Mapping:
+    """For a value computed into a temporary: the best mapping among its same-shaped operands."""
+    shape = tk.type_of(value).shape  # type: ignore[union-attr]
+    found = [plan.mappings[n] for n in _elementwise_leaves(tk, plan, value, shape) if n in plan.mappings]
+    return _best(found) if found else M.default(shape, tk.threads)
+
+
+def _best(candidates: list[M.Mapping]) -> M.Mapping:
+    """Prefer fragment layouts (they are forced on tiles by mma) over the flexible flat mapping."""
+    return next((m for m in candidates if isinstance(m, M.Tasked)), candidates[0])
+
+
+def _elementwise_leaves(tk: TypedKernel, plan: Plan, e: N.Expr, shape) -> list[str]:
+    """Register tiles read at the value's own coordinates (no broadcast, transpose or reduction between)."""
+    t = tk.type_of(e)
+    if not isinstance(t, TileType) or t.shape != shape:
+        return []
+    if isinstance(e, N.TileRef):
+        return [] if e.name in plan.virtual else [e.name]
+    kids = {N.BinOp: ("lhs", "rhs"), N.Unary: ("x",), N.Cast: ("x",), N.Where: ("cond", "a", "b")}.get(type(e), ())
+    return [n for k in kids for n in _elementwise_leaves(tk, plan, getattr(e, k), shape)]
+
+
+def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, M.MmaTiling]) -> None:
+    """Fixed mappings (author's, mma accumulators) spread to the tiles computed elementwise with them.
+
+    Tiles that appear together in an elementwise expression (same shape, same coordinates)
+    form a group; a group takes a fixed mapping of one of its members, else the default.
+    Operands left under another mapping are read through shared memory by the code."""
+    fixed: dict[str, M.Mapping] = {}
+    names: list[str] = []
+    parent: dict[str, str] = {}
+
+    def find(n: str) -> str:
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    for s in walk_stmts(tk.kernel.body):
+        if isinstance(s, N.Alloc) and s.scope == "register":
+            names.append(s.name)
+            if s.name in mma_tilings or s.layout is not None and s.layout.name not in _FREE_ANNOTATIONS:
+                fixed[s.name] = _register_mapping(tk, s, mma_tilings.get(s.name))
+        elif isinstance(s, N.Assign) and s.define and s.name not in plan.virtual and s.name not in plan.resident:
+            names.append(s.name)
+    parent.update({n: n for n in names})
+    for s in walk_stmts(tk.kernel.body):
+        groups = []
+        if isinstance(s, N.Assign) and s.name not in plan.virtual and s.name not in plan.resident:
+            groups.append([s.name] + _elementwise_leaves(tk, plan, s.value, tk.tiles[s.name].shape))
+        if isinstance(s, N.Copy) and isinstance(s.src, N.TileRef) and isinstance(s.dst, N.TileRef):
+            groups.append([x.name for x in (s.src, s.dst) if tk.tiles[x.name].scope == "register"])
+        for f in ("value",):
+            for r in (x for x in sub_exprs(getattr(s, f)) if isinstance(x, N.Reduce)) if hasattr(s, f) else ():
+                groups.append(_elementwise_leaves(tk, plan, r.x, tk.type_of(r.x).shape))
+        for g in groups:
+            g = [n for n in g if n in parent]
+            for n in g[1:]:
+                parent[find(n)] = find(g[0])
+    comps: dict[str, list[str]] = {}
+    for n in names:
+        comps.setdefault(find(n), []).append(n)
+    for members in comps.values():
+        known = [fixed[n] for n in members if n in fixed]
+        choice = _best(known) if known else M.default(tk.tiles[members[0]].shape, tk.threads)
+        for n in members:
+            plan.mappings[n] = fixed.get(n, choice)
+
+
+def _gemm_only_tiles(tk: TypedKernel, virtual: dict[str, N.Expr]) -> set[str]:
+    """Tiles defined once by an expression and read only as gemm operands.
+
+    The gemm reads operands from shared memory, so the expression is evaluated straight
+    into a (swizzled) shared buffer: no registers held, no staging copy."""
+    defined = {s.name for s in walk_stmts(tk.kernel.body) if isinstance(s, N.Assign) and s.define}
+    out = set()
+    for name in defined - set(virtual):
+        ok = True
+        for s in walk_stmts(tk.kernel.body):
+            if isinstance(s, N.For) or (isinstance(s, N.Assign) and s.define and s.name == name):
+                continue
+            if isinstance(s, N.Gemm):
+                if s.acc.name == name:
+                    ok = False
+                continue
+            if name in tile_names(s):
+                ok = False
+        out |= {name} if ok and len(tk.tiles[name].shape) == 2 else set()
+    return out
+
+
+def _virtual_tiles(tk: TypedKernel) -> dict[str, N.Expr]:
+    """Tiles defined by iota/full/scalars alone, only read by expressions: cheaper to recompute than to hold."""
+    out: dict[str, N.Expr] = {}
+    uses_elsewhere, written = set(), set()
+    for s in walk_stmts(tk.kernel.body):
+        if isinstance(s, N.Copy) and isinstance(s.src, N.TileRef):
+            uses_elsewhere.add(s.src.name)
+        if isinstance(s, N.Gemm):
+            uses_elsewhere |= {s.a.name, s.b.name}
+        w = written_tile(s)
+        if w is not None and not (isinstance(s, N.Assign) and s.define):
+            written.add(w)
+    for s in walk_stmts(tk.kernel.body):
+        if isinstance(s, N.Assign) and s.define and s.name not in uses_elsewhere | written:
+            leaves = [x for x in sub_exprs(s.value) if isinstance(x, (N.TileRef, N.Reduce))]
+            if all(isinstance(x, N.TileRef) and x.name in out for x in leaves):
+                out[s.name] = s.value
+    return out
+
+
+def _register_mapping(tk: TypedKernel, s: N.Alloc, mma: M.MmaTiling | None) -> M.Mapping:
+    t = tk.tiles[s.name]
+    if s.layout is not None and s.layout.name not in _FREE_ANNOTATIONS:
+        task = _task_mapping(s.layout)
+        if len(task.shape) < len(t.shape):
+            task = TaskMapping(tuple(a.padded(len(t.shape)) for a in task.atoms))
+        if len(task.shape) != len(t.shape) or not task.is_valid_for(t.shape):
+            raise TileError(f"layout {s.layout} covers {list(task.shape)}, which does not tile '{s.name}' "
+                            f"of shape {list(t.shape)}", s.layout.loc,
+                            hint="each tile extent must be a multiple of the mapping's")
+        if task.num_threads > tk.threads:
+            raise TileError(f"layout {s.layout} needs {task.num_threads} threads; the block has {tk.threads}",
+                            s.layout.loc)
+        reps = tuple(a // b for a, b in zip(t.shape, task.shape))
+        if any(r > 1 for r in reps):
+            task = local(*reps) * task
+        return M.Tasked(task, tk.threads, f"{s.layout} (as written)")
+    if mma is not None:
+        return mma.mapping(tk.threads)
+    return M.default(t.shape, tk.threads)
+
+
+_ATOMS = {"spatial": spatial, "local": local, "repeat": local, "column_spatial": column_spatial,
+          "column_local": column_local, "replicate": replicate}
+
+
+def _task_mapping(e: N.LayoutExpr) -> TaskMapping:
+    if e.name == "*":
+        out = None
+        for a in e.args:
+            m = _task_mapping(a)  # type: ignore[arg-type]
+            out = m if out is None else out * m
+        return out  # type: ignore[return-value]
+    fn = _ATOMS.get(e.name)
+    if fn is None or not all(isinstance(a, int) for a in e.args):
+        raise TileError(f"the CUDA backend does not know register layout '{e}'", e.loc,
+                        hint="compose spatial(...), local(...), column_spatial(...), column_local(...) with *")
+    try:
+        return fn(*e.args)
+    except LayoutError as err:
+        raise TileError(str(err), e.loc) from None
+
+
+# ----------------------------------------------------------------------------- mma
+
+def _mma_accumulators(tk: TypedKernel, gemms: list[N.Gemm]) -> dict[str, M.MmaTiling]:
+    out = {}
+    for g in gemms:
+        acc = tk.tiles[g.acc.name]
+        if _mma_ok(tk, g):
+            til = M.mma_tiling(acc.shape[0], acc.shape[1], tk.threads)
+            if til is not None:
+                out[g.acc.name] = til
+    return out
+
+
+def _mma_ok(tk: TypedKernel, g: N.Gemm) -> bool:
+    a, b, c = (tk.tiles[x.name] for x in (g.a, g.b, g.acc))
+    k = a.shape[0] if g.trans_a else a.shape[1]
+    return (a.dtype.name in MMA_DTYPES and b.dtype == a.dtype and c.dtype.name == "f32" and k % 16 == 0
+            and c.shape[0] % 16 == 0 and c.shape[1] % 8 == 0
+            and M.mma_tiling(c.shape[0], c.shape[1], tk.threads) is not None)
+
+
+# ----------------------------------------------------------------------------- pipelines
+
+def _pipeline(tk: TypedKernel, loop: N.For) -> Pipeline | None:
+    if loop.stages is None or not isinstance(loop.stages, N.Const) or loop.stages.value < 2:
+        return None
+    defined_inside = {s.name for s in walk_stmts(loop.body) if isinstance(s, (N.Let, N.Alloc, N.Assign))}
+    lets: dict[str, N.Let] = {}
+    producers: list[N.Copy] = []
+    consumers: list[N.Stmt] = []
+    mentioned: set[str] = set()  # tiles touched by the body so far: a copy into one cannot move ahead
+    for s in loop.body:
+        if isinstance(s, N.Let):
+            lets[s.name] = s
+        elif (isinstance(s, N.Copy) and isinstance(s.src, N.GlobalRef)
+                and isinstance(s.dst, N.TileRef) and tk.tiles[s.dst.name].scope == "shared"
+                and s.dst.name not in defined_inside and s.dst.name not in mentioned
+                and _depends_only_on(s, loop.var, lets, defined_inside)):
+            producers.append(s)
+            continue
+        if not isinstance(s, N.For):
+            mentioned |= tile_names(s)
+        else:
+            mentioned |= set().union(*(tile_names(b) for b in walk_stmts(s.body) if not isinstance(b, N.For)))
+        consumers.append(s)
+    stored = {s.dst.tensor for s in walk_stmts(tk.kernel.body) if isinstance(s, N.Copy)
+              and isinstance(s.dst, N.GlobalRef)}
+    producers = [c for c in producers if c.src.tensor not in stored]  # loads may not run ahead of stores
+    consumers = [s for s in loop.body if not any(s is c for c in producers)]
+    if not producers:
+        return None
+    written = {c.dst.name for c in producers}
+    if len(written) != len(producers):
+        return None
+    inside = list(walk_stmts(tuple(consumers)))
+    for s in walk_stmts(tk.kernel.body):  # the tiles must be touched only by this loop's consumers
+        if isinstance(s, N.Alloc) or any(s is p for p in producers) or not _mentions_any(s, written):
+            continue
+        if not any(s is c for c in inside) or written_tile(s) in written:
+            return None
+    return Pipeline(loop.stages.value, tuple(producers), _lets_needed(producers, lets), tuple(consumers))
+
+
+def _vars(e) -> set[str]:
+    return {x.name for x in sub_exprs(e) if isinstance(x, N.Var)}
+
+
+def _depends_only_on(c: N.Copy, var: str, lets: dict[str, N.Let], inside: set[str]) -> bool:
+    names = set().union(*(_vars(i) for i in c.src.indices)) | (_vars(c.pad) if c.pad is not None else set())
+    seen = set()
+    while names:
+        n = names.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n == var or n not in inside:
+            continue
+        if n not in lets:
+            return False
+        names |= _vars(lets[n].value)
+    return True
+
+
+def _lets_needed(producers: list[N.Copy], lets: dict[str, N.Let]) -> tuple[N.Let, ...]:
+    names = set()
+    for c in producers:
+        for i in c.src.indices + ((c.pad,) if c.pad is not None else ()):
+            names |= _vars(i)
+    changed = True
+    while changed:
+        more = set().union(*(_vars(lets[n].value) for n in names if n in lets)) if names else set()
+        changed = not more <= names
+        names |= more
+    return tuple(l for n, l in lets.items() if n in names)
+
+
+def tile_names(s: N.Stmt) -> set[str]:
+    """Tiles a statement reads or writes (not looking into loop bodies)."""
+    out = set()
+    for f in ("src", "dst", "a", "b", "acc", "value", "init"):
+        v = getattr(s, f, None)
+        if v is not None and not isinstance(v, (str, bool, tuple)):
+            out |= {x.name for x in sub_exprs(v) if isinstance(x, N.TileRef)}
+    if isinstance(s, (N.Alloc, N.Assign)):
+        out.add(s.name)
+    return out
+
+
+def _mentions_any(s: N.Stmt, names: set[str]) -> bool:
+    return not isinstance(s, N.For) and bool(tile_names(s) & names)
+
+
+def written_tile(s: N.Stmt) -> str | None:
+    if isinstance(s, (N.Copy, N.Dequant)) and isinstance(s.dst, N.TileRef):
+        return s.dst.name
+    if isinstance(s, N.Gemm):
+        return s.acc.name
+    if isinstance(s, N.Assign):
+        return s.name
+    return None
+
+
+# ----------------------------------------------------------------------------- shared init
+
+def _skip_init(tk: TypedKernel, body: tuple[N.Stmt, ...], plan: Plan) -> None:
+    """Shared tiles whose first use overwrites them whole need no zero fill."""
+    for i, s in enumerate(body):
+        if isinstance(s, N.For):
+            _skip_init(tk, s.body, plan)
+        if not (isinstance(s, N.Alloc) and s.scope == "shared"):
+            continue
+        for j in range(i + 1, len(body)):
+            later = body[j]
+            first = _first_use(later, s.name)
+            if first == "write" and not (isinstance(later, N.For) and _used_in(body[j + 1:], s.name)):
+                plan.skip_init.add(s.name)
+            if first is not None:
+                break
+
+
+def _first_use(s: N.Stmt, name: str) -> str | None:
+    if isinstance(s, N.For):
+        for b in s.body:
+            u = _first_use(b, name)
+            if u is not None:
+                return u
+        return None
+    if name not in tile_names(s):
+        return None
+    full_write = isinstance(s, (N.Copy, N.Dequant)) and isinstance(s.dst, N.TileRef) and s.dst.name == name
+    if full_write and isinstance(s, N.Copy) and isinstance(s.src, N.TileRef) and s.src.name == name:
+        return "read"
+    return "write" if full_write else "read"
+
+
+def _used_in(stmts: tuple[N.Stmt, ...], name: str) -> bool:
+    return any(name in tile_names(s) for s in walk_stmts(stmts) if not isinstance(s, N.For))
