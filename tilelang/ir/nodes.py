@@ -42,6 +42,11 @@ class Const:
     value: Union[int, float, bool]
     dtype: DType | None = None  # None: weakly typed literal, takes its partner's dtype
     loc: SourceLoc = _loc()
+    # Python has 2 == 2.0 == True, but as literals they type differently (and type_of caches by equality)
+    kind: str = field(default="", init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", type(self.value).__name__)
 
 
 @dataclass(frozen=True)

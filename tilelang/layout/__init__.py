@@ -1,4 +1,5 @@
-"""Layouts: CuTe-style layout algebra, swizzles, shared-memory layouts, task mappings, instruction atoms."""
+"""Layouts: CuTe-style layout algebra, swizzles, shared-memory layouts, task mappings, instruction atoms,
+and the layout inference pass (`infer_layouts(tk) -> LayoutPlan`)."""
 
 from .algebra import (
     Layout,
@@ -20,6 +21,8 @@ from .algebra import (
 )
 from .atoms import ATOMS, MMA_M16N8K16_A, MMA_M16N8K16_B, MMA_M16N8K16_C, Atom, Operand, find_atoms, get_atom
 from .errors import LayoutError
+from .infer import infer_layouts, pin_layouts
+from .plan import LayoutPlan
 from .shared import SharedLayout, smem_col_major, smem_padded, smem_row_major, smem_swizzled, standard_swizzle
 from .swizzle import ComposedLayout, Swizzle, bank_conflicts, wavefronts
 from .task_mapping import TaskMapping, column_local, column_spatial, local, repeat, replicate, spatial
@@ -30,6 +33,7 @@ __all__ = [
     "ComposedLayout",
     "Layout",
     "LayoutError",
+    "LayoutPlan",
     "MMA_M16N8K16_A",
     "MMA_M16N8K16_B",
     "MMA_M16N8K16_C",
@@ -47,6 +51,7 @@ __all__ = [
     "flatten",
     "get_atom",
     "idx2crd",
+    "infer_layouts",
     "is_injective",
     "left_inverse",
     "local",
@@ -55,6 +60,7 @@ __all__ = [
     "make_layout",
     "make_layout_col_major",
     "make_layout_row_major",
+    "pin_layouts",
     "repeat",
     "replicate",
     "right_inverse",

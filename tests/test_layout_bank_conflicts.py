@@ -1,0 +1,128 @@
+"""Shared tiles of the tensor-core kernels are conflict-free as inferred, for 4 and 8 warps.
+
+The kernels' thread counts are literals (`threads(128)`), so the 8-warp variant is the
+kernel text with `threads(256)` (or, where the count is a const parameter, that const).
+Conflicts are checked twice: the plan's own count, and independently from the plan's
+byte offsets with `swizzle.bank_conflicts` on every warp-wide access: each copy's
+vectors as its mapping moves them, and every aligned 8x8 matrix that ldmatrix reads
+(one 8-lane phase: 8 rows of 16 contiguous bytes).
+"""
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+import tilelang
+from tilelang.ir import nodes as N
+from tilelang.ir.visit import walk_stmts
+from tilelang.layout import bank_conflicts, infer_layouts
+from tilelang.layout.plan import CopyPlan, DequantPlan, GemmPlan
+
+KERNELS = Path(__file__).resolve().parent.parent / "kernels"
+FILES = ["gemm.tile", "gemm_wNa16.tile", "fused_mlp.tile", "linear.tile", "attention.tile"]
+
+
+def lowered(path: Path, threads: int, layouts: str | None = None):
+    """Every kernel of `path` with shared tiles, lowered for a `threads`-thread block."""
+    text = path.read_text()
+    if layouts:
+        text = re.sub(r"= shared\((.*?)\);", rf"= shared(\1, layout={layouts});", text)
+    out = {}
+    for name, k in tilelang.loads(text, path.name).items():
+        consts = {}
+        if isinstance(k.ir.threads, N.Var):
+            consts[k.ir.threads.name] = threads
+        else:
+            k = tilelang.loads(_with_threads(text, name, threads), path.name)[name]
+        tk = k.lower(**consts)
+        assert tk.threads == threads
+        if any(t.scope == "shared" for t in tk.tiles.values()):
+            out[name] = tk
+    return out
+
+
+def _with_threads(text: str, name: str, threads: int) -> str:
+    """The text with kernel `name`'s literal thread count replaced."""
+    start = text.index(f"kernel {name}(")
+    head, n = re.subn(r"threads\(\s*\d+\s*\)", f"threads({threads})", text[start:], count=1)
+    assert n == 1
+    return text[:start] + head
+
+
+def copy_accesses(plan, tk):
+    """(tile, byte addresses of 32 lanes, bytes per lane) of every shared write/read by copies."""
+    for p in plan.stmts:
+        if isinstance(p, (CopyPlan, DequantPlan)):
+            sides = [p.stmt.src, p.stmt.dst] if isinstance(p, CopyPlan) else [p.stmt.dst]
+            for side in sides:
+                if isinstance(side, N.TileRef) and tk.tiles[side.name].scope == "shared":
+                    vec = max(i.vector for i in p.instrs if "shared" in i.name or "cp.async" in i.name)
+                    m = p.mapping
+                    elem = plan.shared(side.name).elem_bytes
+                    for w, g in itertools.product(range(m.num_threads // 32), range(m.values_per_thread // vec)):
+                        addrs = [plan.byte_offset(side.name, m(32 * w + lane, g * vec)) for lane in range(32)]
+                        yield side.name, addrs, vec * elem
+
+
+def ldmatrix_phases(plan, tk):
+    """(tile, 8 row addresses) of every aligned 8x8 matrix of every shared gemm operand."""
+    for p in plan.stmts:
+        if not isinstance(p, GemmPlan) or p.atom is None:
+            continue
+        for ref in (p.stmt.a, p.stmt.b):
+            if tk.tiles[ref.name].scope != "shared":
+                continue
+            rows, cols = tk.tiles[ref.name].shape
+            e = plan.shared(ref.name).elem_bytes
+            along_cols = plan.byte_offset(ref.name, (0, 1)) - plan.byte_offset(ref.name, (0, 0)) == e
+            for r0, c0 in itertools.product(range(0, rows, 8), range(0, cols, 8)):
+                segs = []
+                for j in range(8):
+                    start = (r0 + j, c0) if along_cols else (r0, c0 + j)
+                    run = [(start[0], start[1] + i) if along_cols else (start[0] + i, start[1]) for i in range(8)]
+                    addrs = [plan.byte_offset(ref.name, c) for c in run]
+                    assert addrs == list(range(addrs[0], addrs[0] + 8 * e, e)), "ldmatrix rows must be contiguous"
+                    segs.append(addrs[0])
+                yield ref.name, segs
+
+
+CASES = [(f, t) for f in FILES for t in (128, 256)]
+
+
+@pytest.mark.parametrize("file,threads", CASES, ids=[f"{f[:-5]}-{t}" for f, t in CASES])
+def test_inferred_shared_tiles_are_conflict_free(file, threads):
+    kernels = lowered(KERNELS / file, threads)
+    assert kernels
+    for name, tk in kernels.items():
+        plan = infer_layouts(tk)
+        for t in plan.tiles:
+            if t.shared is not None:
+                assert t.bank_conflicts == 0, f"{name}: '{t.name}' ({t.expr}) has {t.bank_conflicts} conflicts"
+        assert plan.cost.bank_conflicts == 0
+        seen = set()
+        for tile, addrs, nbytes in copy_accesses(plan, tk):
+            assert bank_conflicts(addrs, nbytes) == 0, f"{name}: copy into/out of '{tile}' conflicts"
+            seen.add(tile)
+        for tile, segs in ldmatrix_phases(plan, tk):
+            assert bank_conflicts(segs, 16) == 0, f"{name}: ldmatrix phase of '{tile}' conflicts"
+            seen.add(tile)
+        assert seen == {t.name for t in plan.tiles if t.shared is not None}
+
+
+@pytest.mark.parametrize("threads", [128, 256])
+def test_row_major_gemm_operands_do_conflict(threads):
+    """The control: without the swizzle the same checks find conflicts (they can fail)."""
+    for name, tk in lowered(KERNELS / "gemm.tile", threads, layouts="row_major").items():
+        plan = infer_layouts(tk)
+        assert all(str(t.expr) == "row_major" for t in plan.tiles if t.shared is not None)
+        assert plan.cost.bank_conflicts > 0
+        assert any(bank_conflicts(segs, 16) > 0 for _, segs in ldmatrix_phases(plan, tk))
+
+
+def test_eight_warps_change_the_warp_grid():
+    (tk,) = lowered(KERNELS / "gemm.tile", 256).values()
+    grids = [p.grid for p in infer_layouts(tk).stmts if isinstance(p, GemmPlan)]
+    assert [g.wm * g.wn for g in grids] == [8]
+    assert not [s for s in walk_stmts(tk.kernel.body) if isinstance(s, N.Alloc) and s.layout is not None]

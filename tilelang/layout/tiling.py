@@ -1,0 +1,141 @@
+"""How instructions tile over a thread block: coalesced copies and mma fragments over warps.
+
+* `coalesced`: the mapping a copy of a tile from row-major global memory wants:
+  each thread moves a vector of up to 16 bytes along the contiguous (last)
+  axis, neighbouring threads take neighbouring vectors, and the block sweeps
+  the tile in passes (an outer `local`).
+* `warp_grids` / `mma_fragments`: an mma.sync.m16n8k16 gemm splits the
+  accumulator over a (wm x wn) grid of warps; each warp repeats the 16x8
+  atom over its warp tile. A warp needs the A rows of its grid row and the B
+  columns of its grid column, so a register A operand is replicated across
+  the wn warps of a row (and B across the wm warps of a column).
+* `ldmatrix_lanes`: the shared-memory rows each lane addresses when a warp
+  loads its A or B fragments with ldmatrix (the addresses the bank-conflict
+  model judges).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from . import tv
+from .atoms import MMA_M16N8K16_A, MMA_M16N8K16_B, MMA_M16N8K16_C
+from .task_mapping import TaskMapping, local, replicate, spatial
+
+WARP = 32
+
+
+def coalesced(shape: tuple[int, ...], elem_bytes: int, threads: int, max_bytes: int = 16) -> TaskMapping:
+    """Vectors of up to `max_bytes` along the last axis, threads fastest along it, passes outermost.
+
+    The vector shrinks so that every thread gets work when the tile is small; threads
+    left over when the tile cannot use them all hold replicas (outermost)."""
+    numel = math.prod(shape)
+    vec = 1
+    while (2 * vec * elem_bytes <= max_bytes and shape[-1] % (2 * vec) == 0 and 2 * vec * threads <= numel):
+        vec *= 2
+    rest = list(shape)
+    rest[-1] //= vec
+    spread = [1] * len(shape)
+    left = threads
+    for d in reversed(range(len(shape))):
+        spread[d] = math.gcd(rest[d], left)
+        left //= spread[d]
+    reps = [r // s for r, s in zip(rest, spread)]
+    vec_shape = [1] * (len(shape) - 1) + [vec]
+    return tv.canonical(replicate(left) * local(*reps) * spatial(*spread) * local(*vec_shape))
+
+
+@dataclass(frozen=True)
+class WarpGrid:
+    """Warps of a gemm: `wm` x `wn` share the accumulator; `replicas` more copies of the grid
+    (warps the accumulator is too small to use) repeat its work."""
+
+    wm: int
+    wn: int
+    replicas: int = 1
+
+    def __str__(self) -> str:
+        extra = f" (x{self.replicas} replicated)" if self.replicas > 1 else ""
+        return f"{self.wm}x{self.wn} warps{extra}"
+
+
+def mma_shape_ok(m: int, n: int, k: int) -> bool:
+    return m % 16 == 0 and n % 8 == 0 and k % 16 == 0
+
+
+def warp_grids(m: int, n: int, warps: int) -> tuple[WarpGrid, ...]:
+    """Grids that split an m x n accumulator into whole 16x8 atoms, most rows-first first.
+
+    All warps if some grid can use them all, else the largest number that can."""
+    for used in sorted((d for d in range(1, warps + 1) if warps % d == 0), reverse=True):
+        grids = tuple(WarpGrid(wm, used // wm, warps // used) for wm in range(used, 0, -1)
+                      if used % wm == 0 and (m // 16) % wm == 0 and (n // 8) % (used // wm) == 0)
+        if grids:
+            return grids
+    return ()
+
+
+@dataclass(frozen=True)
+class Fragments:
+    """Task mappings of a gemm's operands in their tiles' orientation (A is [K, M] when trans_a)."""
+
+    a: TaskMapping
+    b: TaskMapping
+    c: TaskMapping
+
+
+@lru_cache(maxsize=512)
+def mma_fragments(m: int, n: int, k: int, grid: WarpGrid, trans_a: bool, trans_b: bool) -> Fragments:
+    rm, rn, kk = m // (16 * grid.wm), n // (8 * grid.wn), k // 16
+    rep = replicate(grid.replicas)
+    c = rep * spatial(grid.wm, grid.wn) * local(rm, rn) * MMA_M16N8K16_C
+    a = rep * spatial(grid.wm, 1) * replicate(grid.wn) * local(rm, kk) * MMA_M16N8K16_A
+    b = rep * replicate(grid.wm) * spatial(1, grid.wn) * local(kk, rn) * MMA_M16N8K16_B
+    a, b, c = (tv.canonical(x) for x in (a, b, c))
+    return Fragments(tv.transpose(a) if trans_a else a, tv.transpose(b) if trans_b else b, c)
+
+
+@lru_cache(maxsize=512)
+def ldmatrix_lanes(role: str, m: int, n: int, k: int, grid: WarpGrid, trans_tile: bool,
+                   along_y: bool) -> tuple[str, np.ndarray]:
+    """The ldmatrix instruction and, per instruction of every warp, each lane's first element.
+
+    `role` "A" (operand [m, k]) or "B" ([k, n]); `trans_tile` whether the tile stores the
+    operand transposed; `along_y` whether shared memory is contiguous along k (plain
+    ldmatrix) rather than along m / n (ldmatrix.trans). Returns (name, [instrs, 32, 2]
+    tile coordinates, -1 for lanes that supply no address)."""
+    warp_x = (m // grid.wm) if role == "A" else (n // grid.wn)
+    x_step = 16 if role == "A" or warp_x % 16 == 0 else 8
+    num = 4 if x_step == 16 else 2
+    instrs = []
+    for w in range(grid.replicas * grid.wm * grid.wn):
+        wi = (w // grid.wn) % grid.wm if role == "A" else w % grid.wn
+        for xb in range(wi * warp_x, (wi + 1) * warp_x, x_step):
+            for kb in range(0, k, 16):
+                lanes = np.full((WARP, 2), -1, dtype=np.int64)
+                for lane in range(8 * num):
+                    i, j = divmod(lane, 8)
+                    if role == "A":
+                        x0, y0 = xb + 8 * (i % 2), kb + 8 * (i // 2)
+                    elif num == 4:
+                        x0, y0 = xb + 8 * (i // 2), kb + 8 * (i % 2)
+                    else:
+                        x0, y0 = xb, kb + 8 * i
+                    x, y = (x0 + j, y0) if along_y else (x0, y0 + j)
+                    # operand (X, Y) = A (m, k) / B (n, k); tiles store A as [m, k] and B as [k, n]
+                    natural = (x, y) if role == "A" else (y, x)
+                    lanes[lane] = natural[::-1] if trans_tile else natural
+                instrs.append(lanes)
+    name = f"ldmatrix.x{num}" + ("" if along_y else ".trans")
+    return name, np.stack(instrs)
+
+
+def y_axis(role: str, trans_tile: bool) -> int:
+    """The tile axis that holds k for an operand (the axis plain ldmatrix reads along)."""
+    natural = 1 if role == "A" else 0
+    return 1 - natural if trans_tile else natural
