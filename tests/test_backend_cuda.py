@@ -10,6 +10,9 @@ the same cases on the CPU emulator.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -47,20 +50,29 @@ def unsupported(e: TileError) -> bool:
 
 # ----------------------------------------------------------------------------- nvcc, no GPU needed
 
+NVCC_CACHE = Path(tempfile.gettempdir()) / "tilelang_cuda_nvcc"
+
+
 def _nvcc_one(key):
+    """Compile one kernel's source with nvcc; results are cached by source (pytest-xdist workers share)."""
     file, name = key
     try:
         code = cuda.generate(kernel(file, name).lower())
     except TileError as e:
         return ("unsupported" if unsupported(e) else "error", str(e))
-    with tempfile.TemporaryDirectory() as d:
-        cu = os.path.join(d, f"{name}.cu")
-        Path(cu).write_text(code)
-        proc = subprocess.run(["nvcc", "-std=c++17", "-arch=sm_90a", "-cubin", cu, "-o", cu + ".cubin"],
-                              capture_output=True, text=True)
-    if proc.returncode:
-        return "error", str(explain(proc.stderr, code, name, "nvcc"))
-    return "ok", ""
+    NVCC_CACHE.mkdir(exist_ok=True)
+    done = NVCC_CACHE / (hashlib.sha256(code.encode()).hexdigest()[:24] + ".json")
+    with open(str(done) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            with tempfile.TemporaryDirectory() as d:
+                cu = os.path.join(d, f"{name}.cu")
+                Path(cu).write_text(code)
+                proc = subprocess.run(["nvcc", "-std=c++17", "-arch=sm_90a", "-cubin", cu, "-o", cu + ".cubin"],
+                                      capture_output=True, text=True)
+            result = ("error", str(explain(proc.stderr, code, name, "nvcc"))) if proc.returncode else ("ok", "")
+            done.write_text(json.dumps(result))
+    return tuple(json.loads(done.read_text()))
 
 
 @pytest.fixture(scope="module")
