@@ -96,8 +96,9 @@ def build(src_dir: str | Path, backend: str = "triton", out: Path = Path("build"
             src_path = kdir / f"{name}{suffix}"
             write_atomic(src_path, _call(be.generate, tk, target))
             outputs = [src_path]
-            if hasattr(be, "build_aot"):
-                outputs += list(_call(be.build_aot, tk, kdir, target))
+            if hasattr(be, "build_aot"):  # without --target, each backend's default (e.g. sm_90a)
+                aot = be.build_aot(tk, kdir) if target is None else be.build_aot(tk, kdir, target)
+                outputs += [p for p in aot if p not in outputs]
             rel = [str(p.relative_to(out)) for p in outputs]
             results.append(Result(f, name, "built", time.perf_counter() - t0, rel))
             entries.append({"file": str(f), "kernel": name, "fingerprint": fp, "outputs": rel,

@@ -17,6 +17,7 @@ from .codegen import generate_source
 from .runtime import Launcher, compile  # noqa: A004 - the backend interface name
 
 NAME = "cuda"
+SOURCE_SUFFIX = ".cu"
 
 
 def generate(tk) -> str:

@@ -13,6 +13,7 @@ from .aot import build_aot, load_aot
 from .build import Launcher, generate
 
 NAME = "tvm"
+SOURCE_SUFFIX = ".tir.py"
 
 
 def compile(tk, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
