@@ -127,6 +127,65 @@ def test_compile_without_cupy_or_gpu_says_what_is_missing():
         cuda.compile(kernel("gemm", "gemm").lower())
 
 
+def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch):
+    """compile() and the launcher against a stand-in for CuPy: what would reach cuLaunchKernel."""
+    import sys
+    import types
+    seen = {}
+
+    class Kernel:
+        max_dynamic_shared_size_bytes = 0
+
+        def __call__(self, grid, block, args, shared_mem=0):
+            seen.update(grid=grid, block=block, args=args, smem=shared_mem)
+
+    class Module:
+        def __init__(self, code, options):
+            seen.update(code=code, options=options)
+
+        def get_function(self, name):
+            return Kernel()
+
+    class Device:
+        def __init__(self, index):
+            seen["device"] = index
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = Module
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=Device,
+                                      get_cuda_path=lambda: None,
+                                      compiler=types.SimpleNamespace(CompileException=RuntimeError))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+
+    class CupyArray:  # what tilelang.runtime.args reads of a cupy array
+        def __init__(self, shape, ptr):
+            self.shape, self.dtype = shape, np.dtype(np.float16)
+            self.device = types.SimpleNamespace(id=1)
+            self.flags = types.SimpleNamespace(c_contiguous=True)
+            self.data = types.SimpleNamespace(ptr=ptr)
+
+    CupyArray.__module__ = "cupy._core.core"
+    k = kernel("attention", "attention_prefill")
+    arrays = [CupyArray(shape, 4096 * (i + 1)) for i, shape in enumerate([(2, 4, 70, 128), (2, 2, 70, 128),
+                                                                           (2, 2, 70, 128), (2, 4, 70, 128)])]
+    call = bind(k.ir, (*arrays, 0.125), {})
+    launcher = cuda.compile(k.lower(**call.consts))
+    launcher(call)
+    assert seen["options"][0] == "-std=c++17" and 'extern "C" __global__' in seen["code"]
+    assert seen["grid"] == (2, 4, 2) and seen["block"] == (128, 1, 1) and seen["device"] == 1
+    assert seen["smem"] > 48 * 1024 and launcher.kernel.max_dynamic_shared_size_bytes == seen["smem"]
+    ptrs, dims, scale = seen["args"][:4], seen["args"][4:9], seen["args"][9]
+    assert [int(p) for p in ptrs] == [4096, 8192, 12288, 16384] and all(p.dtype == np.uint64 for p in ptrs)
+    assert [int(d) for d in dims] == [2, 4, 70, 128, 2] and all(d.dtype == np.int32 for d in dims)  # B HQ S D HKV
+    assert scale.dtype == np.float32 and float(scale) == 0.125
+
+
 # ----------------------------------------------------------------------------- the kernels' arguments
 
 def rand(rng, shape, dt, scale=1.0):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -38,9 +38,9 @@ from ...passes.verify import MAX_SHARED_BYTES
 from . import cexpr as cx
 from . import ctype
 from . import mapping as M
-from .expr import ExprEmitter, Val, cname, coords_for
+from .expr import ExprEmitter, cname, coords_for
 from .plan import Plan, inherited_mapping, make_plan
-from .smem import SmemLayout, row_major
+from .smem import row_major
 
 SCRATCH_ALIGN = 16
 
@@ -52,10 +52,9 @@ def templates() -> jinja2.Environment:
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-@lru_cache(maxsize=1)
-def prelude() -> str:
-    with open(os.path.join(os.path.dirname(__file__), "templates", "prelude.cuh")) as f:
-        return f.read()
+def verbatim(name: str) -> str:
+    """A C++ file kept as a template (templates/*.j2 are the package data) but emitted as it is."""
+    return templates().get_template(name).render()
 
 
 @dataclass(frozen=True)
@@ -198,7 +197,7 @@ class KernelGen:
             source=os.path.basename(k.loc.file) if k.loc and k.loc.line else "<python>", name=k.name,
             consts=", ".join(f"{n}={v}" for n, v in self.tk.consts.items()),
             grid=", ".join(_show(g) for g in k.grid), threads=self.T, smem_bytes=smem, notes=self.notes(),
-            params=params, setup=setup, body=body, scratch_offset=self.plan.tiles_bytes, prelude=prelude(),
+            params=params, setup=setup, body=body, scratch_offset=self.plan.tiles_bytes, prelude=verbatim("prelude.cuh.j2"),
             dtypes=self.dtypes_used())
         return Source(code, k.name, self.T, smem, tuple(order), tuple(params))
 
@@ -312,7 +311,6 @@ class KernelGen:
     def alloc(self, s: N.Alloc) -> None:
         t = self.tk.tiles[s.name]
         st = ctype.storage(t.dtype)
-        init = "0" if s.init is None else None
         if s.init is not None:
             v = self.ex.scalar(s.init)
             init = ctype.from_compute(ctype.cast(v.code, v.kind, t.dtype), t.dtype)
@@ -377,7 +375,7 @@ class KernelGen:
         def leaf(x, coords, direct):
             if isinstance(x, N.Reduce):
                 return f"{red[id(x)]}[{cx.row_major_offset(coords, self.tk.type_of(x).shape)}]"
-            if direct and self.mapping(x.name) == m:
+            if direct and M.equivalent(self.mapping(x.name), m):
                 return f"{cname(x.name)}[v]"
             return f"{bufs[x.name]}[{cx.row_major_offset(coords, self.tk.tiles[x.name].shape)}]"
 
@@ -393,7 +391,7 @@ class KernelGen:
         if isinstance(e, N.TileRef) and e.name in self.plan.virtual:
             self._needs(self.plan.virtual[e.name], False, m, staged, reduces)
         elif isinstance(e, N.TileRef):
-            if not (ident and self.mapping(e.name) == m) and e.name not in staged:
+            if not (ident and M.equivalent(self.mapping(e.name), m)) and e.name not in staged:
                 staged.append(e.name)
         elif isinstance(e, N.Reduce):
             reduces.append(e)
@@ -402,7 +400,7 @@ class KernelGen:
         else:
             for child in _children(e):
                 ct = self.tk.type_of(child)
-                same = isinstance(ct, TileType) and ct.shape == t.shape
+                same = isinstance(ct, TileType) and M.squeeze(ct.shape) == M.squeeze(t.shape)
                 self._needs(child, ident and same, m, staged, reduces)
 
     def stage(self, name: str) -> str:
@@ -440,7 +438,7 @@ class KernelGen:
         out = self.scratch(rt.numel * ctype.nbytes(dt), ctype.storage(dt))
         load = ctype.to_compute("%s", dt)
         if dt.is_float and dt != f32:
-            load = f"tl::to_f32(%s)"
+            load = "tl::to_f32(%s)"
         store = ctype.from_compute("%s", dt)
         common = dict(op=r.op, acc=acc, identity=ctype.identity(r.op, dt), load=load, dst=out, store=store,
                       threads=self.T)
@@ -585,7 +583,7 @@ class KernelGen:
             starts.append(name)
         dims = [str(d) if isinstance(d, int) else cname(d) for d in p.dims]
         return Window(p, full, starts, dims, [f"{cname(p.name)}st{i}" for i in range(len(p.dims))],
-                      len(p.dims) - len(shape), w)
+                      len(p.dims) - len(shape))
 
     def load_global(self, ref: N.GlobalRef, name: str, pad: N.Expr | None) -> None:
         """Global window -> register tile, one run of consecutive elements at a time."""
@@ -627,7 +625,7 @@ class KernelGen:
                 names.append(c if c.isdigit() else f"i{i}")
                 if not c.isdigit():
                     self.line(f"const int i{i} = {c};")
-            with self.scope(f"if ({guard})") if guard else _nullcontext():
+            with self.scope(f"if ({guard})") if guard else nullcontext():
                 lead = w.inbounds(names, skip_last=True)
                 last = w.coord(len(w.dims) - 1, names)
                 self.line(f"const bool row = {lead};")
@@ -838,7 +836,7 @@ class KernelGen:
                     names.append(c if c.isdigit() else f"i{i}")
                     if not c.isdigit():
                         self.line(f"const int i{i} = {c};")
-                with self.scope(f"if ({guard})") if guard else _nullcontext():
+                with self.scope(f"if ({guard})") if guard else nullcontext():
                     self.line(f"const bool row = {w.inbounds(names, skip_last=True)};")
                     col = w.coord(len(w.dims) - 1, names)
                     self.line(f"const long long col = {col};")
@@ -937,13 +935,13 @@ class KernelGen:
                 self.line(f"const int it = {var} - lo;")
                 self.line(f"tl::cp_async_wait<{S - 2}>();  // iteration it's tiles have landed (this thread's part)")
                 self.line("__syncthreads();                // ... everyone's, and iteration it-1 is done reading")
+                self.pending = self.global_reads = self.global_writes = False  # that barrier orders it-1's accesses
                 with self.scope():
                     self.line(f"const int next = {var} + {S - 1};")
                     with self.scope("if (next < hi)"):
                         self.line(f"const int {var} = next;")
                         self.producers(pipe, f"(it + {S - 1}) % {S}")
                     self.line("tl::cp_async_commit();")
-                self.global_writes |= writes
                 for c in pipe.producers:
                     n = c.dst.name
                     st = ctype.storage(self.tk.tiles[n].dtype)
@@ -974,7 +972,6 @@ class Window:
     dims: list[str]
     strides: list[str]
     lead: int  # tensor dims before the tile's (indexed by element, the tile has extent 1 there)
-    name: str
 
     def coord(self, i: int, c: list[str]) -> str:
         """Tensor coordinate along dim i of the tile element at `c`."""
@@ -991,14 +988,6 @@ class Window:
     def offset(self, c: list[str], skip_last: bool = False) -> str:
         n = len(self.dims) - (1 if skip_last else 0)
         return " + ".join(f"({self.coord(i, c)}) * {self.strides[i]}" for i in range(n)) or "0"
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _children(e: N.Expr) -> list[N.Expr]:

@@ -1,11 +1,12 @@
 """Run generated CUDA code on the CPU: a test harness for machines without a GPU.
 
-The kernel's source is compiled as host C++20 with `templates/emulator.h` in place of
-the CUDA headers and `templates/emulator_ptx.h` in place of the PTX wrappers; each
+The kernel's source is compiled as host C++20 with `templates/emulator.h.j2` in place of
+the CUDA headers and `templates/emulator_ptx.h.j2` in place of the PTX wrappers; each
 CUDA thread of a block is a `std::thread`.  Arrays are numpy (written in place).
-This checks indexing, masking, mappings, fragment layouts and barrier placement
-(`sanitize=True` builds with ThreadSanitizer, which reports shared-memory races);
-it says nothing about speed.
+This checks indexing, masking, mappings, fragment layouts, alignment of vector accesses
+(UBSan; ldmatrix and cp.async addresses are checked by the emulator) and barrier placement
+(`sanitize=True` builds with ThreadSanitizer, which reports shared-memory races); it says
+nothing about speed.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import hashlib
 import os
 import subprocess
 import tempfile
-import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -23,11 +23,10 @@ import numpy as np
 from ...diagnostics import TileError
 from ...passes.infer import TypedKernel
 from ...runtime.args import bind
-from .codegen import Source, generate_source
+from .codegen import Source, generate_source, verbatim
 from .errors import explain
 from .runtime import grid_of
 
-_HERE = os.path.join(os.path.dirname(__file__), "templates")
 _CACHE = os.path.join(tempfile.gettempdir(), "tilelang_cuda_emulator")
 
 
@@ -38,9 +37,8 @@ def host_source(src: Source) -> str:
     helpers = code.index("// ---- tilelang prelude: helpers")
     ptx = code.index("// ---- tilelang prelude: PTX")
     end = code.index("// ---- end of tilelang prelude")
-    emu = '#include "tl_emulator.h"  // templates/emulator.h (precompiled)\n'
-    with open(os.path.join(_HERE, "emulator_ptx.h")) as f:
-        emu_ptx = f.read()
+    emu = '#include "tl_emulator.h"  // templates/emulator.h.j2 (precompiled)\n'
+    emu_ptx = verbatim("emulator_ptx.h.j2")
     kernel = code[end:].replace("extern __shared__ __align__(128) unsigned char tl_smem[];",
                                 "unsigned char* const tl_smem = tl_emu::block->smem;")
     types = [d.rsplit(" ", 1)[0] for d in src.decls]
@@ -103,24 +101,24 @@ def _main(src: Source) -> str:
     return "\n".join(lines) + "\n"
 
 
-_FLAGS = ["-std=c++20", "-O1", "-pthread", "-w", "-fPIC"]
+# UBSan's alignment check stops a misaligned vector access, which a GPU would fault on
+_FLAGS = ["-std=c++20", "-O1", "-pthread", "-w", "-fPIC", "-fsanitize=alignment", "-fno-sanitize-recover=alignment"]
 _SANITIZE = ["-fsanitize=thread", "-g"]
-_lock = threading.Lock()
 
 
 @contextmanager
 def _exclusive(path: str):
-    """One builder per output, across threads and processes (pytest-xdist workers share the cache)."""
-    with _lock, open(path + ".lock", "w") as f:
+    """One builder per output, across threads and processes (pytest-xdist workers share the cache):
+    each open() has its own lock, so threads of one process exclude each other too."""
+    with open(path + ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
 
 def _header_dir(flags: list[str]) -> str:
-    """A directory with templates/emulator.h as tl_emulator.h, precompiled for `flags` (the C++
+    """A directory with templates/emulator.h.j2 as tl_emulator.h, precompiled for `flags` (the C++
     threading headers it includes take most of a build's time)."""
-    with open(os.path.join(_HERE, "emulator.h")) as f:
-        text = f.read()
+    text = verbatim("emulator.h.j2")
     d = os.path.join(_CACHE, "pch_" + hashlib.sha256((text + " ".join(flags)).encode()).hexdigest()[:16])
     os.makedirs(d, exist_ok=True)
     gch = os.path.join(d, "tl_emulator.h.gch")
@@ -140,13 +138,14 @@ def _build(code: str, name: str, sanitize: bool) -> str:
     flags = _FLAGS + (_SANITIZE if sanitize else [])
     key = hashlib.sha256((code + " ".join(flags)).encode()).hexdigest()[:20]
     out = os.path.join(_CACHE, f"{name}_{key}" + ("" if sanitize else ".so"))
+    headers = _header_dir(flags)
     with _exclusive(out):
         if not os.path.exists(out):
             cpp = os.path.join(_CACHE, f"{name}_{key}.cpp")
             with open(cpp, "w") as f:
                 f.write(code)
             link = [] if sanitize else ["-shared"]
-            proc = subprocess.run(["g++", *flags, *link, "-I", _header_dir(flags), cpp, "-o", out + ".tmp"],
+            proc = subprocess.run(["g++", *flags, *link, "-I", headers, cpp, "-o", out + ".tmp"],
                                   capture_output=True, text=True)
             if proc.returncode:
                 raise explain(proc.stderr, code, name, "g++ (emulation)")

@@ -20,6 +20,7 @@ from ...ir.dtypes import DType, f32
 from ...ir.types import ScalarType, TileType
 from ...passes.infer import TypedKernel
 from . import ctype
+from .mapping import squeeze
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,8 @@ class ExprEmitter:
             ct = self.tk.type_of(child)
             if isinstance(ct, ScalarType):
                 return self.scalar(child)
-            return self.element(child, coords_for(ct.shape, t.shape, coords), ident and ct.shape == t.shape, leaf)
+            same = squeeze(ct.shape) == squeeze(t.shape)
+            return self.element(child, coords_for(ct.shape, t.shape, coords), ident and same, leaf)
 
         if isinstance(e, N.TileRef) and e.name in self.virtual:
             return self.element(self.virtual[e.name], coords, False, leaf)

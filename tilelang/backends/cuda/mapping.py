@@ -105,6 +105,21 @@ class Tasked:
 Mapping = Flat | Tasked
 
 
+def squeeze(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape without leading 1s: [1, N] and [N] hold the same elements in the same order."""
+    i = 0
+    while i < len(shape) - 1 and shape[i] == 1:
+        i += 1
+    return tuple(shape[i:])
+
+
+def equivalent(a: Mapping, b: Mapping) -> bool:
+    """Whether every thread holds the same elements, in the same registers, under both mappings."""
+    if isinstance(a, Flat) and isinstance(b, Flat):
+        return a.threads == b.threads and a.vec == b.vec and squeeze(a.shape) == squeeze(b.shape)
+    return a == b
+
+
 def default(shape: tuple[int, ...], threads: int) -> Flat:
     """Runs of up to 8 elements along the last axis, as long as every thread still gets a run."""
     numel = math.prod(shape)

@@ -119,7 +119,7 @@ def _best(candidates: list[M.Mapping]) -> M.Mapping:
 def _elementwise_leaves(tk: TypedKernel, plan: Plan, e: N.Expr, shape) -> list[str]:
     """Register tiles read at the value's own coordinates (no broadcast, transpose or reduction between)."""
     t = tk.type_of(e)
-    if not isinstance(t, TileType) or t.shape != shape:
+    if not isinstance(t, TileType) or M.squeeze(t.shape) != M.squeeze(shape):
         return []
     if isinstance(e, N.TileRef):
         return [] if e.name in plan.virtual else [e.name]
@@ -170,7 +170,15 @@ def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, M.MmaTil
         known = [fixed[n] for n in members if n in fixed]
         choice = _best(known) if known else M.default(tk.tiles[members[0]].shape, tk.threads)
         for n in members:
-            plan.mappings[n] = fixed.get(n, choice)
+            shape = tk.tiles[n].shape
+            if n in fixed:
+                plan.mappings[n] = fixed[n]
+            elif isinstance(choice, M.Flat):  # members may differ by leading 1s: same runs, own shape
+                plan.mappings[n] = M.Flat(tuple(shape), tk.threads, choice.vec)
+            elif choice.shape == tuple(shape):
+                plan.mappings[n] = choice
+            else:
+                plan.mappings[n] = M.default(shape, tk.threads)
 
 
 def _gemm_only_tiles(tk: TypedKernel, virtual: dict[str, N.Expr]) -> set[str]:

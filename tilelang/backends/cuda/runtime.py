@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -80,14 +81,12 @@ class Launcher:
                 v = call.scalars[name]
                 args.append(np.float32(v) if p.dtype.is_float else np.int32(v) if p.dtype.kind == "bool"
                             else np.int64(v))
-        stream = _stream(call)
-        launch = lambda: self.kernel(grid, (self.src.threads, 1, 1), tuple(args),  # noqa: E731
-                                     shared_mem=self.src.smem_bytes)
-        if stream is None:
-            launch()
-        else:
-            with stream:
-                launch()
+        import cupy
+        device = next((int(i.device.split(":")[1]) for i in call.infos.values() if i.device.startswith("cuda")), 0)
+        with cupy.cuda.Device(device):
+            stream = _stream(call)
+            with stream if stream is not None else nullcontext():
+                self.kernel(grid, (self.src.threads, 1, 1), tuple(args), shared_mem=self.src.smem_bytes)
 
 
 def grid_of(tk: TypedKernel, call: BoundCall) -> tuple[int, int, int]:
