@@ -49,7 +49,7 @@ def test_mma_fragments_match_ptx(name):
     assert atom.ptx.startswith("mma.sync.aligned.m16n8k16.row.col.")
 
 
-@pytest.mark.parametrize("num,trans", itertools.product([1, 2, 4], [False, True]))
+@pytest.mark.parametrize("num,trans", list(itertools.product([1, 2, 4], [False, True])))
 def test_ldmatrix_lanes(num, trans):
     atom = get_atom(f"ldmatrix.x{num}" + (".trans" if trans else ""))
     src, dst = atom.operand("src"), atom.operand("dst")

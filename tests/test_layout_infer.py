@@ -422,7 +422,7 @@ def all_kernels():
             yield pytest.param(k, id=f"{f.stem}.{name}")
 
 
-@pytest.mark.parametrize("kernel", all_kernels())
+@pytest.mark.parametrize("kernel", list(all_kernels()))
 def test_inference_is_deterministic_and_idempotent(kernel):
     tk = kernel.lower()
     plan = infer_layouts(tk)
