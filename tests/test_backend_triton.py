@@ -30,7 +30,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, quantized, rand  # noqa: E402
+from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
+from library_cases import (args_binary, args_decode, args_decode_combine, args_decode_split,  # noqa: E402
+                           args_gemv, args_linear, args_mlp, args_norm, args_prefill, args_quant, args_rotary,
+                           args_softmax, odd)
 
 import tilelang  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
@@ -215,10 +218,6 @@ def kernels(file: str) -> dict:
 
 # ----------------------------------------------------------------------------- cases
 
-def odd(rng: np.random.Generator, lo: int, hi: int) -> int:
-    """A random odd size in [lo, hi]: never a multiple of a power-of-two tile."""
-    return min(int(rng.integers(lo, hi + 1)) | 1, hi | 1)
-
 
 def ints(rng, shape, dtype, lo, hi):
     return rng.integers(lo, hi + 1, size=shape).astype(dtype)
@@ -247,105 +246,6 @@ def _gemm(tiles, out=None):
         m, k, n = odd(rng, 17, 40), odd(rng, 17, 50), odd(rng, 17, 40)
         return [rand(rng, (m, k), dt), rand(rng, (k, n), dt), poisoned((m, n), out or dt)], tiles
     return make
-
-
-def _linear(extra):
-    def make(rng, dt):
-        m, k, n = odd(rng, 3, 40), odd(rng, 17, 50), odd(rng, 17, 40)
-        args = [rand(rng, (m, k), dt), rand(rng, (n, k), dt, 0.3)]
-        if extra == "residual":
-            args.append(rand(rng, (m, n), dt))
-        elif extra == "bias":
-            args.append(rand(rng, (n,), dt))
-        return args + [poisoned((m, n), dt)], dict(BM=16, BN=16, BK=16)
-    return make
-
-
-def _gemv(rng, dt):
-    m, k, n = odd(rng, 1, 5), odd(rng, 33, 90), odd(rng, 17, 40)
-    return [rand(rng, (m, k), dt), rand(rng, (n, k), dt, 0.3), poisoned((m, n), dt)], dict(BN=16, BK=32)
-
-
-def _quant(tw, group, zp, gemv):
-    def make(rng, dt):
-        m, k, n = odd(rng, 1, 5) if gemv else odd(rng, 3, 40), odd(rng, 33, 90), odd(rng, 17, 40)
-        g = group or k
-        w, s, z, _ = quantized(rng, n, k, tw, g, zp, dt)
-        args = [rand(rng, (m, k), dt), w, s] + ([z.astype(NP_DTYPES[dt])] if zp else []) + [poisoned((m, n), dt)]
-        tiles = dict(BN=16, BK=32) if gemv else dict(BM=16, BN=16, BK=16)
-        return args, dict(TW=tw, G=g, **tiles)
-    return make
-
-
-def _norm(kind):
-    def make(rng, dt):
-        m, h = odd(rng, 1, 5), odd(rng, 33, 90)
-        x, w = rand(rng, (m, h), dt), rand(rng, (h,), dt)
-        if kind == "rmsnorm":
-            args = [x, w, poisoned((m, h), dt), 1e-5]
-        elif kind == "add_rmsnorm":
-            args = [x, rand(rng, (m, h), dt), w, poisoned((m, h), dt), 1e-5]
-        else:
-            args = [x, w, rand(rng, (h,), dt), poisoned((m, h), dt), 1e-5]
-        return args, dict(BH=32)
-    return make
-
-
-def _softmax(rng, dt):
-    m, n = odd(rng, 1, 5), odd(rng, 33, 90)
-    return [rand(rng, (m, n), dt, 3.0), poisoned((m, n), dt)], dict(BN=32)
-
-
-def _rotary(rng, dt):
-    nt, nh, d, pos0 = odd(rng, 3, 9), odd(rng, 3, 9), 16, int(rng.integers(0, 5))
-    cos, sin = (rand(rng, (nt + pos0 + 2, d), "f32") for _ in range(2))
-    return [rand(rng, (nt, nh, d), dt), cos, sin, poisoned((nt, nh, d), dt), pos0], dict(D=d, BH=4)
-
-
-def _prefill(rng, dt):
-    b, hkv, s, d = 2, 2, odd(rng, 17, 40), odd(rng, 9, 15)
-    q = rand(rng, (b, 2 * hkv, s, d), dt)
-    k, v = rand(rng, (b, hkv, s, d), dt), rand(rng, (b, hkv, s, d), dt)
-    return [q, k, v, poisoned(q.shape, dt), 0.3], dict(BM=16, BN=16, BD=16)
-
-
-def _cache(rng, dt):
-    b, hkv, g, maxs, d = 2, 2, 3, odd(rng, 33, 50), odd(rng, 9, 15)
-    kc, vc = rand(rng, (b, hkv, maxs, d), dt), rand(rng, (b, hkv, maxs, d), dt)
-    kc[:, :, maxs - 2:] = np.nan  # slots past seq_len may hold anything
-    return rand(rng, (b, hkv, g, d), dt), kc, vc, maxs - 2
-
-
-def _decode(rng, dt):
-    q, kc, vc, seq = _cache(rng, dt)
-    return [q, kc, vc, poisoned(q.shape, dt), seq, 0.3], dict(BG=4, BN=16, BD=16)
-
-
-def _decode_split(rng, dt):
-    q, kc, vc, seq = _cache(rng, dt)
-    b, hkv, g, d = q.shape
-    ns = 4  # more splits than key blocks for short caches: the last ones have nothing to do
-    parts = [poisoned((b, hkv, ns, g, d), "f32"), poisoned((b, hkv, ns, g), "f32"), poisoned((b, hkv, ns, g), "f32")]
-    return [q, kc, vc, *parts, seq, 0.3], dict(BG=4, BN=16, BD=16)
-
-
-def _decode_combine(rng, dt):
-    b, hkv, ns, g, d = 2, 2, 3, 3, odd(rng, 9, 15)
-    op, mp = rand(rng, (b, hkv, ns, g, d), "f32"), rand(rng, (b, hkv, ns, g), "f32")
-    lp = np.abs(rand(rng, (b, hkv, ns, g), "f32")) + 0.5
-    return [op, mp, lp, poisoned((b, hkv, g, d), dt)], dict(BG=4, BD=16)
-
-
-def _mlp(rng, dt):
-    m, h, i = odd(rng, 3, 20), odd(rng, 17, 40), odd(rng, 17, 40)
-    args = [rand(rng, (m, h), dt), rand(rng, (h,), dt), rand(rng, (i, h), dt, 0.3), rand(rng, (i, h), dt, 0.3),
-            poisoned((m, i), dt), 1e-5]
-    return args, dict(BM=16, BN=16, BK=16)
-
-
-def _binary(rng, dt):
-    m, n = odd(rng, 3, 9), odd(rng, 33, 90)
-    return [rand(rng, (m, n), dt), rand(rng, (m, n), dt), poisoned((m, n), dt)], dict(BM=4, BN=32)
 
 
 def _intdiv(rng, dt):
@@ -404,28 +304,28 @@ def _names(rng, dt):
 CASES = [
     Case("gemm", "gemm", _gemm(dict(BM=16, BN=16, BK=16))),
     Case("gemm", "gemm", _gemm(dict(BM=8, BN=16, BK=8), "f32"), "small_tiles_f32_out"),
-    Case("linear", "linear", _linear(None)),
-    Case("linear", "linear_residual", _linear("residual")),
-    Case("linear", "linear_bias", _linear("bias")),
-    Case("linear", "linear_bias_gelu", _linear("bias")),
-    Case("gemv", "gemv", _gemv),
-    Case("gemm_wNa16", "gemm_wNa16", _quant("u4", 32, False, False)),
-    Case("gemm_wNa16", "gemm_wNa16", _quant("i3", 32, False, False), "i3"),
-    Case("gemm_wNa16", "gemm_wNa16_zp", _quant("u2", None, True, False)),
-    Case("gemm_wNa16", "gemv_wNa16", _quant("u8", None, False, True)),
-    Case("gemm_wNa16", "gemv_wNa16_zp", _quant("i5", 64, True, True)),
-    Case("rmsnorm", "rmsnorm", _norm("rmsnorm")),
-    Case("rmsnorm", "add_rmsnorm", _norm("add_rmsnorm")),
-    Case("layernorm", "layernorm", _norm("layernorm")),
-    Case("softmax", "softmax", _softmax),
-    Case("rotary", "rotary", _rotary),
-    Case("attention", "attention_prefill", _prefill),
-    Case("attention", "attention_decode", _decode),
-    Case("attention", "attention_decode_split", _decode_split),
-    Case("attention", "attention_decode_combine", _decode_combine),
-    Case("fused_mlp", "fused_mlp_gate_up", _mlp),
-    Case("fused_mlp", "silu_mul", _binary),
-    Case("elementwise", "add", _binary),
+    Case("linear", "linear", args_linear(None)),
+    Case("linear", "linear_residual", args_linear("residual")),
+    Case("linear", "linear_bias", args_linear("bias")),
+    Case("linear", "linear_bias_gelu", args_linear("bias")),
+    Case("gemv", "gemv", args_gemv),
+    Case("gemm_wNa16", "gemm_wNa16", args_quant("u4", 32, False, False)),
+    Case("gemm_wNa16", "gemm_wNa16", args_quant("i3", 32, False, False), "i3"),
+    Case("gemm_wNa16", "gemm_wNa16_zp", args_quant("u2", None, True, False)),
+    Case("gemm_wNa16", "gemv_wNa16", args_quant("u8", None, False, True)),
+    Case("gemm_wNa16", "gemv_wNa16_zp", args_quant("i5", 64, True, True)),
+    Case("rmsnorm", "rmsnorm", args_norm("rmsnorm")),
+    Case("rmsnorm", "add_rmsnorm", args_norm("add_rmsnorm")),
+    Case("layernorm", "layernorm", args_norm("layernorm")),
+    Case("softmax", "softmax", args_softmax),
+    Case("rotary", "rotary", args_rotary),
+    Case("attention", "attention_prefill", args_prefill),
+    Case("attention", "attention_decode", args_decode),
+    Case("attention", "attention_decode_split", args_decode_split),
+    Case("attention", "attention_decode_combine", args_decode_combine),
+    Case("fused_mlp", "fused_mlp_gate_up", args_mlp),
+    Case("fused_mlp", "silu_mul", args_binary),
+    Case("elementwise", "add", args_binary),
     Case("semantics", "intdiv", _intdiv, dtypes=("int",)),
     Case("semantics", "narrow", _narrow, dtypes=("int",)),
     Case("semantics", "floats", _floats),

@@ -1,0 +1,114 @@
+"""Random arguments for the library kernels, shared by the backend tests.
+
+Each maker takes (rng, dtype name) and returns (arguments, compile-time constants): sizes are odd,
+so never a multiple of a power-of-two tile, outputs are poisoned, tiles are small.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernel_refs import NP_DTYPES, poisoned, quantized, rand
+
+
+def odd(rng: np.random.Generator, lo: int, hi: int) -> int:
+    """A random odd size in [lo, hi]: never a multiple of a power-of-two tile."""
+    return min(int(rng.integers(lo, hi + 1)) | 1, hi | 1)
+
+
+def args_linear(extra):
+    def make(rng, dt):
+        m, k, n = odd(rng, 3, 40), odd(rng, 17, 50), odd(rng, 17, 40)
+        args = [rand(rng, (m, k), dt), rand(rng, (n, k), dt, 0.3)]
+        if extra == "residual":
+            args.append(rand(rng, (m, n), dt))
+        elif extra == "bias":
+            args.append(rand(rng, (n,), dt))
+        return args + [poisoned((m, n), dt)], dict(BM=16, BN=16, BK=16)
+    return make
+
+
+def args_gemv(rng, dt):
+    m, k, n = odd(rng, 1, 5), odd(rng, 33, 90), odd(rng, 17, 40)
+    return [rand(rng, (m, k), dt), rand(rng, (n, k), dt, 0.3), poisoned((m, n), dt)], dict(BN=16, BK=32)
+
+
+def args_quant(tw, group, zp, gemv):
+    def make(rng, dt):
+        m, k, n = odd(rng, 1, 5) if gemv else odd(rng, 3, 40), odd(rng, 33, 90), odd(rng, 17, 40)
+        g = group or k
+        w, s, z, _ = quantized(rng, n, k, tw, g, zp, dt)
+        args = [rand(rng, (m, k), dt), w, s] + ([z.astype(NP_DTYPES[dt])] if zp else []) + [poisoned((m, n), dt)]
+        tiles = dict(BN=16, BK=32) if gemv else dict(BM=16, BN=16, BK=16)
+        return args, dict(TW=tw, G=g, **tiles)
+    return make
+
+
+def args_norm(kind):
+    def make(rng, dt):
+        m, h = odd(rng, 1, 5), odd(rng, 33, 90)
+        x, w = rand(rng, (m, h), dt), rand(rng, (h,), dt)
+        if kind == "rmsnorm":
+            args = [x, w, poisoned((m, h), dt), 1e-5]
+        elif kind == "add_rmsnorm":
+            args = [x, rand(rng, (m, h), dt), w, poisoned((m, h), dt), 1e-5]
+        else:
+            args = [x, w, rand(rng, (h,), dt), poisoned((m, h), dt), 1e-5]
+        return args, dict(BH=32)
+    return make
+
+
+def args_softmax(rng, dt):
+    m, n = odd(rng, 1, 5), odd(rng, 33, 90)
+    return [rand(rng, (m, n), dt, 3.0), poisoned((m, n), dt)], dict(BN=32)
+
+
+def args_rotary(rng, dt):
+    nt, nh, d, pos0 = odd(rng, 3, 9), odd(rng, 3, 9), 16, int(rng.integers(0, 5))
+    cos, sin = (rand(rng, (nt + pos0 + 2, d), "f32") for _ in range(2))
+    return [rand(rng, (nt, nh, d), dt), cos, sin, poisoned((nt, nh, d), dt), pos0], dict(D=d, BH=4)
+
+
+def args_prefill(rng, dt):
+    b, hkv, s, d = 2, 2, odd(rng, 17, 40), odd(rng, 9, 15)
+    q = rand(rng, (b, 2 * hkv, s, d), dt)
+    k, v = rand(rng, (b, hkv, s, d), dt), rand(rng, (b, hkv, s, d), dt)
+    return [q, k, v, poisoned(q.shape, dt), 0.3], dict(BM=16, BN=16, BD=16)
+
+
+def args_cache(rng, dt):
+    b, hkv, g, maxs, d = 2, 2, 3, odd(rng, 33, 50), odd(rng, 9, 15)
+    kc, vc = rand(rng, (b, hkv, maxs, d), dt), rand(rng, (b, hkv, maxs, d), dt)
+    kc[:, :, maxs - 2:] = np.nan  # slots past seq_len may hold anything
+    return rand(rng, (b, hkv, g, d), dt), kc, vc, maxs - 2
+
+
+def args_decode(rng, dt):
+    q, kc, vc, seq = args_cache(rng, dt)
+    return [q, kc, vc, poisoned(q.shape, dt), seq, 0.3], dict(BG=4, BN=16, BD=16)
+
+
+def args_decode_split(rng, dt):
+    q, kc, vc, seq = args_cache(rng, dt)
+    b, hkv, g, d = q.shape
+    ns = 4  # more splits than key blocks for short caches: the last ones have nothing to do
+    parts = [poisoned((b, hkv, ns, g, d), "f32"), poisoned((b, hkv, ns, g), "f32"), poisoned((b, hkv, ns, g), "f32")]
+    return [q, kc, vc, *parts, seq, 0.3], dict(BG=4, BN=16, BD=16)
+
+
+def args_decode_combine(rng, dt):
+    b, hkv, ns, g, d = 2, 2, 3, 3, odd(rng, 9, 15)
+    op, mp = rand(rng, (b, hkv, ns, g, d), "f32"), rand(rng, (b, hkv, ns, g), "f32")
+    lp = np.abs(rand(rng, (b, hkv, ns, g), "f32")) + 0.5
+    return [op, mp, lp, poisoned((b, hkv, g, d), dt)], dict(BG=4, BD=16)
+
+
+def args_mlp(rng, dt):
+    m, h, i = odd(rng, 3, 20), odd(rng, 17, 40), odd(rng, 17, 40)
+    args = [rand(rng, (m, h), dt), rand(rng, (h,), dt), rand(rng, (i, h), dt, 0.3), rand(rng, (i, h), dt, 0.3),
+            poisoned((m, i), dt), 1e-5]
+    return args, dict(BM=16, BN=16, BK=16)
+
+
+def args_binary(rng, dt):
+    m, n = odd(rng, 3, 9), odd(rng, 33, 90)
+    return [rand(rng, (m, n), dt), rand(rng, (m, n), dt), poisoned((m, n), dt)], dict(BM=4, BN=32)
