@@ -111,6 +111,21 @@ class KernelGen:
         self.depth -= 1
         self.line("}")
 
+    @contextmanager
+    def value_runs(self, m, run: int):
+        """Loop over this thread's values of mapping `m`, `run` at a time: binds the coordinates
+        (`i0`, `i1`, ...; yielded as names) and skips replicas that must not act."""
+        coords, guard = m.coords("tid", "v")
+        with self.scope(f"for (int v = 0; v < {m.values}; v += {run})"):
+            self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+            names = []
+            for i, c in enumerate(coords):
+                names.append(c if c.isdigit() else f"i{i}")
+                if not c.isdigit():
+                    self.line(f"const int i{i} = {c};")
+            with self.scope(f"if ({guard})") if guard else nullcontext():
+                yield names
+
     def fresh(self, base: str) -> str:
         self.counter += 1
         return f"{base}{self.counter}"
@@ -617,33 +632,25 @@ class KernelGen:
         if run > 1:
             align = min(16, run * ctype.nbytes(p.dtype))
             self.line(f"const bool vec = {w.dims[-1]} % {run} == 0 && tl::aligned_to({cname(p.name)}, {align});")
-        coords, guard = m.coords("tid", "v")
-        with self.scope(f"for (int v = 0; v < {m.values}; v += {run})"):
-            self.lines.insert(len(self.lines) - 1, "#pragma unroll")
-            names = []
-            for i, c in enumerate(coords):
-                names.append(c if c.isdigit() else f"i{i}")
-                if not c.isdigit():
-                    self.line(f"const int i{i} = {c};")
-            with self.scope(f"if ({guard})") if guard else nullcontext():
-                lead = w.inbounds(names, skip_last=True)
-                last = w.coord(len(w.dims) - 1, names)
-                self.line(f"const bool row = {lead};")
-                if not p.dtype.is_packed:
-                    self.line(f"{'const ' if p.name not in self.written_tensors else ''}"
-                              f"{ctype.storage(p.dtype)}* const ptr = {cname(p.name)} + {w.offset(names)};")
-                if run > 1:
-                    with self.scope(f"if (vec && row && tl::in_range({last}, {w.dims[-1]}))"):
-                        for l in vector("ptr", run):
-                            self.line(l)
-                    head = "else"
-                else:
-                    head = ""
-                with self.scope(head):
-                    for u in range(run):
-                        cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
-                        self.line(scalar(cu, f"row && tl::in_range({last} + {u}, {w.dims[-1]})" if u else
-                                         f"row && tl::in_range({last}, {w.dims[-1]})", "ptr", u))
+        with self.value_runs(m, run) as names:
+            lead = w.inbounds(names, skip_last=True)
+            last = w.coord(len(w.dims) - 1, names)
+            self.line(f"const bool row = {lead};")
+            if not p.dtype.is_packed:
+                self.line(f"{'const ' if p.name not in self.written_tensors else ''}"
+                          f"{ctype.storage(p.dtype)}* const ptr = {cname(p.name)} + {w.offset(names)};")
+            if run > 1:
+                with self.scope(f"if (vec && row && tl::in_range({last}, {w.dims[-1]}))"):
+                    for l in vector("ptr", run):
+                        self.line(l)
+                head = "else"
+            else:
+                head = ""
+            with self.scope(head):
+                for u in range(run):
+                    cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
+                    self.line(scalar(cu, f"row && tl::in_range({last} + {u}, {w.dims[-1]})" if u else
+                                     f"row && tl::in_range({last}, {w.dims[-1]})", "ptr", u))
 
     def _pad(self, pad: N.Expr | None, dt: DType) -> str:
         if pad is None:
@@ -720,7 +727,7 @@ class KernelGen:
                         self.line(f"tl::cp_async_16({dst} + {lay.offset(c)}, inb ? {cname(p.name)} + {w.offset(c)} : "
                                   f"{cname(p.name)}, inb ? 16 : 0);")
                     else:
-                        self.line(f"uint4 r = make_uint4(0, 0, 0, 0);")
+                        self.line("uint4 r = make_uint4(0, 0, 0, 0);")
                         self.line(f"if (inb) r = *reinterpret_cast<const uint4*>({cname(p.name)} + {w.offset(c)});")
                         self.line(f"*reinterpret_cast<uint4*>({dst} + {lay.offset(c)}) = r;")
             head = "else"
@@ -828,42 +835,34 @@ class KernelGen:
                 if row_bytes is not None:
                     cond += f" && {row_bytes} % {nbytes} == 0"
                 self.line(f"const bool vec = {cond};")
-            coords, guard = m.coords("tid", "v")
-            with self.scope(f"for (int v = 0; v < {m.values}; v += {run})"):
-                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
-                names = []
-                for i, c in enumerate(coords):
-                    names.append(c if c.isdigit() else f"i{i}")
-                    if not c.isdigit():
-                        self.line(f"const int i{i} = {c};")
-                with self.scope(f"if ({guard})") if guard else nullcontext():
-                    self.line(f"const bool row = {w.inbounds(names, skip_last=True)};")
-                    col = w.coord(len(w.dims) - 1, names)
-                    self.line(f"const long long col = {col};")
-                    self.line(f"float w[{run}];")
-                    if fast:
-                        with self.scope(f"if (vec && row && col >= 0 && col + {run - 1} < {w.dims[-1]})"):
-                            self._dequant_run(s, w, names, run, bits, nbytes, sp, zp)
-                        head = "else"
-                    else:
-                        head = ""
-                    with self.scope(head):
-                        for u in range(run):
-                            cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
-                            self.line(f"w[{u}] = 0.0f;")
-                            with self.scope(f"if (row && tl::in_range(col + {u}, {w.dims[-1]}))"):
-                                q = self._packed(w, cu) if p.dtype.is_packed else \
-                                    ctype.to_compute(f"{cname(p.name)}[{w.offset(cu)}]", p.dtype)
-                                self.line(f"const long long gi = (col + {u}) / group;")
-                                zero = self._side(zp, w, names, "gi") if zp is not None else "0.0f"
-                                self.line(f"w[{u}] = ((float)({q}) - {zero}) * {self._side(sp, w, names, 'gi')};")
+            with self.value_runs(m, run) as names:
+                self.line(f"const bool row = {w.inbounds(names, skip_last=True)};")
+                col = w.coord(len(w.dims) - 1, names)
+                self.line(f"const long long col = {col};")
+                self.line(f"float w[{run}];")
+                if fast:
+                    with self.scope(f"if (vec && row && col >= 0 && col + {run - 1} < {w.dims[-1]})"):
+                        self._dequant_run(s, w, names, run, bits, nbytes, sp, zp)
+                    head = "else"
+                else:
+                    head = ""
+                with self.scope(head):
                     for u in range(run):
-                        val = ctype.from_compute(ctype.rounded(f"w[{u}]", t.dtype), t.dtype)
-                        if shared:
-                            cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
-                            self.line(f"{self.tile_ptr(s.dst.name)}[{lay.offset(cu)}] = {val};")
-                        else:
-                            self.line(f"{cname(s.dst.name)}[v + {u}] = {val};")
+                        cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
+                        self.line(f"w[{u}] = 0.0f;")
+                        with self.scope(f"if (row && tl::in_range(col + {u}, {w.dims[-1]}))"):
+                            q = self._packed(w, cu) if p.dtype.is_packed else \
+                                ctype.to_compute(f"{cname(p.name)}[{w.offset(cu)}]", p.dtype)
+                            self.line(f"const long long gi = (col + {u}) / group;")
+                            zero = self._side(zp, w, names, "gi") if zp is not None else "0.0f"
+                            self.line(f"w[{u}] = ((float)({q}) - {zero}) * {self._side(sp, w, names, 'gi')};")
+                for u in range(run):
+                    val = ctype.from_compute(ctype.rounded(f"w[{u}]", t.dtype), t.dtype)
+                    if shared:
+                        cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
+                        self.line(f"{self.tile_ptr(s.dst.name)}[{lay.offset(cu)}] = {val};")
+                    else:
+                        self.line(f"{cname(s.dst.name)}[v + {u}] = {val};")
         if shared:
             self.barrier()
 
