@@ -10,7 +10,6 @@ all errors are listed at the end and the exit status is non-zero if any failed.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import sys
 import time
@@ -35,12 +34,6 @@ class Result:
     seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
     error: str = ""
-
-
-def _call(fn, *args):
-    """Call a backend hook with as many of (tk, target/out...) as it takes."""
-    n = len(inspect.signature(fn).parameters)
-    return fn(*args[:n])
 
 
 def _fingerprint(text: str, backend: str, target: str | None) -> str:
@@ -92,9 +85,9 @@ def build(src_dir: str | Path, backend: str = "triton", out: Path = Path("build"
         try:
             tk = lower(kernel)
             kdir = out / f.stem
-            suffix = getattr(be, "SOURCE_SUFFIX", ".txt")
+            suffix = be.SOURCE_SUFFIX
             src_path = kdir / f"{name}{suffix}"
-            write_atomic(src_path, _call(be.generate, tk, target))
+            write_atomic(src_path, be.generate(tk, target))
             outputs = [src_path]
             if hasattr(be, "build_aot"):  # without --target, each backend's default (e.g. sm_90a)
                 aot = be.build_aot(tk, kdir) if target is None else be.build_aot(tk, kdir, target)

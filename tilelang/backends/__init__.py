@@ -1,8 +1,10 @@
 """Backends: each lowers a typed kernel to an artifact and loads it as a launcher.
 
-A backend module exposes `NAME` and `compile(tk, target) -> Launcher`, where a
-launcher is called with a `BoundCall` (arguments already checked by
-`tilelang.runtime.args.bind`).  Backends never import each other.
+A backend module exposes `NAME`, `SOURCE_SUFFIX`, `generate(tk, target) -> str` (the
+source `tilelang build` writes), `compile(tk, target) -> Launcher`, where a launcher
+is called with a `BoundCall` (arguments already checked by
+`tilelang.runtime.args.bind`), and optionally `build_aot(tk, out_dir[, target])`.
+Backends never import each other.
 """
 from __future__ import annotations
 

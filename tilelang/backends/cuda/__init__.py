@@ -20,8 +20,8 @@ NAME = "cuda"
 SOURCE_SUFFIX = ".cu"
 
 
-def generate(tk) -> str:
-    """The CUDA C++ source of a typed kernel (`TileKernel.lower(...)`)."""
+def generate(tk, target: str | None = None) -> str:
+    """The CUDA C++ source of a typed kernel (`TileKernel.lower(...)`); one source serves every arch."""
     return generate_source(tk).code
 
 
