@@ -75,3 +75,37 @@ def test_several_kernels_errors_reported_together():
     msg = str(e.value)
     assert "two.tile:1:" in msg and "unknown name 'y'" in msg
     assert "two.tile:2:" in msg and "unknown name 'w'" in msg
+
+
+TUNABLE = """
+kernel copyrows(X: f32[M, N], Y: f32[M, N], BM: const[1, 2 * 2, 1 << 4] = 4, BN: const[32] = 32)
+    grid(cdiv(M, BM), cdiv(N, BN)) threads(32)
+{
+    x = register(f32[BM, BN]);
+    copy(X[block_id(0), block_id(1)], x);
+    copy(x, Y[block_id(0), block_id(1)]);
+}
+"""
+
+
+def test_const_candidates_fold_print_and_parse_back():
+    (k,) = parse_module(TUNABLE).kernels
+    assert k.param("BM") == N.ConstParam("BM", 4, "int", (1, 4, 16))
+    assert k.param("BN").candidates == (32,)
+    assert "BM: const[1, 4, 16] = 4, BN: const[32] = 32" in kernel_str(k)
+    assert parse_module(kernel_str(k)).kernels == (k,)
+
+
+@pytest.mark.parametrize("param, at, expect", [
+    ("BM: const[1, 2 * 2, 1 << 4] = 8", "8,", "the default 8 of const 'BM' is not one of its candidates"),
+    ("BM: const[1, 2 * 2, 1 << 4]", "BM", "const 'BM' has candidates but no default"),
+    ("BM: const[1, 4, 1] = 4", "1] = 4", "candidate 1 of const 'BM' is listed twice"),
+    ("BM: const[1, N, 16] = 1", "N, 16", "a candidate of const 'BM' must be an integer literal"),
+    ("BM: dtype[f16] = f16", "dtype[", "dtype parameter 'BM' takes no candidate list"),
+])
+def test_bad_candidate_lists_are_located(param, at, expect):
+    text = TUNABLE.replace("BM: const[1, 2 * 2, 1 << 4] = 4", param)
+    with pytest.raises(TileError) as e:
+        parse_module(text, "t.tile")
+    line = text.splitlines()[1]
+    assert expect in e.value.message and (e.value.loc.line, e.value.loc.col) == (2, line.index(at) + 1)

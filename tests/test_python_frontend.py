@@ -62,3 +62,35 @@ def test_unsupported_python_is_a_located_error(src, message):
 def test_helpers_raise_outside_kernels():
     with pytest.raises(TileError, match="only means something inside a @tile_kernel"):
         copy(1, 2)
+
+
+@tile_kernel
+def copyrows(X: f32[M, N], Y: f32[M, N], BM: const[1, 2 * 2, 1 << 4] = 4, BN: const[32] = 32):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=32)
+    x = register(f32[BM, BN])
+    copy(X[block_id(0), block_id(1)], x)
+    copy(x, Y[block_id(0), block_id(1)])
+
+
+COPYROWS = """
+kernel copyrows(X: f32[M, N], Y: f32[M, N], BM: const[1, 4, 16] = 4, BN: const[32] = 32)
+    grid(cdiv(M, BM), cdiv(N, BN)) threads(32)
+{
+    x = register(f32[BM, BN]);
+    copy(X[block_id(0), block_id(1)], x);
+    copy(x, Y[block_id(0), block_id(1)]);
+}
+"""
+
+
+def test_const_candidates_build_the_same_ir_as_tile_text():
+    assert copyrows.ir == loads(COPYROWS)["copyrows"].ir
+    assert copyrows.ir.param("BM").candidates == (1, 4, 16)
+
+
+def test_candidate_default_outside_the_list_is_located_in_the_python_file():
+    src = "def k(X: f32[M], B: const[16, 32] = 64):\n    launch(grid=(1,), threads=32)\n"
+    (sk,) = parse_python_source(src, "k.py")
+    with pytest.raises(TileError) as e:
+        build_kernel(sk)
+    assert "not one of its candidates" in e.value.message and str(e.value.loc) == "k.py:1:37"

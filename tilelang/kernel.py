@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .backends import get_backend
 from .diagnostics import TileError
@@ -10,8 +10,9 @@ from .frontend.python_frontend import build_function
 from .frontend.tile_parser import parse_file, parse_module
 from .ir.nodes import Kernel
 from .passes import TypedKernel, lower
-from .passes.specialize import resolve_consts
-from .runtime.args import bind
+from .passes.specialize import resolve_consts, with_candidates
+from .runtime import autotune
+from .runtime.args import BoundCall, bind
 
 
 def _key(consts: dict[str, Any]) -> tuple:
@@ -19,10 +20,14 @@ def _key(consts: dict[str, Any]) -> tuple:
 
 
 class TileKernel:
-    """A kernel's IR plus compiled variants, one per (backend, target, constants)."""
+    """A kernel's IR plus compiled variants, one per (backend, target, constants).
 
-    def __init__(self, ir: Kernel):
+    Calls on a GPU backend autotune the consts declared with candidates that the
+    caller does not pin (`runtime/autotune.py`); `tuned(...)` shows the choice."""
+
+    def __init__(self, ir: Kernel, tuner: autotune.Autotuner | None = None):
         self.ir = ir
+        self.tuner = tuner or autotune.TUNER
         self._typed: dict[tuple, TypedKernel] = {}
         self._launchers: dict[tuple, Any] = {}
 
@@ -45,20 +50,56 @@ class TileKernel:
             self._launchers[key] = get_backend(backend).compile(tk, target)
         return self._launchers[key]
 
+    def with_candidates(self, **candidates: Sequence[int]) -> "TileKernel":
+        """This kernel with other candidate lists for its int consts, e.g. `with_candidates(BN=[16, 32, 64])`."""
+        return TileKernel(with_candidates(self.ir, candidates), self.tuner)
+
     def __call__(self, *args, backend: str | None = None, target: str | None = None, **kwargs) -> None:
         """Run on arrays (torch, numpy or cupy); outputs are written in place."""
+        call, backend = self._bind(args, kwargs, backend)
+        self.compile(backend, target, **self._consts(call, backend, target))(call)
+
+    def tuned(self, *args, backend: str | None = None, target: str | None = None, **kwargs) -> dict[str, Any]:
+        """Every compile-time constant a call with these arguments would run with: pinned, tuned or default.
+
+        Tunes now (without launching on the arguments) if the call would and no choice is cached."""
+        call, backend = self._bind(args, kwargs, backend)
+        return resolve_consts(self.ir, self._consts(call, backend, target))
+
+    def _bind(self, args: tuple, kwargs: dict, backend: str | None) -> tuple[BoundCall, str]:
         call = bind(self.ir, args, kwargs)
-        if backend is None:
-            on_gpu = any(i.device != "cpu" for i in call.infos.values())
-            backend = "triton" if on_gpu else "reference"
         devices = {i.device for i in call.infos.values()}
+        if backend is None:
+            backend = "triton" if devices - {"cpu"} else "reference"
         if len(devices) > 1:
             raise TileError(f"arguments of '{self.name}' are on different devices: {sorted(devices)}", self.ir.loc,
                             hint="move every tensor to one device")
-        self.compile(backend, target, **call.consts)(call)
+        return call, backend
+
+    def _consts(self, call: BoundCall, backend: str, target: str | None) -> dict[str, Any]:
+        """The call's pinned constants plus, on a GPU backend, the tuned values of the free tunable ones."""
+        if not _tunes(backend, call):
+            return call.consts
+        choice = self.tuner.choose(self.ir, call, backend, target,
+                                   lambda consts: self.compile(backend, target, **consts))
+        return call.consts if choice is None else {**call.consts, **choice.config}
 
     def __repr__(self) -> str:
         return f"<TileKernel {self.name}>"
+
+
+def _tunes(backend: str, call: BoundCall) -> bool:
+    """Autotuning runs on GPU arrays with a compiling backend, unless TILELANG_AUTOTUNE=0.
+
+    The reference interpreter and Triton's interpreter never tune: their timings say nothing about a GPU."""
+    if not autotune.enabled() or backend == "reference" or not call.infos:
+        return False
+    if any(not i.device.startswith("cuda") for i in call.infos.values()):
+        return False
+    if backend == "triton":
+        from .backends.triton.launcher import interpreting
+        return not interpreting()
+    return True
 
 
 def tile_kernel(fn) -> TileKernel:

@@ -20,8 +20,16 @@ def _outside(name: str):
     return fn
 
 
-const = "const"
-dtype = "dtype"
+class _Marker(str):
+    """`const` and `dtype` as annotations; `const[16, 32]` (candidates) must evaluate too, since
+    Python evaluates annotations at definition time unless the module uses postponed annotations."""
+
+    def __getitem__(self, _):
+        return self
+
+
+const = _Marker("const")
+dtype = _Marker("dtype")
 launch = _outside("launch")
 globals().update({name: _outside(name) for name in TILE_FUNCS})
 globals().update(DTYPES)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..diagnostics import SourceLoc, TileError, TileErrors
 from ..ir import nodes as N
 from ..ir.dtypes import DTYPES, DType
+from ..ir.scalar import binop
 from . import surface as S
 
 _BIN = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
@@ -96,12 +97,16 @@ class _Builder:
 
     def param(self, p: S.SParam) -> N.Param:
         ann = p.annotation
-        if isinstance(ann, S.SName) and ann.id == "const":
+        if _type_name(ann) == "const":
             default = None
             if p.default is not None:
                 default = _int_literal(p.default, f"the default of const '{p.name}'")
+            candidates = self.candidates(p, default) if isinstance(ann, S.SSubscript) else ()
             self.declare(p.name, "const", p.loc)
-            return N.ConstParam(p.name, default, "int", p.loc)
+            return N.ConstParam(p.name, default, "int", candidates, p.loc)
+        if isinstance(ann, S.SSubscript) and ann.base == "dtype":
+            raise TileError(f"dtype parameter '{p.name}' takes no candidate list", ann.loc,
+                            hint="dtype parameters are bound from the arguments; only const[...] is tunable")
         if isinstance(ann, S.SName) and ann.id == "dtype":
             dname = None
             if p.default is not None:
@@ -110,7 +115,7 @@ class _Builder:
                 dname = _dtype(p.default.id, p.default.loc).name
             self.declare(p.name, "dtype", p.loc)
             self.dtype_params.add(p.name)
-            return N.ConstParam(p.name, dname, "dtype", p.loc)
+            return N.ConstParam(p.name, dname, "dtype", loc=p.loc)
         if p.default is not None:
             raise TileError(f"only const and dtype parameters take a default", p.default.loc)
         if isinstance(ann, S.SName):
@@ -139,6 +144,24 @@ class _Builder:
             return t
         raise TileError(f"cannot read the type of parameter '{p.name}'", p.loc,
                         hint="write `name: f16[M, K]`, `name: f32` or `name: const = 64`")
+
+    def candidates(self, p: S.SParam, default: int | None) -> tuple[int, ...]:
+        """`const[16, 32, 64] = 32`: distinct integer values that include the default."""
+        ann = p.annotation
+        assert isinstance(ann, S.SSubscript)
+        values: list[int] = []
+        for e in ann.indices:
+            v = _const_int(e, f"a candidate of const '{p.name}'")
+            if v in values:
+                raise TileError(f"candidate {v} of const '{p.name}' is listed twice", e.loc)
+            values.append(v)
+        if default is None:
+            raise TileError(f"const '{p.name}' has candidates but no default", p.loc,
+                            hint=f"write {p.name}: const[{', '.join(map(str, values))}] = {values[0]}")
+        if default not in values:
+            raise TileError(f"the default {default} of const '{p.name}' is not one of its candidates "
+                            f"{values}", p.default.loc, hint="add the default to the candidate list")
+        return tuple(values)
 
     # ------------------------------------------------------------------ statements
     def block(self, stmts: tuple[S.SStmt, ...]) -> tuple[N.Stmt, ...]:
@@ -435,7 +458,31 @@ def _is_tile(e: N.Expr) -> bool:
 
 
 def _is_compile_time(p: S.SParam) -> bool:
-    return isinstance(p.annotation, S.SName) and p.annotation.id in ("const", "dtype")
+    return _type_name(p.annotation) in ("const", "dtype")
+
+
+def _type_name(ann: S.SExpr) -> str | None:
+    """'const' for `const` and `const[...]`, a dtype or tensor element type name otherwise."""
+    if isinstance(ann, S.SName):
+        return ann.id
+    return ann.base if isinstance(ann, S.SSubscript) else None
+
+
+def _const_int(e: S.SExpr, what: str) -> int:
+    """An integer literal or an expression of literals (`2 * 64`, `1 << 7`), folded."""
+    if isinstance(e, S.SNum) and isinstance(e.value, int) and not isinstance(e.value, bool):
+        return e.value
+    if isinstance(e, S.SUnary) and e.op == "-":
+        return -_const_int(e.x, what)
+    if isinstance(e, S.SBin) and e.op in ("+", "-", "*", "//", "%", "**", "<<", ">>", "&", "|", "^"):
+        a, b = _const_int(e.lhs, what), _const_int(e.rhs, what)
+        if e.op in ("//", "%") and b == 0:
+            raise TileError(f"division by zero in {what}", e.loc)
+        if e.op in ("**", "<<", ">>") and b < 0:
+            raise TileError(f"negative exponent or shift in {what}", e.loc)
+        return binop(_BIN[e.op], a, b)
+    raise TileError(f"{what} must be an integer literal or an expression of literals", e.loc,
+                    hint="e.g. const[16, 32, 64] = 32 or const[64, 2 * 64] = 64")
 
 
 def _dtype(name: str, loc: SourceLoc) -> DType:

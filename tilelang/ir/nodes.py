@@ -294,10 +294,13 @@ class ConstParam:
     """A compile-time integer (`BM: const = 64`) or element type (`T: dtype = f16`).
 
     Kernels are specialized per value; a dtype parameter used by a tensor is
-    bound from the argument's dtype at call time."""
+    bound from the argument's dtype at call time.  `candidates` (`BN: const[16, 32, 64] = 32`)
+    are the values the autotuner may try when the caller does not pin the constant;
+    the default is one of them."""
     name: str
     default: Union[int, str, None] = None
     kind: str = "int"  # "int" or "dtype"
+    candidates: tuple[int, ...] = ()
     loc: SourceLoc = _loc()
 
 

@@ -94,7 +94,8 @@ def param_str(p: N.Param) -> str:
     if isinstance(p, N.ScalarParam):
         return f"{p.name}: {p.dtype}"
     default = "" if p.default is None else f" = {p.default}"
-    return f"{p.name}: {'const' if p.kind == 'int' else 'dtype'}{default}"
+    cands = f"[{', '.join(map(str, p.candidates))}]" if p.candidates else ""
+    return f"{p.name}: {'const' if p.kind == 'int' else 'dtype'}{cands}{default}"
 
 
 def kernel_str(k: N.Kernel, typed=None) -> str:

@@ -6,7 +6,7 @@ see; constant scalar subexpressions (tile extents like `BK // 2`) are folded.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Union
+from typing import Mapping, Sequence, Union
 
 from ..diagnostics import TileError
 from ..ir import nodes as N
@@ -22,6 +22,7 @@ def resolve_consts(kernel: N.Kernel, given: Mapping[str, object] | None = None) 
     given = dict(given or {})
     out: dict[str, ConstValue] = {}
     for c in kernel.consts:
+        check_candidates(kernel, c)
         if c.name in given:
             v = given.pop(c.name)
             if c.kind == "dtype":
@@ -39,6 +40,41 @@ def resolve_consts(kernel: N.Kernel, given: Mapping[str, object] | None = None) 
         raise TileError(f"kernel '{kernel.name}' has no compile-time parameter {names}", kernel.loc,
                         hint="its parameters: " + ", ".join(c.name for c in kernel.consts))
     return out
+
+
+def check_candidates(kernel: N.Kernel, c: N.ConstParam) -> None:
+    """A tunable const lists distinct ints that include its default (pinned values may lie outside)."""
+    if not c.candidates:
+        return
+    where = f"const '{c.name}' of kernel '{kernel.name}'"
+    if c.kind != "int":
+        raise TileError(f"{where} is a dtype parameter and cannot have candidates", c.loc)
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in c.candidates):
+        raise TileError(f"{where} has non-integer candidates {list(c.candidates)}", c.loc)
+    if len(set(c.candidates)) != len(c.candidates):
+        raise TileError(f"{where} lists a candidate twice: {list(c.candidates)}", c.loc)
+    if c.default not in c.candidates:
+        raise TileError(f"the default {c.default} of {where} is not one of its candidates {list(c.candidates)}",
+                        c.loc, hint="add the default to the candidate list")
+
+
+def with_candidates(kernel: N.Kernel, candidates: Mapping[str, Sequence[int]]) -> N.Kernel:
+    """The kernel with these candidate lists for its int consts (replacing any it declares)."""
+    consts = {c.name: c for c in kernel.consts}
+    params = list(kernel.params)
+    for name, values in candidates.items():
+        c = consts.get(name)
+        if c is None or c.kind != "int":
+            ints = ", ".join(n for n, p in consts.items() if p.kind == "int") or "none"
+            raise TileError(f"kernel '{kernel.name}' has no int const '{name}' to tune", kernel.loc,
+                            hint=f"its int consts: {ints}")
+        values = tuple(values)
+        if not values:
+            raise TileError(f"candidates for const '{name}' of '{kernel.name}' are empty", c.loc)
+        new = dataclasses.replace(c, candidates=values)
+        check_candidates(kernel, new)
+        params[params.index(c)] = new
+    return dataclasses.replace(kernel, params=tuple(params))
 
 
 def _as_dtype(v, c: N.ConstParam) -> DType:

@@ -45,3 +45,11 @@ def from_numpy_into(src: np.ndarray, dst: Any) -> None:
 
 def _np_raw(name: str):
     return np.int16 if _TORCH_VIEW[name][0] == "int16" else np.uint8
+
+
+def clone(x: Any) -> Any:
+    """A fresh contiguous copy on the same device, of the same library and dtype."""
+    mod = type(x).__module__.split(".")[0]
+    if mod == "torch":
+        return x.detach().clone()
+    return x.copy()  # numpy and cupy

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -36,12 +37,27 @@ def tool_versions(packages: Iterable[str]) -> str:
     return ",".join(out)
 
 
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of tilelang's own sources and templates, read once per process.
+
+    Generated code depends on the code generators as much as on the IR, and a
+    checkout changes them without changing `__version__`; this keeps an edited
+    backend from being served the artifacts of the previous one."""
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*")):
+        if path.suffix in (".py", ".jinja", ".j2", ".lark") and path.is_file():
+            h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def cache_key(tk, backend: str, target: str | None, tools: Iterable[str] = (), extra: str = "") -> str:
     """Hash of everything an artifact depends on."""
     from .. import __version__
     consts = ",".join(f"{k}={v}" for k, v in sorted(tk.consts.items(), key=lambda kv: kv[0]))
     text = "\n".join([kernel_str(tk.kernel), backend, str(target), consts,
-                      f"tilelang={__version__}", tool_versions(tools), extra])
+                      f"tilelang={__version__}+{code_fingerprint()}", tool_versions(tools), extra])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

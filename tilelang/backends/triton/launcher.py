@@ -6,12 +6,19 @@ triton is imported.  So the mode is fixed per process by TRITON_INTERPRET as it
 was at that import; the launcher wraps the kernel's plain function in whichever
 of JITFunction / InterpretedFunction matches, and explains the mismatch
 (CPU tensors without the interpreter) as a TileError.
+
+Generated modules live in the shared disk cache (`runtime/cache.py`), keyed like
+every other artifact, so a later process imports them without lowering again.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import shutil
 import sys
+import warnings
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -20,28 +27,62 @@ from ...diagnostics import TileError
 from ...ir import nodes as N
 from ...ir.scalar import binop
 from ...runtime.args import BoundCall
-from ...runtime.cache import cache_root, write_atomic
+from ...runtime.cache import DiskCache, cache_key, cache_root, write_atomic
 from .lower import Program, lower
 
 _MODULES: dict[str, ModuleType] = {}
 _GRID_LIMITS = (2**31 - 1, 65535, 65535)
 
 
-def load_source(source: str) -> ModuleType:
-    """Write `source` to a module file in the cache folder (atomically) and import it, once per process."""
-    key = hashlib.sha256(source.encode()).hexdigest()[:24]
-    if key in _MODULES:
-        return _MODULES[key]
-    path = cache_root() / "triton" / f"tl_{key}.py"
-    if not path.exists() or path.read_text() != source:
-        write_atomic(path, source)
-    name = f"tilelang_triton_{key}"
+def _import(path: Path, name: str) -> ModuleType:
+    """Import a generated module from its file, once per process."""
+    if name in _MODULES:
+        return _MODULES[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # Triton reads the kernel's source back through inspect
     spec.loader.exec_module(module)
-    _MODULES[key] = module
+    _MODULES[name] = module
     return module
+
+
+def load_source(source: str) -> ModuleType:
+    """Write `source` to a module file in the cache folder (atomically) and import it, once per process."""
+    key = hashlib.sha256(source.encode()).hexdigest()[:24]
+    path = cache_root() / "triton" / f"tl_{key}.py"
+    if f"tilelang_triton_{key}" not in _MODULES and (not path.exists() or path.read_text() != source):
+        write_atomic(path, source)
+    return _import(path, f"tilelang_triton_{key}")
+
+
+def cached_program(tk, target: str | None = None) -> tuple[Program, Path, str]:
+    """The kernel's Program, its module file and its cache key.
+
+    The DiskCache entry (under `cache_root()/triton`) is keyed by `cache_key`: the
+    specialized IR, backend, target, constants and tool versions, so a hit skips
+    layout inference and code generation; a miss lowers and writes the entry
+    atomically (two processes racing on one key both end up with one whole entry)."""
+    key = cache_key(tk, "triton", target, tools=("triton",))
+    cache = DiskCache(cache_root() / "triton")
+    entry = cache.get(key)
+    program = _read_entry(entry) if entry is not None else None
+    if program is None:
+        if entry is not None:
+            warnings.warn(f"tilelang: ignoring an unreadable Triton cache entry {entry}; regenerating it")
+            shutil.rmtree(entry, ignore_errors=True)
+        program = lower(tk)
+        meta = {"fn_name": program.fn_name, "args": [list(a) for a in program.args], "num_warps": program.num_warps}
+        entry = cache.put(key, {"kernel.py": program.source, "program.json": json.dumps(meta, indent=1)})
+    return program, entry / "kernel.py", key
+
+
+def _read_entry(entry: Path) -> Program | None:
+    try:
+        meta = json.loads((entry / "program.json").read_text())
+        return Program((entry / "kernel.py").read_text(), meta["fn_name"],
+                       tuple((kind, name) for kind, name in meta["args"]), int(meta["num_warps"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def interpreting() -> bool:
@@ -131,10 +172,10 @@ def launch_options(program: Program) -> dict:
 class Launcher:
     """Runs one specialized kernel; computes the grid from the call's dims and scalars."""
 
-    def __init__(self, tk, program: Program):
+    def __init__(self, tk, program: Program, module: ModuleType):
         self.tk = tk
         self.program = program
-        self.fn = getattr(load_source(program.source), program.fn_name).fn  # the plain Python function
+        self.fn = getattr(module, program.fn_name).fn  # the plain Python function
         self._run = None
 
     def grid(self, call: BoundCall) -> tuple[int, ...]:
@@ -178,5 +219,8 @@ class Launcher:
 
 
 def compile(tk, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
-    """Generate, load and wrap the kernel; `target` is unused (Triton targets the current device)."""
-    return Launcher(tk, lower(tk))
+    """Generate (or find in the disk cache), load and wrap the kernel.
+
+    `target` only keys the cache: Triton compiles for the current device and caches its binaries itself."""
+    program, path, key = cached_program(tk, target)
+    return Launcher(tk, program, _import(path, f"tilelang_triton_{key}"))
