@@ -143,6 +143,23 @@ def test_library_kernels_choose_the_fast_paths():
     assert "tl::group_allreduce<32>" in softmax and "pad" not in softmax.split("extern")[0]
 
 
+def test_windows_inside_the_tensor_skip_the_per_chunk_masks():
+    """A producer whose whole window is in bounds issues unmasked cp.async (the common interior case)."""
+    code = cuda.generate(kernel("gemm", "gemm").lower(BM=128, BN=128, BK=32))
+    assert "const bool inside = vec && w1_0 >= 0 && w1_0 + 128 <= M_ && w1_1 >= 0 && w1_1 + 32 <= K_;" in code
+    assert "A_ + (w1_0 + i0) * A_st0 + (w1_1 + i1 * 8) * A_st1, 16);" in code
+
+
+def test_packed_weights_dequantized_to_registers_load_16_bytes_per_run():
+    """gemv_wNa16's W tile takes runs of 32 4-bit fields (one 16-byte load) and one scale per run."""
+    code = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u4"))
+    assert "register w: f32[32, 128], 32 values/thread, flat, runs of 32 per thread" in code
+    assert "tl::Vec<unsigned int, 4> q" in code and "tl::field_to_f32<4, false>(q.v[3], 28)" in code
+    assert code.count("const float sc = ") == 1
+    i8 = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u8"))
+    assert "runs of 8 per thread" in i8  # 8-bit fields keep the default runs of 8 (8-byte loads)
+
+
 def test_unknown_layouts_are_reported_at_their_source_line():
     k = tilelang.loads("""
 kernel bad(X: f32[M, N]) grid(1) threads(32)

@@ -719,7 +719,16 @@ class KernelGen:
                 and lay.contiguous_run(n)):
             chunks = M.Flat(tuple(t.shape[:-1]) + (t.shape[-1] // n,), self.T, 1)
             self.line(f"const bool vec = {w.dims[-1]} % {n} == 0 && tl::aligned_to({cname(p.name)}, 16);")
-            with self.scope("if (vec)"):
+            self.line(f"const bool inside = vec && {w.contains()};")
+            with self.scope("if (inside)"):  # the whole window is in the tensor: no per-chunk masks
+                with self.values(chunks, "j") as c:
+                    c = c[:-1] + [cx.mul(c[-1], n)]
+                    if asynchronous:
+                        self.line(f"tl::cp_async_16({dst} + {lay.offset(c)}, {cname(p.name)} + {w.offset(c)}, 16);")
+                    else:
+                        self.line(f"*reinterpret_cast<uint4*>({dst} + {lay.offset(c)}) = "
+                                  f"*reinterpret_cast<const uint4*>({cname(p.name)} + {w.offset(c)});")
+            with self.scope("else if (vec)"):
                 with self.values(chunks, "j") as c:
                     c = c[:-1] + [cx.mul(c[-1], n)]
                     self.line(f"const bool inb = {w.inbounds(c)};")
@@ -983,6 +992,16 @@ class Window:
         dims = self.dims[:-1] if skip_last else self.dims
         conds = [f"tl::in_range({self.coord(i, c)}, {d})" for i, d in enumerate(dims)]
         return " && ".join(conds) or "true"
+
+    def contains(self) -> str:
+        """Whether the whole window lies inside the tensor (block-uniform)."""
+        conds = []
+        for i, (d, ext) in enumerate(zip(self.dims, self.full)):
+            if i >= self.lead:
+                conds.append(f"{self.starts[i]} >= 0 && {self.starts[i]} + {ext} <= {d}")
+            else:
+                conds.append(f"tl::in_range({self.starts[i]}, {d})")
+        return " && ".join(conds)
 
     def offset(self, c: list[str], skip_last: bool = False) -> str:
         n = len(self.dims) - (1 if skip_last else 0)

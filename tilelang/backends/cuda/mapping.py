@@ -120,10 +120,12 @@ def equivalent(a: Mapping, b: Mapping) -> bool:
     return a == b
 
 
-def default(shape: tuple[int, ...], threads: int) -> Flat:
-    """Runs of up to 8 elements along the last axis, as long as every thread still gets a run."""
+def default(shape: tuple[int, ...], threads: int, max_vec: int = 8) -> Flat:
+    """Runs of up to `max_vec` elements along the last axis, as long as every thread still gets a run.
+
+    8 makes 16-byte accesses of 16-bit elements; packed sub-byte sources ask for longer runs."""
     numel = math.prod(shape)
-    vec = 8
+    vec = max_vec
     while vec > 1 and (shape[-1] % vec or numel < threads * vec):
         vec //= 2
     return Flat(tuple(shape), threads, vec)

@@ -150,6 +150,7 @@ def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, M.MmaTil
         elif isinstance(s, N.Assign) and s.define and s.name not in plan.virtual and s.name not in plan.resident:
             names.append(s.name)
     parent.update({n: n for n in names})
+    dequant_runs = _dequant_runs(tk)
     for s in walk_stmts(tk.kernel.body):
         groups = []
         if isinstance(s, N.Assign) and s.name not in plan.virtual and s.name not in plan.resident:
@@ -168,7 +169,8 @@ def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, M.MmaTil
         comps.setdefault(find(n), []).append(n)
     for members in comps.values():
         known = [fixed[n] for n in members if n in fixed]
-        choice = _best(known) if known else M.default(tk.tiles[members[0]].shape, tk.threads)
+        choice = _best(known) if known else M.default(tk.tiles[members[0]].shape, tk.threads,
+                                                      max(dequant_runs.get(n, 8) for n in members))
         for n in members:
             shape = tk.tiles[n].shape
             if n in fixed:
@@ -179,6 +181,18 @@ def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, M.MmaTil
                 plan.mappings[n] = choice
             else:
                 plan.mappings[n] = M.default(shape, tk.threads)
+
+
+def _dequant_runs(tk: TypedKernel) -> dict[str, int]:
+    """Register tiles dequantized from packed sub-byte weights: runs of 16 bytes of packed fields
+    (32 elements of 4 bits), so that each thread loads whole 16-byte vectors of W."""
+    out: dict[str, int] = {}
+    for s in walk_stmts(tk.kernel.body):
+        if isinstance(s, N.Dequant) and isinstance(s.dst, N.TileRef) and tk.tiles[s.dst.name].scope == "register":
+            bits = tk.tensor(s.src.tensor).dtype.bits
+            if bits in (1, 2, 4):
+                out[s.dst.name] = max(out.get(s.dst.name, 8), 128 // bits)
+    return out
 
 
 def _gemm_only_tiles(tk: TypedKernel, virtual: dict[str, N.Expr]) -> set[str]:

@@ -1,0 +1,56 @@
+"""Launch every library kernel once through the CUDA backend, for compute-sanitizer to watch.
+
+    compute-sanitizer --tool memcheck --target-processes all python3 tests/cuda_sanitize_driver.py
+
+`scripts/gpu_check.sh sanitize` runs it under memcheck, racecheck and synccheck.  Each kernel
+runs on the first (smallest, odd-shaped) call of `test_backend_cuda.cases` with CuPy arrays, so
+that masked edges, pipelines and reductions are all exercised while the sanitizers stay fast.
+`--check` also compares the outputs with the reference interpreter (slow under a sanitizer).
+Not a pytest module: the sanitizers need a process of their own.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_backend_cuda import KERNELS, TOL, cases, compare, kernel, reference  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma-separated kernel names (default: all)")
+    ap.add_argument("--check", action="store_true", help="compare with the reference interpreter")
+    args = ap.parse_args()
+    import cupy
+
+    only = {n for n in args.only.split(",") if n}
+    failed = 0
+    for file, name in KERNELS:
+        if only and name not in only:
+            continue
+        k = kernel(file, name)
+        call, consts = next(cases(name, "f16", np.random.default_rng(0)))
+        dev = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in call]
+        try:
+            k(*dev, backend="cuda", **consts)
+            cupy.cuda.Device().synchronize()
+        except Exception as e:  # noqa: BLE001 - report every kernel, then fail
+            print(f"{file}.{name}: FAILED {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
+            failed += 1
+            continue
+        note = ""
+        if args.check:
+            ref = reference(k, call, consts)
+            err = max(compare(cupy.asnumpy(d), r, "f16") for d, r in zip(dev, ref) if isinstance(r, np.ndarray))
+            note = f" error {err:.2g}"
+            failed += err >= TOL["f16"]
+        print(f"{file}.{name}: launched{note}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
