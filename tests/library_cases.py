@@ -109,6 +109,12 @@ def args_mlp(rng, dt):
     return args, dict(BM=16, BN=16, BK=16)
 
 
+def args_mlp_gate_up(rng, dt):
+    m, h, i = odd(rng, 3, 20), odd(rng, 17, 40), odd(rng, 17, 40)
+    args = [rand(rng, (m, h), dt), rand(rng, (i, h), dt, 0.3), rand(rng, (i, h), dt, 0.3), poisoned((m, i), dt)]
+    return args, dict(BM=16, BN=16, BK=16)
+
+
 def args_binary(rng, dt):
     m, n = odd(rng, 3, 9), odd(rng, 33, 90)
     return [rand(rng, (m, n), dt), rand(rng, (m, n), dt), poisoned((m, n), dt)], dict(BM=4, BN=32)

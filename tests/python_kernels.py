@@ -169,8 +169,9 @@ def add(X: T[M, N], Y: T[M, N], Z: T[M, N], T: dtype = f16, BM: const = 4, BN: c
 
 @tile_kernel
 def fused_mlp_gate_up(X: T[M, H], Wn: TN[H], Wg: T[I, H], Wu: T[I, H], Hid: T[M, I], eps: f32, T: dtype = f16,
-                      TN: dtype = f16, BM: const = 64, BN: const = 64, BK: const = 64, STAGES: const = 2):
-    launch(grid=(cdiv(M, BM), cdiv(I, BN)), threads=128)
+                      TN: dtype = f16, BM: const[16, 64] = 64, BN: const[32, 64] = 64, BK: const[64, 128] = 64,
+                      STAGES: const[2, 3, 4] = 2, THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(I, BN)), threads=THREADS)
     pid_m = block_id(0)
     pid_n = block_id(1)
     xf = register(f32[BM, BK])
@@ -197,6 +198,28 @@ def fused_mlp_gate_up(X: T[M, H], Wn: TN[H], Wg: T[I, H], Wu: T[I, H], Hid: T[M,
 
 
 @tile_kernel
+def mlp_gate_up(X: T[M, H], Wg: T[I, H], Wu: T[I, H], Hid: T[M, I], T: dtype = f16, BM: const[64, 128] = 64,
+                BN: const[64, 128] = 64, BK: const[32, 64] = 64, STAGES: const[3, 4] = 3,
+                THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(I, BN)), threads=THREADS)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    wg = shared(T[BN, BK])
+    wu = shared(T[BN, BK])
+    acc_g = register(f32[BM, BN])
+    acc_u = register(f32[BM, BN])
+    for k in pipelined(cdiv(H, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        copy(Wg[pid_n, k], wg)
+        copy(Wu[pid_n, k], wu)
+        gemm(x, wg, acc_g, trans_b=True)
+        gemm(x, wu, acc_u, trans_b=True)
+    hid = silu(acc_g) * acc_u
+    copy(hid, Hid[pid_m, pid_n])
+
+
+@tile_kernel
 def silu_mul(Gate: T[M, N], Up: T[M, N], Hid: TH[M, N], T: dtype = f16, TH: dtype = f16, BM: const = 4,
              BN: const = 512):
     launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
@@ -211,9 +234,9 @@ def silu_mul(Gate: T[M, N], Up: T[M, N], Hid: TH[M, N], T: dtype = f16, TH: dtyp
 # ---------------------------------------------------------------- kernels/gemm.tile
 
 @tile_kernel
-def gemm(A: T[M, K], B: T[K, N], C: TC[M, N], T: dtype = f16, TC: dtype = f16, BM: const = 64, BN: const = 64,
-         BK: const = 32, STAGES: const = 3):
-    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+def gemm(A: T[M, K], B: T[K, N], C: TC[M, N], T: dtype = f16, TC: dtype = f16, BM: const[64, 128] = 64,
+         BN: const[64, 128, 256] = 64, BK: const[32, 64] = 32, STAGES: const[3, 4] = 3, THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
     pid_m = block_id(0)
     pid_n = block_id(1)
     a = shared(T[BM, BK])
@@ -350,9 +373,10 @@ def layernorm(X: T[M, H], W: TW[H], Bias: TW[H], Y: TY[M, H], eps: f32, T: dtype
 # ---------------------------------------------------------------- kernels/linear.tile
 
 @tile_kernel
-def linear(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BM: const = 64,
-           BN: const = 64, BK: const = 32, STAGES: const = 3):
-    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+def linear(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BM: const[64, 128] = 64,
+           BN: const[64, 128, 256] = 64,
+           BK: const[32, 64] = 32, STAGES: const[3, 4] = 3, THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
     pid_m = block_id(0)
     pid_n = block_id(1)
     x = shared(T[BM, BK])
@@ -367,8 +391,9 @@ def linear(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16,
 
 @tile_kernel
 def linear_residual(X: T[M, K], W: T[N, K], R: TY[M, N], Y: TY[M, N], T: dtype = f16, TY: dtype = f16,
-                    BM: const = 64, BN: const = 64, BK: const = 32, STAGES: const = 3):
-    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+                    BM: const[64, 128] = 64, BN: const[64, 128, 256] = 64,
+                    BK: const[32, 64] = 32, STAGES: const[3, 4] = 3, THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
     pid_m = block_id(0)
     pid_n = block_id(1)
     x = shared(T[BM, BK])
@@ -386,8 +411,10 @@ def linear_residual(X: T[M, K], W: T[N, K], R: TY[M, N], Y: TY[M, N], T: dtype =
 
 @tile_kernel
 def linear_bias(X: T[M, K], W: T[N, K], Bias: TB[N], Y: TY[M, N], T: dtype = f16, TB: dtype = f16,
-                TY: dtype = f16, BM: const = 64, BN: const = 64, BK: const = 32, STAGES: const = 3):
-    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+                TY: dtype = f16, BM: const[64, 128] = 64, BN: const[64, 128, 256] = 64,
+                BK: const[32, 64] = 32, STAGES: const[3, 4] = 3,
+                THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
     pid_m = block_id(0)
     pid_n = block_id(1)
     x = shared(T[BM, BK])
@@ -405,8 +432,10 @@ def linear_bias(X: T[M, K], W: T[N, K], Bias: TB[N], Y: TY[M, N], T: dtype = f16
 
 @tile_kernel
 def linear_bias_gelu(X: T[M, K], W: T[N, K], Bias: TB[N], Y: TY[M, N], T: dtype = f16, TB: dtype = f16,
-                     TY: dtype = f16, BM: const = 64, BN: const = 64, BK: const = 32, STAGES: const = 3):
-    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+                     TY: dtype = f16, BM: const[64, 128] = 64, BN: const[64, 128, 256] = 64,
+                     BK: const[32, 64] = 32, STAGES: const[3, 4] = 3,
+                THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
     pid_m = block_id(0)
     pid_n = block_id(1)
     x = shared(T[BM, BK])

@@ -32,8 +32,8 @@ sys.path.insert(0, str(HERE))
 
 from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
 from library_cases import (args_binary, args_decode, args_decode_combine, args_decode_split,  # noqa: E402
-                           args_gemv, args_linear, args_mlp, args_norm, args_prefill, args_quant, args_rotary,
-                           args_softmax, odd)
+                           args_gemv, args_linear, args_mlp, args_mlp_gate_up, args_norm, args_prefill, args_quant,
+                           args_rotary, args_softmax, odd)
 
 import tilelang  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
@@ -324,6 +324,7 @@ CASES = [
     Case("attention", "attention_decode_split", args_decode_split),
     Case("attention", "attention_decode_combine", args_decode_combine),
     Case("fused_mlp", "fused_mlp_gate_up", args_mlp),
+    Case("fused_mlp", "mlp_gate_up", args_mlp_gate_up),
     Case("fused_mlp", "silu_mul", args_binary),
     Case("elementwise", "add", args_binary),
     Case("semantics", "intdiv", _intdiv, dtypes=("int",)),

@@ -29,6 +29,19 @@ def test_fused_mlp(dt, m, h, i):
     assert rel_err(y, llama_mlp(x, wn, wg, wu, wd, res, 1e-6)) < TOL
 
 
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("m,h,i", [(1, 40, 72), (21, 33, 45)])
+def test_prefill_mlp_is_rmsnorm_then_mlp_gate_up(dt, m, h, i):
+    rng = np.random.default_rng(m * h + i)
+    x = rand(rng, (m, h), dt)
+    wn, wg, wu, _ = _weights(rng, dt, h, i)
+    n, hid = poisoned((m, h), dt), poisoned((m, i), dt)
+    load("rmsnorm")["rmsnorm"](x, wn, n, 1e-6, BH=32)
+    load("fused_mlp")["mlp_gate_up"](n, wg, wu, hid, **TILES)
+    want = rmsnorm(x, wn, 1e-6)
+    assert rel_err(hid, silu(want @ f64(wg).T) * (want @ f64(wu).T)) < TOL
+
+
 def test_fused_mlp_default_tiles():
     rng = np.random.default_rng(0)
     x, res = rand(rng, (3, 100), "bf16"), rand(rng, (3, 100), "bf16")
