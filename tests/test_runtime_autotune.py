@@ -217,3 +217,27 @@ def test_tiles_larger_than_the_problem_are_not_timed(tmp_path):
     kernel, x, r, timer, tuner = _setup(tmp_path / "b", m=3, n=5)
     _choose(tuner, kernel, x, r, W=1)
     assert {c["BM"] for c in timer.seen} == {1, 2, 4} and {c["BN"] for c in timer.seen} == {8}
+
+
+def test_every_configuration_is_prepared_before_any_is_timed(tmp_path):
+    """Compilation (a launcher's `prepare`) runs for the whole grid on a thread pool, then timing."""
+    kernel, x, r, timer, tuner = _setup(tmp_path)
+    events = []
+
+    class Prepared:
+        def __init__(self, launch, consts):
+            self.launch, self.consts = launch, consts
+
+        def prepare(self, call):
+            events.append(("prepare", self.consts["BM"], self.consts["BN"]))
+
+        def __call__(self, call):
+            self.launch(call)
+
+    prepared_when_timed = []
+    tuner.timer = lambda run, config: (prepared_when_timed.append(len(events)), timer(run, config))[1]
+    call = bind(kernel.ir, (x, r), {"W": 1})
+    tuner.choose(kernel.ir, call, "reference", None,
+                 lambda c: Prepared(kernel.compile("reference", None, **c), c))
+    assert prepared_when_timed == [6] * 6
+    assert sorted(events) == sorted(("prepare", c["BM"], c["BN"]) for c in timer.seen)

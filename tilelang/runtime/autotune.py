@@ -12,6 +12,7 @@ arguments' dtypes and the shape bucket of every dim (`bucket`).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -216,11 +217,12 @@ class Autotuner:
         scratch = dataclasses.replace(call, arrays={n: clone(a) for n, a in call.arrays.items()})
         timings: dict[str, float] = {}
         skipped: dict[str, str] = {}
+        builds = _build_all(configs(space), lambda config: _build(compile, {**call.consts, **config}, scratch))
         for config in configs(space):
             name = label(config)
             try:
-                launch = compile({**call.consts, **config})
-                launch(scratch)  # compiles lazily (Triton) and fails here on resources
+                launch = builds[name].result()
+                launch(scratch)  # fails here on resources the compiler could not check
                 timings[name] = float(self.timer(lambda: launch(scratch), config))
             except Exception as e:  # noqa: BLE001 - any failing configuration is skipped, with its reason
                 skipped[name] = _reason(e)
@@ -253,6 +255,25 @@ class Autotuner:
 
 
 TUNER = Autotuner()
+
+
+def _build(compile, consts: dict, call: BoundCall):
+    """A launcher for one configuration, compiled for the call (`prepare`) where the backend can
+    compile without launching."""
+    launch = compile(consts)
+    prepare = getattr(launch, "prepare", None)
+    if prepare is not None:
+        with _on_device(call):  # the current device is per thread
+            prepare(call)
+    return launch
+
+
+def _build_all(grid: list[Config], build) -> dict[str, concurrent.futures.Future]:
+    """Compile every configuration on a thread pool: compilation dominates a search, and the
+    compilers (Triton's MLIR/LLVM/ptxas, NVRTC) run outside the GIL."""
+    workers = max(1, min(len(grid), os.cpu_count() or 1, 16))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return {label(c): pool.submit(build, c) for c in grid}
 
 
 def _where(facts: dict) -> str:

@@ -204,18 +204,28 @@ class Launcher:
             self._run = JITFunction(self.fn)
         return self._run
 
-    def __call__(self, call: BoundCall) -> None:
-        grid = self.grid(call)
-        if 0 in grid:
-            return
-        run = self._runner(call)
+    def _args(self, call: BoundCall) -> list:
         args = []
         for kind, name in self.program.args:
             if kind == "tensor":
                 args.append(_torch(call.arrays[name], self.tk.tensor(name).dtype.is_packed))
             else:
                 args.append(call.dims[name] if kind == "dim" else call.scalars[name])
-        run[grid](*args, **launch_options(self.program))
+        return args
+
+    def prepare(self, call: BoundCall) -> None:
+        """Compile for this call's argument types without launching (thread-safe: the autotuner
+        compiles its candidates concurrently, and Triton releases the GIL while it compiles)."""
+        grid = self.grid(call)
+        run = self._runner(call)
+        if 0 not in grid and hasattr(run, "warmup"):
+            run.warmup(*self._args(call), grid=grid, **launch_options(self.program))
+
+    def __call__(self, call: BoundCall) -> None:
+        grid = self.grid(call)
+        if 0 in grid:
+            return
+        self._runner(call)[grid](*self._args(call), **launch_options(self.program))
 
 
 def compile(tk, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
