@@ -9,7 +9,8 @@ fast f16 arithmetic): its GEMV multiplies by f32 weights converted beforehand, t
 best case for it.  Times are the best of `--repeat` runs after a warm-up (shared
 machines disturb medians); ratios are the baseline's time over "tvm fn" (above 1:
 TVM is faster).  Every library gets `--threads` threads (default 1: on a shared,
-loaded machine, multithreaded timings measure the scheduler more than the code).
+loaded machine, multithreaded timings measure the scheduler more than the code);
+the issue's targets compare with torch on both cores of the CI-class machine: `--threads 2`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine: run the GPU test marker and the benchmarks in one go, short table last.
 # Wheels the machine lacks (lark, hypothesis, ...) travel in .whl/ (see CONTRIBUTING notes in BENCHMARKS.md).
-# Usage: bash scripts/gpu_check.sh [tests|bench|all] [extra pytest/bench args]
+# Usage: bash scripts/gpu_check.sh [tests|bench|all|sanitize] [extra pytest/bench/driver args]
+# sanitize: every library kernel once through the CUDA backend (tests/cuda_sanitize_driver.py, tiny odd
+# shapes) under compute-sanitizer memcheck, racecheck and synccheck; one verdict line per tool.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/tilelang-out}; mkdir -p "$OUT"
@@ -9,6 +11,12 @@ if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
+# TVM: runtime-only kit (scripts/tvm_runtime_kit.sh) and prebuilt CUDA libraries (scripts/tvm_aot_prebuild.py)
+if ls .tvmrt/tvm-runtime-*-cp312.tar.gz >/dev/null 2>&1; then
+    mkdir -p /tmp/tvmrt && tar -C /tmp/tvmrt -xzf .tvmrt/tvm-runtime-*-cp312.tar.gz
+    export PYTHONPATH=/tmp/tvmrt:$PYTHONPATH TVM_USE_RUNTIME_LIB=1
+fi
+[ -d .tvmaot ] && export TILELANG_TVM_AOT=$PWD/.tvmaot
 what=${1:-all}; shift || true
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 rc=0
@@ -19,5 +27,18 @@ fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
     python3 benchmarks/bench_gpu.py --out "$OUT/BENCH.md" "$@" 2>&1 | tee "$OUT/bench.log" | grep -v "^|" | tail -20
     echo; cat "$OUT/BENCH.md"
+fi
+if [ "$what" = sanitize ]; then
+    python3 tests/cuda_sanitize_driver.py "$@" >/dev/null 2>&1  # compile (CuPy caches) outside the sanitizers
+    for tool in memcheck racecheck synccheck; do
+        log="$OUT/sanitize_$tool.log"
+        compute-sanitizer --tool "$tool" --target-processes all --error-exitcode 99 \
+            python3 tests/cuda_sanitize_driver.py "$@" >"$log" 2>&1
+        code=$?
+        summary=$(grep -E "(ERROR|RACECHECK) SUMMARY" "$log" | tail -1 | sed 's/^========= //')
+        launched=$(grep -c ": launched" "$log")
+        if [ $code -eq 0 ]; then verdict=PASS; else verdict=FAIL; rc=1; fi
+        echo "sanitize $tool: $verdict (exit $code; $launched kernels launched; ${summary:-no summary}; log $log)"
+    done
 fi
 exit $rc

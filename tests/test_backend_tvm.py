@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tilelang  # noqa: E402
 from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
 from library_cases import (args_binary, args_decode, args_decode_combine, args_decode_split,  # noqa: E402
-                           args_gemv, args_linear, args_mlp, args_norm, args_prefill, args_quant, args_rotary,
-                           args_softmax, odd)
+                           args_gemv, args_linear, args_mlp, args_mlp_gate_up, args_norm, args_prefill, args_quant,
+                           args_rotary, args_softmax, odd)
 from tilelang.diagnostics import TileError  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
 from tilelang.runtime.args import bind  # noqa: E402
@@ -63,6 +63,7 @@ LIBRARY = {
     ("rotary", "rotary"): args_rotary, ("attention", "attention_prefill"): args_prefill,
     ("attention", "attention_decode"): args_decode, ("attention", "attention_decode_split"): args_decode_split,
     ("attention", "attention_decode_combine"): args_decode_combine, ("fused_mlp", "fused_mlp_gate_up"): args_mlp,
+    ("fused_mlp", "mlp_gate_up"): args_mlp_gate_up,
     ("fused_mlp", "silu_mul"): args_binary, ("elementwise", "add"): args_binary,
 }
 
@@ -377,6 +378,29 @@ def test_aot_library_round_trip(tmp_path):
     want = poisoned(x.shape, "f16")
     k(x, want, backend="reference", BN=32)
     assert compare([call.arrays["Y"]], [want]) == (0.0, 0)
+
+
+def test_aot_folder_runs_through_the_kernel_call_without_compiling(tmp_path, monkeypatch):
+    """TILELANG_TVM_AOT: the call path runs the prebuilt library of exactly the specialization called;
+    another specialization, or aliased arguments, is an error naming what is there."""
+    from tilelang.backends.tvm.build import BUILD_SECONDS
+    rng = np.random.default_rng(6)
+    x, w, r = rand(rng, (5, 33), "f16"), rand(rng, (19, 33), "f16", 0.3), rand(rng, (5, 19), "f16")
+    consts = dict(BM=16, BN=16, BK=16)
+    k = load("linear")["linear_residual"]
+    tvm_backend.build_aot(k.lower(**bind(k.ir, (x, w, r, r.copy()), consts).consts), tmp_path)
+    monkeypatch.setenv("TILELANG_TVM_AOT", str(tmp_path))
+    builds = len(BUILD_SECONDS)
+    k = load("linear")["linear_residual"]  # a fresh kernel object: nothing cached
+    got, want = poisoned(r.shape, "f16"), poisoned(r.shape, "f16")
+    k(x, w, r, got, backend="tvm", **consts)
+    k(x, w, r, want, backend="reference", **consts)
+    assert compare([got], [want])[0] < TOL["f16"] and len(BUILD_SECONDS) == builds
+    with pytest.raises(TileError, match=r"no prebuilt TVM library for kernel 'linear_residual' with BK=32.*"
+                                        r"holds 'linear_residual' for: llvm BK=16"):
+        k(x, w, r, got, backend="tvm", **dict(consts, BK=32))
+    with pytest.raises(TileError, match="do not share memory"):
+        k(x, w, r, r, backend="tvm", **consts)
 
 
 def test_cuda_arrays_refused_by_llvm_build():

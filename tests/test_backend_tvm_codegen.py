@@ -37,6 +37,41 @@ kernel unpack(W: {q}[N, K], S: f16[N, KG], Y: f16[N, K], G: const = 8, BN: const
 }}
 """
 
+# two GEMV formulations (kernels/gemv.tile has used both): elementwise products reduced once at the
+# end, and a gemm over BM rows of X (rows past M padded with zeros)
+GEMV_EW = """
+kernel gemv(X: T[M, K], W: T[N, K], Y: T[M, N], T: dtype = f16, BN: const = 32, BK: const = 128)
+    grid(cdiv(N, BN), M) threads(128)
+{
+    x = register(f32[1, BK]);
+    w = register(f32[BN, BK]);
+    acc = register(f32[BN, BK]);
+    for k in range(cdiv(K, BK)) {
+        copy(X[block_id(1), k], x);
+        copy(W[block_id(0), k], w);
+        acc = acc + w * x;
+    }
+    y = trans(sum(acc, axis=1));
+    copy(y, Y[block_id(1), block_id(0)]);
+}
+"""
+
+GEMV_MMA = """
+kernel gemv(X: T[M, K], W: T[N, K], Y: T[M, N], T: dtype = f16, BM: const = 16, BN: const = 32, BK: const = 256)
+    grid(cdiv(N, BN), cdiv(M, BM)) threads(128)
+{
+    x = shared(T[BM, BK]);
+    w = shared(T[BN, BK]);
+    acc = register(f32[BM, BN]);
+    for k in range(cdiv(K, BK)) {
+        copy(X[block_id(1), k], x);
+        copy(W[block_id(0), k], w);
+        gemm(x, w, acc, trans_b=true);
+    }
+    copy(acc, Y[block_id(1), block_id(0)]);
+}
+"""
+
 
 def _typed(src: str, name: str, **consts):
     return tilelang.loads(src, f"{name}.tile")[name].lower(**consts)
@@ -69,6 +104,40 @@ kernel k(X: i32[M, N], Y: f32[M, N], S: f32[M, N], BM: const = 2, BN: const = 64
     assert "T.truncdiv(" in text and "T.truncmod(" in text and "T.floordiv(t_" not in text
     assert re.search(r"lanes\d+ = T.alloc_buffer\(\(16,\)", text)
     assert "for co in T.serial(1, 4):" in text
+
+
+def _in_bounds_path(text: str, copy: str) -> str:
+    """The in-bounds branch of the load `copy` (and of what it forwards to)."""
+    return re.search(r"if 0 <= w0_\d+ and .*\n(.*\n)+?\s+else:", text.split(copy)[1]).group(0)
+
+
+def test_llvm_forwards_a_copied_tile_read_once_elementwise():
+    """In bounds, the f16 weights go straight from W into the f32 accumulation (no widened copy of
+    the tile); only the boundary path fills `w`.  x is broadcast over rows: not forwarded."""
+    text = generate(_typed(GEMV_EW, "gemv"), "llvm")
+    fast = _in_bounds_path(text, "copy(W[")
+    assert re.search(r't_acc\[.*\] = \(t_acc\[.*\] \+ \(T.Cast\("float32", g_W\[.*\]\) \* t_x\[0, ', fast)
+    assert "t_w[" not in fast and re.search(r"t_w\[i0, i1o \* 16 \+ i1i\] = T.Cast", text)  # boundary path fills w
+    assert "g_X[" not in text.split("copy(W[")[1] and len(re.findall(r"gemv.tile:\d+: acc = acc ", text)) == 2
+    # y is also stored after `z = x + y`: read twice, so both tiles stay materialized
+    text = generate(_typed(ADD.replace("copy(z, Z", "copy(y, Z[block_id(1), block_id(0)]);\n    copy(z, Z"), "add"),
+                    "llvm")
+    assert len(re.findall(r"add.tile:\d+: z = x \+ y;", text)) == 1  # one rendering: no in-bounds variant
+    assert re.search(r"t_z\[i0, i1\] = .*t_x\[i0, i1\].*t_y\[i0, i1\]", text)
+
+
+def test_llvm_gemm_with_transposed_b_is_a_dot_product_over_filled_rows():
+    """gemm(x, w, acc, trans_b): k-contiguous dot products in 16 f32 lanes summed as a tree, W forwarded
+    from the tensor in bounds, and only the rows of x its load found inside X (M = 1: one row, not 16)."""
+    text = generate(_typed(GEMV_MMA, "gemv"), "llvm")
+    fast = _in_bounds_path(text, "copy(W[")
+    assert re.search(r"for gi in T.serial\(T.max\(T.min\(16, d_M - w0_\d+\), 0\)\):", fast)
+    assert re.search(r'dot\d+\[l\] \+ T.Cast\("float32", t_x\[gi, ko \* 16 \+ l\]\) \* '
+                     r'T.Cast\("float32", g_W\[w0_\d+ \+ gj, w1_\d+ \+ ko \* 16 \+ l\]\)', fast)
+    assert all(f"for l in T.vectorized({w}):" in fast for w in (8, 4, 2, 1)) and "t_w[" not in fast
+    # the boundary load of x goes row by row: inside rows vectorized, rows past M padded in vectors
+    assert re.search(r"if not \(0 <= w0_\d+ \+ i0 and w0_\d+ \+ i0 < d_M\):\n\s+for i1o in T.serial\(16\):\n"
+                     r"\s+for i1i in T.vectorized\(16\):\n\s+t_x\[i0, i1o \* 16 \+ i1i\] = T.float16\(0.0\)", text)
 
 
 @pytest.mark.parametrize("q,two_bytes", [("u4", False), ("u2", False), ("i3", True), ("u7", True), ("u1", False)])
@@ -105,6 +174,6 @@ def test_cuda_binds_blocks_and_threads_and_reduces_with_warp_shuffles():
 def test_cuda_mirrors_only_tiles_read_across_threads():
     text = generate(_typed(ADD, "add"), "cuda")
     assert not re.search(r"\bm_\w+\[", text) and "tvm_storage_sync" not in text  # nothing leaves a thread
-    text = generate(load("gemv")["gemv"].lower(T="f16"), "cuda")
+    text = generate(_typed(GEMV_EW, "gemv"), "cuda")
     mirrors = set(re.findall(r"\b(m_\w+) = T.alloc_buffer", text))
     assert mirrors == {"m_acc", "m_x"}  # read across threads: sum(acc, axis=1), x broadcast over rows; not w

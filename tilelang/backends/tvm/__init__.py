@@ -4,6 +4,8 @@
     compile(tk, target)           -> launcher(bound_call); target None: llvm for CPU arrays, cuda for GPU ones
     build_aot(tk, out_dir, target) -> shared libraries written with `export_library`
     load_aot(path)                -> launcher that needs only TVM's runtime
+    TILELANG_TVM_AOT=<dir>        -> kernel calls run <dir>'s prebuilt libraries, never compile
+                                     (scripts/tvm_aot_prebuild.py, scripts/tvm_runtime_kit.sh)
 
 `tvm` itself is imported on the first build, not here.
 """

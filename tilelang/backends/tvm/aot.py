@@ -6,6 +6,11 @@ moved into place, so a reader never sees half a file.  Built on a machine withou
 GPU, a CUDA library carries CUDA source, which TVM compiles when the library is
 loaded: `load_aot` registers `tvm_callback_cuda_compile` for that (`build.use_nvcc`).  Host code
 is built for a portable x86-64 level so libraries move between machines.
+
+A library's name carries a hash of the generated TIR (hence of the kernel, its constants and
+dtypes), the architecture and the TVM version: with `TILELANG_TVM_AOT=<dir>` the launcher runs
+the library of exactly the specialization called (`find_aot`), and one that is missing is an
+error listing what the folder holds, never another kernel's code.
 """
 from __future__ import annotations
 
@@ -21,10 +26,22 @@ from typing import Sequence
 from ...diagnostics import TileError
 from ...ir.dtypes import DTYPES
 from ...runtime.args import BoundCall
-from .build import cuda_arch, generate, launch, target_kind, use_nvcc
+from .build import AOT_ENV, call_args, cuda_arch, generate, launch, overlapping, target_kind, use_nvcc
 from .signature import Signature, TensorArg, signature
 
 HOST = {"kind": "llvm", "mcpu": "x86-64-v3"}  # AVX2: portable across the x86-64 servers we deploy to
+_LOADED: dict[Path, "AotLauncher"] = {}
+
+
+def aot_path(tk, out_dir: str | Path, target: str | None, tvm_version: str) -> Path:
+    """`<dir>/<kernel>-<hash>.<llvm|sm_XX>.so`: the hash covers the TIR, the architecture and TVM."""
+    tag = _tag(target)
+    digest = hashlib.sha256(f"{generate(tk, target)}\n{tag}\n{tvm_version}".encode()).hexdigest()[:12]
+    return Path(out_dir) / f"{tk.kernel.name}-{digest}.{tag}.so"
+
+
+def _tag(target: str | None) -> str:
+    return "llvm" if target_kind(target) == "llvm" else cuda_arch(target)
 
 
 def build_aot(tk, out_dir: str | Path, target: str | Sequence[str] | None = None) -> list[Path]:
@@ -37,19 +54,45 @@ def build_aot(tk, out_dir: str | Path, target: str | Sequence[str] | None = None
     paths = []
     for t in targets:
         kind = target_kind(t)
-        text = generate(tk, t)
-        tag = "llvm" if kind == "llvm" else cuda_arch(t)
-        digest = hashlib.sha256(f"{text}\n{tag}\n{tvm.__version__}".encode()).hexdigest()[:12]
-        path = out / f"{tk.kernel.name}-{digest}.{tag}.so"
+        path, tag = aot_path(tk, out, t, tvm.__version__), _tag(t)
         if not path.exists():
             host = tvm.target.Target(HOST)
             tgt = host if kind == "llvm" else tvm.target.Target({"kind": "cuda", "arch": tag}, host=host)
-            ex = tvm.compile(tvm.script.from_source(text), target=tgt)
-            meta = {"signature": _sig_json(sig), "target": kind, "arch": tag, "tvm": tvm.__version__}
+            ex = tvm.compile(tvm.script.from_source(generate(tk, t)), target=tgt)
+            meta = {"signature": _sig_json(sig), "target": kind, "arch": tag, "tvm": tvm.__version__,
+                    "consts": _consts(tk)}
             _atomic(path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
             _atomic(path, ex.export_library)
         paths.append(path)
     return paths
+
+
+def _consts(tk) -> dict[str, str]:
+    return {k: str(getattr(v, "name", v)) for k, v in sorted(tk.consts.items())}
+
+
+def find_aot(tk, folder: str | Path, target: str | None) -> "AotLauncher":
+    """The prebuilt library of this specialization in `folder`; a TileError naming what is there if none."""
+    _import_tvm_runtime()
+    import tvm
+    path = aot_path(tk, folder, target, tvm.__version__)
+    if path in _LOADED:
+        return _LOADED[path]
+    if not path.exists():
+        name = tk.kernel.name
+        have = [json.loads(j.read_text()) for j in sorted(Path(folder).glob(f"{name}-*.json"))]
+        have = [f"{m['arch']} {_show(m.get('consts', {}))}" for m in have] or ["none"]
+        raise TileError(f"no prebuilt TVM library for kernel '{name}' with {_show(_consts(tk))} for "
+                        f"{_tag(target)} (TVM {tvm.__version__}) in {AOT_ENV}={folder}; it holds "
+                        f"'{name}' for: {'; '.join(have)}", tk.kernel.loc,
+                        hint=f"build it where TVM's compiler is (tilelang.backends.tvm.build_aot or "
+                        f"scripts/tvm_aot_prebuild.py), or unset {AOT_ENV} to compile here")
+    _LOADED[path] = load_aot(path)
+    return _LOADED[path]
+
+
+def _show(consts: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in consts.items())
 
 
 def _atomic(path: Path, write) -> None:
@@ -89,7 +132,11 @@ class AotLauncher:
         if bad:
             raise TileError(f"{self.path.name} runs on {want} arrays, got arrays on {bad}",
                             hint="move the arrays to the library's device")
-        launch(self.func, self.sig, call)
+        args = call_args(self.sig, call)
+        if overlapping(args, self.sig):
+            raise TileError(f"{self.path.name} was built for arguments that do not share memory, "
+                            f"but two of {sorted(call.arrays)} overlap", hint="pass separate arrays")
+        launch(self.func, args, call)
 
 
 def load_aot(path: str | Path) -> AotLauncher:

@@ -6,6 +6,9 @@ the specialized kernel already carries every constant and dtype.
 """
 from __future__ import annotations
 
+import functools
+import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +25,7 @@ _LOCK = threading.Lock()
 _TEXT: dict[tuple, str] = {}
 _BUILT: dict[tuple, Any] = {}
 BUILD_SECONDS: list[float] = []  # wall time of each build, for reports and tests
+AOT_ENV = "TILELANG_TVM_AOT"  # folder of prebuilt libraries (aot.py) the launcher runs instead of compiling
 
 
 def target_kind(target: str | None) -> str:
@@ -145,7 +149,7 @@ def to_tvm(x: Any, dtype: str):
     if isinstance(x, np.ndarray):
         if not x.flags.writeable:  # numpy exports only writable arrays; inputs may be read-only views
             x = x.copy()
-        name = x.dtype.name
+        name = _NP_NAMES.get(x.dtype) or _NP_NAMES.setdefault(x.dtype, x.dtype.name)  # `.name` costs 2 us
         if name in _RAW or (dtype == "uint8" and name == "int8"):
             return tvm_ffi.from_dlpack(x.view(_RAW.get(name, "uint8")), require_alignment=0)._create_view(
                 x.shape, dtype)
@@ -156,25 +160,25 @@ def to_tvm(x: Any, dtype: str):
     return tvm_ffi.from_dlpack(x, require_alignment=0)
 
 
-def _span(x: Any) -> tuple[int, int]:
-    mod = type(x).__module__.split(".")[0]
-    if mod == "torch":
-        return x.data_ptr(), x.data_ptr() + x.numel() * x.element_size()
-    if mod == "cupy":
-        return x.data.ptr, x.data.ptr + x.nbytes
-    p = x.__array_interface__["data"][0]
-    return p, p + x.nbytes
+_NP_NAMES: dict = {}
 
 
-def overlapping(arrays: list[Any]) -> bool:
-    """Whether any two arrays share memory (then the kernel is built without `noalias`)."""
-    spans = sorted(_span(a) for a in arrays if getattr(a, "size", 1) != 0)
+@functools.lru_cache(maxsize=None)
+def _itemsize(dtype: str) -> int:
+    """Bytes per element of a TIR dtype name: float16 -> 2, float8_e4m3fn -> 1, bool -> 1."""
+    bits = re.match(r"[a-z]+(\d*)", dtype).group(1)
+    return max(int(bits or 8) // 8, 1)
+
+
+def overlapping(args: list, sig: Signature) -> bool:
+    """Whether two of the converted tensor arguments share memory (then the kernel is built without `noalias`)."""
+    spans = sorted((t.data_ptr(), t.data_ptr() + n * _itemsize(a.dtype))
+                   for t, a in zip(args, sig.tensors) if (n := t.numel()))
     return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
 
 
-def launch(f, sig: Signature, call: BoundCall) -> None:
+def launch(f, args: list, call: BoundCall) -> None:
     """Call a built function; on torch CUDA tensors, on torch's current stream (graph capture included)."""
-    args = call_args(sig, call)
     if any(i.library == "torch" and i.device != "cpu" for i in call.infos.values()):
         import tvm_ffi
         with tvm_ffi.use_torch_stream():
@@ -184,6 +188,7 @@ def launch(f, sig: Signature, call: BoundCall) -> None:
 
 
 def call_args(sig: Signature, call: BoundCall) -> list:
+    """The function's arguments: tensors (sharing memory with the arrays), then dims, then scalars."""
     args = [to_tvm(call.arrays[t.name], t.dtype) for t in sig.tensors]
     args += [int(call.dims[d]) for d in sig.dim_args]
     args += [float(call.scalars[n]) if dt.startswith("float") else bool(call.scalars[n]) if dt == "bool"
@@ -192,13 +197,16 @@ def call_args(sig: Signature, call: BoundCall) -> list:
 
 
 class Launcher:
-    """Runs a kernel built with TVM; `target=None` picks llvm for CPU arrays and CUDA for GPU ones."""
+    """Runs a kernel built with TVM; `target=None` picks llvm for CPU arrays and CUDA for GPU ones.
+
+    With TILELANG_TVM_AOT=<folder> set it runs that folder's prebuilt library of the kernel
+    (`aot.find_aot`) and never compiles, so TVM's runtime alone is enough."""
 
     def __init__(self, tk, target: str | None = None):
         self.tk = tk
         self.target = target
         self.sig = signature(tk)
-        self._funcs: dict[tuple, Any] = {}  # (target, noalias) -> function, skipping the build cache's hashing
+        self._funcs: dict[tuple, Any] = {}  # (target, noalias or AOT folder) -> function, skipping the caches' hashing
 
     def __call__(self, call: BoundCall) -> None:
         devices = {i.device for i in call.infos.values()}
@@ -210,8 +218,17 @@ class Launcher:
             raise TileError(f"kernel '{self.tk.kernel.name}' was built for TVM target '{target}' but got arrays "
                             f"on {sorted(devices)}", self.tk.kernel.loc,
                             hint="move the arrays, or pass target='llvm' for CPU and 'cuda' for GPU arrays")
-        key = (target, not overlapping(list(call.arrays.values())))
+        aot = os.environ.get(AOT_ENV)
+        if aot:  # prebuilt libraries (aot.py) instead of compiling: the deployment path
+            run = self._funcs.get((target, aot))
+            if run is None:
+                from .aot import find_aot
+                run = self._funcs[(target, aot)] = find_aot(self.tk, aot, target)
+            run(call)
+            return
+        args = call_args(self.sig, call)
+        key = (target, not overlapping(args, self.sig))
         f = self._funcs.get(key)
         if f is None:
             f = self._funcs[key] = build(self.tk, target, key[1])[self.sig.name]
-        launch(f, self.sig, call)
+        launch(f, args, call)

@@ -6,14 +6,28 @@ tile whose innermost loop is vectorized unless its elements are masked: windows
 that lie inside their tensor take an unmasked, vectorized path, the boundary
 windows a masked scalar one.  Long row reductions keep 16 partial results in a
 vector so they vectorize too.
+
+A tile copied from a global window and read only by the next statement (element
+for element, or as a gemm operand) is forwarded: where the window is in bounds that
+statement reads the tensor directly, converting in vector registers (a GEMV's f16
+weights are never stored widened), and only the boundary path materializes the tile.
+Boundary loads of 2-D tiles go row by row, so rows inside the tensor still vectorize.
+
+A gemm with B transposed is a dot product along k (both operands contiguous) in 16
+f32 lanes summed as a tree.  A gemm skips the rows of A that its zero-padded load
+found outside the tensor: they would add 0 * B to their accumulator rows, which
+changes nothing unless B holds inf or NaN.  So a GEMV written as a 16-row gemm
+computes one row at M = 1, not 16.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ...ir import nodes as N
+from ...ir.visit import sub_exprs, walk_stmts
 from .emit import Val, cast, tir_dtype
-from .lower import Alloc, Lowering, combine, reduce_dtype
+from .lower import Alloc, Lowering, Window, combine, reduce_dtype
 
 LANES = 16  # vector partial sums of long reductions; also the split of long vector loops
 MAX_VECTOR = 64  # longest innermost loop vectorized whole
@@ -47,6 +61,7 @@ class LlvmLowering(Lowering):
     def __post_init__(self):
         super().__post_init__()
         self.block_ids = tuple(f"b{a}" for a in range(len(self.tk.kernel.grid)))
+        self.filled_rows: dict[str, str] = {}  # 2-D tile -> rows inside its tensor at its last zero-padded load
 
     def generate(self) -> str:
         grid = self.grid()
@@ -116,6 +131,57 @@ class LlvmLowering(Lowering):
         rest = self.c.nest_body(loops, _store(self, r, mat, idx, self.read(out, oidx), cd, True))
         return first + "\n" + rest
 
+    # ------------------------------------------------------------------ forwarding
+    def block(self, body: tuple[N.Stmt, ...]) -> str:
+        outer, self.filled_rows = self.filled_rows, {}  # the lets they name are scoped to this body
+        out, i = [], 0
+        while i < len(body):
+            fused = self.forwarded(body[i], body[i + 1]) if i + 1 < len(body) else None
+            n = 2 if fused is not None else 1
+            for st in body[i:i + n]:
+                self.note_writes(st)
+            out.append(fused if fused is not None else self.stmt(body[i]))
+            i += n
+        self.filled_rows = outer
+        return "\n".join(out)
+
+    def forwarded(self, cp: N.Stmt, use: N.Stmt) -> str | None:
+        """`copy(G[..], t)` then one statement reading t, which nothing else reads: on the in-bounds
+        path that statement reads G itself.  It is an elementwise assignment reading t at the
+        element it writes, or a gemm with t as an operand."""
+        if not (isinstance(cp, N.Copy) and isinstance(cp.src, N.GlobalRef) and isinstance(cp.dst, N.TileRef)):
+            return None
+        name = cp.dst.name
+        t = self.tile(name)
+        if isinstance(use, N.Gemm):
+            if name not in (use.a.name, use.b.name) or name == use.acc.name:
+                return None
+        elif not (isinstance(use, N.Assign) and use.name != name and not self.reductions(use.value)
+                  and self.tile(use.name).shape == t.shape):
+            return None
+        if _readers(self.tk.kernel.body, name) != [use]:
+            return None
+        win, _, masked = self.load_paths(cp)
+        loops, idx = tile_loops(t.shape, "i")
+
+        def read(n, i):
+            if isinstance(use, N.Assign) and n in (name, use.name) and i != idx:
+                raise _NotElementwise
+            if n != name:
+                return self.read(n, i)
+            return cast(self.load_global(win.tensor, win.element(i)), tir_dtype(t.dtype)).text
+
+        if isinstance(use, N.Gemm):
+            fast = self.stmt_gemm(use, read)
+        else:
+            try:
+                v = cast(self.emitter(read).at(use.value, idx, t.shape), tir_dtype(self.tile(use.name).dtype)).text
+            except _NotElementwise:
+                return None
+            fast = self.m.elementwise(self.comment(use), loops, self.read(use.name, idx), v)
+        slow = self.c.nest_body(masked["loops"], masked["body"]) + "\n" + self.stmt(use)
+        return self.m.branch(self.comment(cp), win.starts, win.full(), fast, slow)
+
     # ------------------------------------------------------------------ statements
     def stmt_alloc(self, s: N.Alloc) -> str:
         t = self.tile(s.name)
@@ -150,23 +216,48 @@ class LlvmLowering(Lowering):
             stores = [self.m.elementwise(self.comment(s), loops, target, v)]
         return "\n".join(([pre] if pre else []) + stores)
 
+    def load_paths(self, s: N.Copy) -> tuple[Window, dict, dict]:
+        """A global window into a tile: its vectorized in-bounds loops and its masked, padded ones."""
+        t = self.tile(s.dst.name)
+        win = self.window(s.src, t.shape)
+        tdt = tir_dtype(t.dtype)
+        em = self.emitter(self.read)
+        pad = cast(em.value(s.pad) if s.pad is not None else Val("T.int32(0)", "int32"), tdt).text
+
+        def path(vector, padding=False):
+            loops, idx = tile_loops(t.shape, "i", vector)
+            v = cast(self.load_global(win.tensor, win.element(idx)), tdt).text
+            store = f"{self.read(s.dst.name, idx)} = "
+            if vector:
+                return dict(loops=loops, body=store + (pad if padding else v))
+            return dict(loops=loops, body=self.m.guarded(win.mask(idx), store + v, store + pad))
+
+        if s.pad is None and len(t.shape) == 2 and t.shape[0] > 1:
+            (w, _), d = win.starts[-2], win.dims[-2]
+            self.filled_rows[s.dst.name] = f"T.max(T.min({t.shape[0]}, {d} - {w}), 0)"
+        return win, path(True), self.row_masked(win, t.shape, path)
+
+    def row_masked(self, win: Window, shape: tuple[int, ...], path) -> dict:
+        """The boundary path of a 2-D load row by row: rows inside the tensor whose columns all are
+        take the vectorized loop, rows outside it the padding, the rest the element-masked loop."""
+        if len(shape) != 2 or 1 in shape:
+            return path(False)
+        row = win.element(("i0", "0"))[-2]
+        (c, _), e, dc = win.starts[-1], shape[1], win.dims[-1]
+        row_in = f"0 <= {row} and {row} < {win.dims[-2]}"
+        cols_in = f"0 <= {c} and {c} + {e} <= {dc}"
+
+        def inner(p):  # the loops under the row loop
+            return self.c.nest_body(p["loops"][1:], p["body"])
+
+        body = self.m.guarded(f"{row_in} and {cols_in}", inner(path(True)), self.m.guarded(
+            f"not ({row_in})", inner(path(True, padding=True)), inner(path(False))))
+        return dict(loops=path(True)["loops"][:1], body=body.rstrip())
+
     def stmt_copy(self, s: N.Copy) -> str:
         if isinstance(s.src, N.GlobalRef):
-            t = self.tile(s.dst.name)
-            win = self.window(s.src, t.shape)
-            tdt = tir_dtype(t.dtype)
-            em = self.emitter(self.read)
-            pad = cast(em.value(s.pad) if s.pad is not None else Val("T.int32(0)", "int32"), tdt).text
-
-            def path(vector):
-                loops, idx = tile_loops(t.shape, "i", vector)
-                v = cast(self.load_global(win.tensor, win.element(idx)), tdt).text
-                store = f"{self.read(s.dst.name, idx)} = "
-                if vector:
-                    return dict(loops=loops, body=store + v)
-                return dict(loops=loops, body=self.m.guarded(win.mask(idx), store + v, store + pad))
-
-            return self.m.window(self.comment(s), win.starts, win.full(), path(True), path(False))
+            win, fast, slow = self.load_paths(s)
+            return self.m.window(self.comment(s), win.starts, win.full(), fast, slow)
         if isinstance(s.dst, N.GlobalRef):
             t = self.tile(s.src.name)
             win = self.window(s.dst, t.shape)
@@ -201,12 +292,17 @@ class LlvmLowering(Lowering):
 
         return self.m.window(self.comment(s), win.starts, win.full(), path(True), path(False))
 
-    def stmt_gemm(self, s: N.Gemm) -> str:
+    def stmt_gemm(self, s: N.Gemm, read=None) -> str:
+        """`read(tile, idx)` may replace the operands' loads (a forwarded copy)."""
+        read = read or self.read
         ta, tb, tc = (self.tile(x.name) for x in (s.a, s.b, s.acc))
         m, n = tc.shape
         k = ta.shape[0] if s.trans_a else ta.shape[1]
-        a = self.read(s.a.name, ("gk", "gi") if s.trans_a else ("gi", "gk"))
-        b = self.read(s.b.name, ("gj", "gk") if s.trans_b else ("gk", "gj"))
+        rows = m if s.trans_a else self.filled_rows.get(s.a.name, m)
+        dot = s.trans_b and not s.trans_a and k % LANES == 0  # both operands contiguous along k
+        kk = f"ko * {LANES} + l" if dot else "gk"
+        a = read(s.a.name, (kk, "gi") if s.trans_a else ("gi", kk))
+        b = read(s.b.name, ("gj", kk) if s.trans_b else (kk, "gj"))
         a_val = cast(Val(a, tir_dtype(ta.dtype)), "float32").text
         b_val = cast(Val(b, tir_dtype(tb.dtype)), "float32").text
         cdt = tir_dtype(tc.dtype)
@@ -220,7 +316,36 @@ class LlvmLowering(Lowering):
             tot = cast(Val(f"({cast(Val(self.read(s.acc.name, idx), cdt), 'float32').text} + "
                            f"{acc}[{', '.join(idx)}])", "float32"), cdt).text
             finish = self.m.elementwise("", loops, self.read(s.acc.name, idx), tot)
-        return self.m.gemm(self.comment(s), m, n, k, acc, "gi, gj", self.fresh("ga"), a_val, b_val, fill, finish)
+        if dot:
+            lanes = self.alloc(self.fresh("dot"), (LANES,), "float32")
+            return self.m.gemm_dot(self.comment(s), rows, n, k // LANES, LANES, acc, lanes, a_val, b_val,
+                                   fill, finish)
+        return self.m.gemm(self.comment(s), rows, n, k, acc, "gi, gj", self.fresh("ga"), a_val, b_val, fill, finish)
+
+    def note_writes(self, s: N.Stmt) -> None:
+        """Forget the filled rows of tiles `s` writes; remember them for a zero-padded global load."""
+        if isinstance(s, N.For):
+            self.filled_rows.clear()
+            return
+        written = s.acc.name if isinstance(s, N.Gemm) else s.dst.name if isinstance(s, (N.Copy, N.Dequant)) and \
+            isinstance(s.dst, N.TileRef) else getattr(s, "name", None)
+        self.filled_rows.pop(written, None)
+
+
+class _NotElementwise(Exception):
+    """A forwarded tile is read at another element than the one written."""
+
+
+def _readers(body: tuple[N.Stmt, ...], name: str) -> list[N.Stmt]:
+    """The statements (loop bodies included) that read tile `name`."""
+    out = []
+    for s in walk_stmts(body):
+        fields = [getattr(s, f.name) for f in dataclasses.fields(s)
+                  if f.name not in ("loc", "body") and not (f.name == "dst" and isinstance(s, (N.Copy, N.Dequant)))]
+        exprs = [x for v in fields for x in (v if isinstance(v, tuple) else (v,)) if not isinstance(x, (str, int))]
+        if any(isinstance(e, N.TileRef) and e.name == name for x in exprs if x is not None for e in sub_exprs(x)):
+            out.append(s)
+    return out
 
 
 def _store(low: LlvmLowering, r: N.Reduce, mat: dict, idx: tuple[str, ...], target: str, cd: str,
