@@ -147,16 +147,17 @@ def test_windows_inside_the_tensor_skip_the_per_chunk_masks():
     """A producer whose whole window is in bounds issues unmasked cp.async (the common interior case)."""
     code = cuda.generate(kernel("gemm", "gemm").lower(BM=128, BN=128, BK=32))
     assert "const bool inside = vec && w1_0 >= 0 && w1_0 + 128 <= M_ && w1_1 >= 0 && w1_1 + 32 <= K_;" in code
-    assert "A_ + (w1_0 + i0) * A_st0 + (w1_1 + i1 * 8) * A_st1, 16);" in code
+    assert "const __half* const origin = A_ + w1_0 * A_st0 + w1_1 * A_st1;" in code  # 64-bit math once per copy
+    assert "origin + ((i0) * A_st0 + (i1 * 8) * A_st1), 16);" in code  # per chunk: an offset of tid alone
 
 
 def test_packed_weights_dequantized_to_registers_load_16_bytes_per_run():
     """gemv_wNa16's W tile takes runs of 32 4-bit fields (one 16-byte load) and one scale per run."""
-    code = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u4"))
+    code = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u4", BN=32, BK=128))
     assert "register w: f32[32, 128], 32 values/thread, flat, runs of 32 per thread" in code
     assert "tl::Vec<unsigned int, 4> q" in code and "tl::field_to_f32<4, false>(q.v[3], 28)" in code
     assert code.count("const float sc = ") == 1
-    i8 = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u8"))
+    i8 = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u8", BN=32, BK=128))
     assert "runs of 8 per thread" in i8  # 8-bit fields keep the default runs of 8 (8-byte loads)
 
 
@@ -274,6 +275,29 @@ kernel pipe(A: T[M, K], R: f32[M, 1], T: dtype = f16, BM: const = 16, BK: const 
     copy(acc, R[block_id(0), 0]);
 }
 
+kernel ring(X: T[M, K], W: T[N, K], Q: TW[N, K], S: f32[N, KG], Y: f32[M, N], Z: f32[M, N], T: dtype = f16,
+           TW: dtype = u4, G: const = 32, BN: const = 8, BK: const = 64)
+    grid(cdiv(N, BN), M) threads(64)
+{
+    x = register(f32[1, BK]);
+    w = register(f32[BN, BK]);
+    q = register(f32[BN, BK]);
+    acc = register(f32[BN, BK]);
+    acq = register(f32[BN, BK]);
+    for k in pipelined(cdiv(K, BK), stages=3) {
+        copy(X[block_id(1), k], x);
+        copy(W[block_id(0), k], w);
+        dequant(Q[block_id(0), k], q, scale=S, group=G);
+        acc = acc + w * x;
+        x = x * 2.0;
+        acq = acq + q * x;
+    }
+    y = trans(sum(acc, axis=1));
+    copy(y, Y[block_id(1), block_id(0)]);
+    z = trans(sum(acq, axis=1));
+    copy(z, Z[block_id(1), block_id(0)]);
+}
+
 kernel treds(X: f32[M, N], A: f32[M, 1], B: f32[1, N], C: f32[M, 1], D: i32[1, N])
     grid(1) threads(64)
 {
@@ -316,6 +340,10 @@ def _synth_cases():
                     nan(np.float32, 20, 11), f16(30, 29), f16(15, 30), nan(np.float32, 29, 15)], {}
     for m, k in [(20, 100), (16, 32), (5, 200)]:
         yield "pipe", [f16(m, k), nan(np.float32, m, 1)], {}
+    for k in (288, 100):  # 16-byte rows with a partial last block (cp.async into the rings); odd rows (element path)
+        q = pack(rng.integers(0, 16, (21, k)), 4)
+        yield "ring", [f16(3, k), f16(21, k), q, rng.standard_normal((21, -(-k // 32))).astype(np.float32),
+                       nan(np.float32, 3, 21), nan(np.float32, 3, 21)], {}
     x = (rng.standard_normal((13, 29)) * 5).astype(np.float32)
     yield "treds", [x, nan(np.float32, 13, 1), nan(np.float32, 1, 29), nan(np.float32, 13, 1),
                     np.zeros((1, 29), np.int32)], {}
@@ -398,6 +426,32 @@ def test_misaligned_tensors_take_the_element_path(prebuilt):
 
     x, y, z = view(5, 1030), view(5, 1030), view(5, 1030)
     _emulate_and_compare(k, [x, y, z], {})
+
+
+def test_register_producers_of_a_pipeline_prefetch_into_shared_rings(synth):
+    """GEMV-like loops: the global windows of register copies and dequants go through cp.async rings;
+    x, broadcast over W's rows, is read from its ring (no staging, one barrier per iteration)
+    until `x = x * 2` makes the register tile differ from the ring."""
+    code = cuda.generate(synth["ring"].lower(T="f16", TW="u4"))
+    loop = code[code.index("for (int k_ = lo; k_ < hi; ++k_)"):code.index("tl::cp_async_wait<0>();")]
+    assert "tl_ring0_stages = reinterpret_cast<__half*>(tl_smem + 0);  // raw global window of line" in code
+    assert ", 3 stages of 64 elements" in code and ", 3 stages of 512 elements" in code  # x, w: halves
+    assert ", 3 stages of 256 elements" in code  # q: 8 rows of 32 bytes
+    assert loop.count("__syncthreads();") == 3  # the pipeline's, then staging of x * 2 (before and after)
+    assert "(w_[v] * tl::to_f32(tl_ring0[i1]))" in loop  # acc = acc + w * x reads x from the ring
+    assert "*reinterpret_cast<const tl::Vec<unsigned int, 1>*>(tl_ring2 + (i0) * 32 + (i1) * 4 / 8);" in loop
+    assert "tl::Vec<__half, 8> r0 = *reinterpret_cast<const tl::Vec<__half, 8>*>(tl_ring1 + i0 * 64 + i1);" in loop
+    assert "? (((K_ * 4 + 7) / 8) - col) * 1 : 0;" in code  # q's chunks: bytes left in the packed row
+
+
+@needs_gpp
+def test_register_rings_have_no_data_races(synth):
+    from tilelang.backends.cuda.emulate import Emulated
+    name, args, consts = next(c for c in SYNTH_CASES if c[0] == "ring")
+    k = synth[name]
+    args = [a.copy() for a in args]
+    Emulated(k.lower(**bind(k.ir, tuple(args), consts).consts), sanitize=True)(*args)  # raises on a race
+    assert np.isfinite(args[4]).all() and np.isfinite(args[5]).all()
 
 
 @needs_gpp

@@ -12,7 +12,10 @@ Execution model of the generated code:
   `__syncthreads()` on both sides; a statement that uses scratch starts with one
   (earlier readers are done) and puts one between its writes and reads of scratch.
   All control flow is block-uniform, so every barrier is reached by all threads;
-* global accesses are masked against the tensor's dims; reads outside give `pad`.
+* global accesses are masked against the tensor's dims; reads outside give `pad`;
+* a register tile just read from a pipeline ring (plan.py) "shadows" that ring stage
+  until it is written again: operands that would be staged through scratch (a broadcast
+  x in a GEMV) are read from the ring instead, with no barrier.
 
 Each statement is preceded by a `// file.tile:LINE  source` comment; `errors.py`
 uses them to point compiler errors back at the kernel source.
@@ -39,7 +42,7 @@ from . import cexpr as cx
 from . import ctype
 from . import mapping as M
 from .expr import ExprEmitter, cname, coords_for
-from .plan import Plan, inherited_mapping, make_plan
+from .plan import Plan, Ring, inherited_mapping, make_plan, written_tile
 from .smem import row_major
 
 SCRATCH_ALIGN = 16
@@ -88,6 +91,8 @@ class KernelGen:
         self.global_writes = False    # global stores since the last barrier
         self.staged: dict[str, str] = {}
         self.ptr: dict[str, str] = {}  # shared tile -> C pointer (pipelined tiles point at a stage)
+        self.ring_ptr: dict[int, str] = {}  # id(ringed statement) -> C pointer of the current stage
+        self.shadow: dict[str, tuple[str, DType]] = {}  # register tile -> (ring stage, raw dtype) it equals
         self.ops = templates().get_template("ops.cu.j2").module
         self.ex = ExprEmitter(tk, self.kinds, self._temp, plan.virtual)
         self.written_tensors = {s.dst.tensor for s in _walk(self.k.body)
@@ -259,6 +264,8 @@ class KernelGen:
         self.comment(s)
         self.scratch_cursor = 0
         self.staged = {}
+        for st in _walk((s,)):
+            self.shadow.pop(written_tile(st) or "", None)
         if isinstance(s, N.Let):
             v = self.ex.scalar(s.value)
             t = self.tk.scalars[s.name]
@@ -269,6 +276,8 @@ class KernelGen:
             self.alloc(s)
         elif isinstance(s, N.Assign):
             self.assign(s)
+        elif isinstance(s, N.Copy) and id(s) in self.ring_ptr:
+            self.copy_from_ring(s, self.ring_ptr[id(s)])
         elif isinstance(s, N.Copy):
             self.copy(s)
         elif isinstance(s, N.Gemm):
@@ -392,6 +401,10 @@ class KernelGen:
                 return f"{red[id(x)]}[{cx.row_major_offset(coords, self.tk.type_of(x).shape)}]"
             if direct and M.equivalent(self.mapping(x.name), m):
                 return f"{cname(x.name)}[v]"
+            if x.name in self.shadow:
+                ring, raw = self.shadow[x.name]
+                t = self.tk.tiles[x.name]
+                return ctype.convert(f"{ring}[{cx.row_major_offset(coords, t.shape)}]", raw, t.dtype)
             return f"{bufs[x.name]}[{cx.row_major_offset(coords, self.tk.tiles[x.name].shape)}]"
 
         with self.values(m) as coords:
@@ -406,7 +419,8 @@ class KernelGen:
         if isinstance(e, N.TileRef) and e.name in self.plan.virtual:
             self._needs(self.plan.virtual[e.name], False, m, staged, reduces)
         elif isinstance(e, N.TileRef):
-            if not (ident and M.equivalent(self.mapping(e.name), m)) and e.name not in staged:
+            if not (ident and M.equivalent(self.mapping(e.name), m)) and e.name not in staged \
+                    and e.name not in self.shadow:
                 staged.append(e.name)
         elif isinstance(e, N.Reduce):
             reduces.append(e)
@@ -721,13 +735,15 @@ class KernelGen:
             self.line(f"const bool vec = {w.dims[-1]} % {n} == 0 && tl::aligned_to({cname(p.name)}, 16);")
             self.line(f"const bool inside = vec && {w.contains()};")
             with self.scope("if (inside)"):  # the whole window is in the tensor: no per-chunk masks
+                # one 64-bit origin per copy; the per-chunk offsets depend on tid alone (hoisted out of loops)
+                self.line(f"const {ctype.storage(p.dtype)}* const origin = {cname(p.name)} + {w.origin()};")
                 with self.values(chunks, "j") as c:
                     c = c[:-1] + [cx.mul(c[-1], n)]
                     if asynchronous:
-                        self.line(f"tl::cp_async_16({dst} + {lay.offset(c)}, {cname(p.name)} + {w.offset(c)}, 16);")
+                        self.line(f"tl::cp_async_16({dst} + {lay.offset(c)}, origin + {w.relative(c)}, 16);")
                     else:
                         self.line(f"*reinterpret_cast<uint4*>({dst} + {lay.offset(c)}) = "
-                                  f"*reinterpret_cast<const uint4*>({cname(p.name)} + {w.offset(c)});")
+                                  f"*reinterpret_cast<const uint4*>(origin + {w.relative(c)});")
             with self.scope("else if (vec)"):
                 with self.values(chunks, "j") as c:
                     c = c[:-1] + [cx.mul(c[-1], n)]
@@ -839,11 +855,12 @@ class KernelGen:
             g = self.ex.scalar(s.group)
             self.line(f"const long long group = {g.code};")
             row_bytes = w.strides[-2] if len(w.dims) > 1 else None
+            ring = self.ring_ptr.get(id(s))  # the packed window prefetched into shared memory (aligned rows)
             if fast:
                 cond = f"tl::aligned_to({cname(p.name)}, {nbytes})"
                 if row_bytes is not None:
                     cond += f" && {row_bytes} % {nbytes} == 0"
-                self.line(f"const bool vec = {cond};")
+                self.line(f"const bool vec = {'true' if ring else cond};")
             with self.value_runs(m, run) as names:
                 self.line(f"const bool row = {w.inbounds(names, skip_last=True)};")
                 col = w.coord(len(w.dims) - 1, names)
@@ -851,7 +868,13 @@ class KernelGen:
                 self.line(f"float w[{run}];")
                 if fast:
                     with self.scope(f"if (vec && row && col >= 0 && col + {run - 1} < {w.dims[-1]})"):
-                        self._dequant_run(s, w, names, run, bits, nbytes, sp, zp)
+                        if ring:
+                            rows = cx.row_major_offset(names[:-1], tuple(t.shape[:-1])) if len(t.shape) > 1 else "0"
+                            src = (f"{ring} + ({rows}) * {t.shape[-1] * bits // 8}", f"({names[-1]}) * {bits} / 8")
+                        else:
+                            src = (f"reinterpret_cast<const unsigned char*>({cname(p.name)}) + "
+                                   f"{w.offset(names, skip_last=True)}", f"col * {bits} / 8")
+                        self._dequant_run(s, w, names, run, bits, nbytes, sp, zp, src)
                     head = "else"
                 else:
                     head = ""
@@ -876,17 +899,18 @@ class KernelGen:
             self.barrier()
 
     def _dequant_run(self, s: N.Dequant, w: "Window", c: list[str], run: int, bits: int, nbytes: int,
-                     sp: N.TensorParam, zp: N.TensorParam | None) -> None:
-        """`run` fields from one `nbytes`-byte load (the run starts on a byte: col * bits % 8 == 0)."""
+                     sp: N.TensorParam, zp: N.TensorParam | None, src: tuple[str, str]) -> None:
+        """`run` fields from one `nbytes`-byte load (the run starts on a byte: col * bits % 8 == 0)
+        at `src` = (row's first byte, byte offset in the row): global memory or a ring stage."""
         p = w.tensor
-        base = f"reinterpret_cast<const unsigned char*>({cname(p.name)}) + {w.offset(c, skip_last=True)}"
+        base, at = src
         if nbytes >= 4:
             self.line(f"const tl::Vec<unsigned int, {nbytes // 4}> q = *reinterpret_cast<const tl::Vec<unsigned int, "
-                      f"{nbytes // 4}>*>({base} + col * {bits} / 8);")
+                      f"{nbytes // 4}>*>({base} + {at});")
             word = lambda u: f"q.v[{u * bits // 32}]"  # noqa: E731
         else:
             ct = "unsigned char" if nbytes == 1 else "unsigned short"
-            self.line(f"const unsigned int q0 = *reinterpret_cast<const {ct}*>({base} + col * {bits} / 8);")
+            self.line(f"const unsigned int q0 = *reinterpret_cast<const {ct}*>({base} + {at});")
             word = lambda u: "q0"  # noqa: E731
         group = s.group.value if isinstance(s.group, N.Const) else None
         shared_group = group is not None and group % run == 0
@@ -933,6 +957,12 @@ class KernelGen:
             S = pipe.stages
             self.line(f"// software pipeline: {S} stages; loads for iteration k + {S - 1} are in flight "
                       f"while iteration k computes")
+            rings = [(r, self.plan.rings[id(r)]) for r in pipe.ringed]
+            for r, ring in rings:
+                rt = self.ring_type(r)
+                self.line(f"{rt}* const {ring.name}_stages = reinterpret_cast<{rt}*>(tl_smem + "
+                          f"{self.plan.smem_offsets[ring.name]});  // raw global window of line "
+                          f"{r.loc.line if r.loc else '?'}, {S} stages of {ring.stage_elems} elements")
             with self.scope(f"for (int stage = 0; stage < {S - 1}; ++stage)"):
                 with self.scope():
                     self.line(f"const int {var} = lo + stage;")
@@ -954,7 +984,14 @@ class KernelGen:
                     n = c.dst.name
                     st = ctype.storage(self.tk.tiles[n].dtype)
                     self.line(f"{st}* const {cname(n)} = {n}_stages + (it % {S}) * {self.plan.layouts[n].cosize};")
+                for r, ring in rings:
+                    self.line(f"const {self.ring_type(r)}* const {ring.name} = {ring.name}_stages + "
+                              f"(it % {S}) * {ring.stage_elems};")
+                    self.ring_ptr[id(r)] = ring.name
                 self.stmts(pipe.consumers)
+                for r, _ in rings:
+                    del self.ring_ptr[id(r)]
+                self.shadow.clear()
             self.line("tl::cp_async_wait<0>();")
             self.barrier()
 
@@ -968,7 +1005,80 @@ class KernelGen:
             self.comment(c)
             with self.scope():
                 self.load_global_shared(c.src, n, c.pad, asynchronous=True)
+        for r in pipe.ringed:
+            ring = self.plan.rings[id(r)]
+            self.comment(r)
+            with self.scope():
+                self.fill_ring(r, ring, f"({ring.name}_stages + ({stage}) * {ring.stage_elems})")
         self.ptr = saved
+
+    def ring_type(self, s: N.Copy | N.Dequant) -> str:
+        return "unsigned char" if isinstance(s, N.Dequant) else ctype.storage(self.tk.tensor(s.src.tensor).dtype)
+
+    def fill_ring(self, s: N.Copy | N.Dequant, ring: Ring, dst: str) -> None:
+        """cp.async the statement's global window, as raw elements, into one ring stage.
+
+        16-byte chunks; a chunk that crosses the row's end copies only the bytes inside (cp.async
+        zero-fills the rest), rows outside copy none.  Rows that are not 16-byte aligned in
+        global memory take an element-by-element path."""
+        t = self.tk.tiles[s.dst.name]
+        w = self.window(s.src, t.shape)
+        p = w.tensor
+        rt = self.ring_type(s)
+        eb = ring.elem_bytes
+        n = 16 // eb
+        gptr = f"reinterpret_cast<const {rt}*>({cname(p.name)})"
+        if isinstance(s, N.Dequant):  # bytes: the window starts on one (plan.py checks BK * bits % 128)
+            bits = p.dtype.bits
+            limit = f"(({w.dims[-1]} * {bits} + 7) / 8)"
+            col0 = f"{w.starts[-1]} * {bits} / 8"
+            addr = lambda c, col: f"{w.offset(c, skip_last=True)} + {col}"  # noqa: E731
+            vec = f"tl::aligned_to({cname(p.name)}, 16) && {limit} % 16 == 0"
+        else:
+            limit = w.dims[-1]
+            col0 = w.starts[-1]
+            addr = lambda c, col: w.offset(c)  # noqa: E731
+            vec = f"{w.dims[-1]} % {n} == 0 && tl::aligned_to({cname(p.name)}, 16)"
+        self.line(f"const bool vec = {vec};")
+        with self.scope("if (vec)"):
+            chunks = M.Flat(tuple(ring.shape[:-1]) + (ring.row // n,), self.T, 1)
+            with self.values(chunks, "j") as c:
+                c = c[:-1] + [cx.mul(c[-1], n)]
+                self.line(f"const long long col = {cx.add(col0, c[-1])};")
+                self.line(f"const long long rem = {w.inbounds(c, skip_last=True)} && col >= 0 ? "
+                          f"({limit} - col) * {eb} : 0;")
+                self.line("const int nb = rem >= 16 ? 16 : rem > 0 ? (int)rem : 0;")
+                self.line(f"tl::cp_async_16({dst} + {cx.row_major_offset(c, ring.shape)}, "
+                          f"nb ? {gptr} + {addr(c, 'col')} : {gptr}, nb);")
+        with self.scope("else"):
+            zero = "0" if isinstance(s, N.Dequant) else ctype.from_compute(ctype.literal(0, p.dtype), p.dtype)
+            with self.values(M.Flat(ring.shape, self.T, 1), "j", "#pragma unroll 4") as c:
+                self.line(f"const long long col = {cx.add(col0, c[-1])};")
+                self.line(f"{dst}[{cx.row_major_offset(c, ring.shape)}] = ({w.inbounds(c, skip_last=True)} && "
+                          f"tl::in_range(col, {limit})) ? {gptr}[{addr(c, 'col')}] : {zero};")
+
+    def copy_from_ring(self, s: N.Copy, ring: str) -> None:
+        """A prefetched global -> register copy: the tile's runs read from the ring stage (up to 16 bytes
+        at a time), converted; the tile then shadows the stage (see the module notes)."""
+        t = self.tk.tiles[s.dst.name]
+        raw = self.tk.tensor(s.src.tensor).dtype
+        m = self.mapping(s.dst.name)
+        run, eb = m.run, ctype.nbytes(raw)
+        sub = min(run, 16 // eb)
+        while run % sub:
+            sub //= 2
+        vt = f"tl::Vec<{ctype.storage(raw)}, {sub}>"
+        dst = cname(s.dst.name)
+        with self.scope(), self.value_runs(m, run) as names:
+            off = cx.row_major_offset(names, t.shape)
+            for q in range(0, run, sub):
+                if sub == 1:
+                    self.line(f"{dst}[v + {q}] = {ctype.convert(f'{ring}[{cx.add(off, str(q))}]', raw, t.dtype)};")
+                    continue
+                self.line(f"const {vt} r{q} = *reinterpret_cast<const {vt}*>({ring} + {cx.add(off, str(q))});")
+                for u in range(sub):
+                    self.line(f"{dst}[v + {q + u}] = {ctype.convert(f'r{q}.v[{u}]', raw, t.dtype)};")
+        self.shadow[s.dst.name] = (ring, raw)
 
 
 @dataclass
@@ -1006,6 +1116,15 @@ class Window:
     def offset(self, c: list[str], skip_last: bool = False) -> str:
         n = len(self.dims) - (1 if skip_last else 0)
         return " + ".join(f"({self.coord(i, c)}) * {self.strides[i]}" for i in range(n)) or "0"
+
+    def origin(self) -> str:
+        """Offset of the window's first element."""
+        return " + ".join(f"{st} * {sd}" for st, sd in zip(self.starts, self.strides)) or "0"
+
+    def relative(self, c: list[str]) -> str:
+        """Offset of the tile element at `c` from the window's first element."""
+        terms = [f"({t}) * {self.strides[self.lead + i]}" for i, t in enumerate(c) if t != "0"]
+        return "(" + " + ".join(terms) + ")" if terms else "0"
 
 
 def _children(e: N.Expr) -> list[N.Expr]:

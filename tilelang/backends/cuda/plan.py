@@ -9,6 +9,10 @@
 * A `pipelined` loop whose body starts with global->shared copies (indices that
   depend only on the loop variable and names from outside the loop) gets
   `stages` buffers for each such tile, filled by cp.async ahead of the compute.
+* Global->register copies and dequants of such a loop (memory-bound GEMV-like bodies)
+  get a "ring": `stages` shared buffers of the window's raw global elements (packed
+  bytes for sub-byte weights), filled by cp.async ahead; the statement itself stays in
+  place and reads its stage from shared memory instead of global memory.
 """
 from __future__ import annotations
 
@@ -37,11 +41,25 @@ class MmaGemm:
 
 
 @dataclass(frozen=True)
+class Ring:
+    """Shared stages holding a register producer's global window as raw elements (bytes if packed)."""
+    name: str
+    shape: tuple[int, ...]   # the window in raw elements: the tile's shape, last axis in bytes if packed
+    elem_bytes: int
+    stage_elems: int         # elements per stage, rounded up to 16 bytes
+
+    @property
+    def row(self) -> int:
+        return self.shape[-1]
+
+
+@dataclass(frozen=True)
 class Pipeline:
     stages: int
     producers: tuple[N.Copy, ...]       # global -> shared copies issued `stages - 1` iterations ahead
-    lets: tuple[N.Let, ...]             # loop-body lets the producers' indices need
-    consumers: tuple[N.Stmt, ...]       # the rest of the body, in order
+    lets: tuple[N.Let, ...]             # loop-body lets the producers' (and rings') indices need
+    consumers: tuple[N.Stmt, ...]       # the rest of the body, in order (ringed statements included)
+    ringed: tuple[N.Stmt, ...] = ()     # global -> register copies / dequants whose window is prefetched
 
 
 @dataclass
@@ -53,6 +71,7 @@ class Plan:
     stages: dict[str, int] = field(default_factory=dict)
     mma: dict[int, MmaGemm] = field(default_factory=dict)  # id(Gemm) -> tiling
     pipelines: dict[int, Pipeline] = field(default_factory=dict)  # id(For) -> pipeline
+    rings: dict[int, Ring] = field(default_factory=dict)  # id(Copy / Dequant) -> its prefetch ring
     skip_init: set[str] = field(default_factory=set)  # shared tiles fully written before any read
     virtual: dict[str, N.Expr] = field(default_factory=dict)  # tiles recomputed where used (iota/full only)
     resident: set[str] = field(default_factory=set)  # register tiles kept in shared memory (gemm operands only)
@@ -92,12 +111,19 @@ def make_plan(tk: TypedKernel) -> Plan:
                 plan.pipelines[id(s)] = p
                 for c in p.producers:
                     plan.stages[c.dst.name] = p.stages
+                for r in p.ringed:
+                    plan.rings[id(r)] = _ring(tk, r, f"tl_ring{len(plan.rings)}")
     _skip_init(tk, body, plan)
     offset = 0
     for name, lay in plan.layouts.items():
         plan.smem_offsets[name] = offset
         nbytes = lay.cosize * ctype.nbytes(tk.tiles[name].dtype) * plan.stages.get(name, 1)
         offset += -(-nbytes // SMEM_ALIGN) * SMEM_ALIGN
+    for p in plan.pipelines.values():
+        for r in p.ringed:
+            ring = plan.rings[id(r)]
+            plan.smem_offsets[ring.name] = offset
+            offset += -(-ring.stage_elems * ring.elem_bytes * p.stages // SMEM_ALIGN) * SMEM_ALIGN
     plan.tiles_bytes = offset
     return plan
 
@@ -309,11 +335,14 @@ def _pipeline(tk: TypedKernel, loop: N.For) -> Pipeline | None:
     defined_inside = {s.name for s in walk_stmts(loop.body) if isinstance(s, (N.Let, N.Alloc, N.Assign))}
     lets: dict[str, N.Let] = {}
     producers: list[N.Copy] = []
+    ringed: list[N.Stmt] = []
     consumers: list[N.Stmt] = []
     mentioned: set[str] = set()  # tiles touched by the body so far: a copy into one cannot move ahead
     for s in loop.body:
         if isinstance(s, N.Let):
             lets[s.name] = s
+        elif _ringable(tk, s) and _depends_only_on(s, loop.var, lets, defined_inside):
+            ringed.append(s)  # stays a consumer too: it reads its stage where it stands
         elif (isinstance(s, N.Copy) and isinstance(s.src, N.GlobalRef)
                 and isinstance(s.dst, N.TileRef) and tk.tiles[s.dst.name].scope == "shared"
                 and s.dst.name not in defined_inside and s.dst.name not in mentioned
@@ -328,9 +357,11 @@ def _pipeline(tk: TypedKernel, loop: N.For) -> Pipeline | None:
     stored = {s.dst.tensor for s in walk_stmts(tk.kernel.body) if isinstance(s, N.Copy)
               and isinstance(s.dst, N.GlobalRef)}
     producers = [c for c in producers if c.src.tensor not in stored]  # loads may not run ahead of stores
+    ringed = [r for r in ringed if not {r.src.tensor, getattr(r, "scale", None), getattr(r, "zero", None)} & stored]
     consumers = [s for s in loop.body if not any(s is c for c in producers)]
     if not producers:
-        return None
+        return Pipeline(loop.stages.value, (), _lets_needed(ringed, lets), tuple(consumers), tuple(ringed)) \
+            if ringed else None
     written = {c.dst.name for c in producers}
     if len(written) != len(producers):
         return None
@@ -340,15 +371,41 @@ def _pipeline(tk: TypedKernel, loop: N.For) -> Pipeline | None:
             continue
         if not any(s is c for c in inside) or written_tile(s) in written:
             return None
-    return Pipeline(loop.stages.value, tuple(producers), _lets_needed(producers, lets), tuple(consumers))
+    return Pipeline(loop.stages.value, tuple(producers), _lets_needed(producers + ringed, lets), tuple(consumers),
+                    tuple(ringed))
+
+
+def _ringable(tk: TypedKernel, s: N.Stmt) -> bool:
+    """A global -> register copy (zero padding, unpacked) or dequant whose window rows are whole
+    16-byte chunks (cp.async moves 16 bytes at a time)."""
+    if not (isinstance(s, (N.Copy, N.Dequant)) and isinstance(s.src, N.GlobalRef)
+            and isinstance(s.dst, N.TileRef) and tk.tiles[s.dst.name].scope == "register"):
+        return False
+    src, t = tk.tensor(s.src.tensor), tk.tiles[s.dst.name]
+    if isinstance(s, N.Copy):
+        zero_pad = s.pad is None or (isinstance(s.pad, N.Const) and s.pad.value == 0)
+        return zero_pad and not src.dtype.is_packed and t.shape[-1] * ctype.nbytes(src.dtype) % 16 == 0
+    return src.dtype.bits <= 8 and t.shape[-1] * src.dtype.bits % 128 == 0
+
+
+def _ring(tk: TypedKernel, s: N.Stmt, name: str) -> Ring:
+    src, t = tk.tensor(s.src.tensor), tk.tiles[s.dst.name]
+    if isinstance(s, N.Dequant):
+        shape, eb = tuple(t.shape[:-1]) + (t.shape[-1] * src.dtype.bits // 8,), 1
+    else:
+        shape, eb = tuple(t.shape), ctype.nbytes(src.dtype)
+    n = 1
+    for d in shape:
+        n *= d
+    return Ring(name, shape, eb, -(-n * eb // 16) * 16 // eb)
 
 
 def _vars(e) -> set[str]:
     return {x.name for x in sub_exprs(e) if isinstance(x, N.Var)}
 
 
-def _depends_only_on(c: N.Copy, var: str, lets: dict[str, N.Let], inside: set[str]) -> bool:
-    names = set().union(*(_vars(i) for i in c.src.indices)) | (_vars(c.pad) if c.pad is not None else set())
+def _depends_only_on(c: N.Copy | N.Dequant, var: str, lets: dict[str, N.Let], inside: set[str]) -> bool:
+    names = set().union(*(_vars(i) for i in c.src.indices)) | (_vars(getattr(c, "pad", None) or N.Const(0)))
     seen = set()
     while names:
         n = names.pop()
@@ -363,10 +420,11 @@ def _depends_only_on(c: N.Copy, var: str, lets: dict[str, N.Let], inside: set[st
     return True
 
 
-def _lets_needed(producers: list[N.Copy], lets: dict[str, N.Let]) -> tuple[N.Let, ...]:
+def _lets_needed(producers: list, lets: dict[str, N.Let]) -> tuple[N.Let, ...]:
     names = set()
     for c in producers:
-        for i in c.src.indices + ((c.pad,) if c.pad is not None else ()):
+        pad = getattr(c, "pad", None)
+        for i in c.src.indices + ((pad,) if pad is not None else ()):
             names |= _vars(i)
     changed = True
     while changed:
