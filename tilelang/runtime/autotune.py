@@ -258,12 +258,12 @@ TUNER = Autotuner()
 
 
 def _build(compile, consts: dict, call: BoundCall):
-    """A launcher for one configuration, compiled for the call (`prepare`) where the backend can
-    compile without launching."""
-    launch = compile(consts)
-    prepare = getattr(launch, "prepare", None)
-    if prepare is not None:
-        with _on_device(call):  # the current device is per thread
+    """A launcher for one configuration, compiled: backends that compile when asked for a launcher
+    (CUDA through NVRTC) do so here, Triton, which compiles at the first launch, in `prepare`."""
+    with _on_device(call):  # the current device is per thread
+        launch = compile(consts)
+        prepare = getattr(launch, "prepare", None)
+        if prepare is not None:
             prepare(call)
     return launch
 
