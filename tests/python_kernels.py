@@ -253,9 +253,10 @@ def gemm(A: T[M, K], B: T[K, N], C: TC[M, N], T: dtype = f16, TC: dtype = f16, B
 
 @tile_kernel
 def gemm_wNa16(X: T[M, K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], TW: dtype = u4, T: dtype = f16,
-               TS: dtype = f16, TY: dtype = f16, G: const = 128, BM: const = 64, BN: const = 64,
-               BK: const = 64, STAGES: const = 3):
-    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+               TS: dtype = f16, TY: dtype = f16, G: const = 128, BM: const[16, 64] = 64,
+               BN: const[16, 32, 64] = 32, BK: const[64, 128, 256] = 128, STAGES: const[3, 4] = 3,
+               THREADS: const[64, 128] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
     pid_m = block_id(0)
     pid_n = block_id(1)
     x = shared(T[BM, BK])
@@ -271,8 +272,9 @@ def gemm_wNa16(X: T[M, K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], TW: dtype = u
 @tile_kernel
 def gemm_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, N], TW: dtype = u4,
                   T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, TY: dtype = f16, G: const = 128,
-                  BM: const = 64, BN: const = 64, BK: const = 64, STAGES: const = 3):
-    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+                  BM: const[16, 64] = 64, BN: const[16, 32, 64] = 32, BK: const[64, 128, 256] = 128,
+                  STAGES: const[3, 4] = 3, THREADS: const[64, 128] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
     pid_m = block_id(0)
     pid_n = block_id(1)
     x = shared(T[BM, BK])
@@ -287,8 +289,8 @@ def gemm_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, 
 
 @tile_kernel
 def gemv_wNa16(X: T[M, K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], TW: dtype = u4, T: dtype = f16,
-               TS: dtype = f16, TY: dtype = f16, G: const = 128, BN: const = 32, BK: const = 128,
-               STAGES: const = 2):
+               TS: dtype = f16, TY: dtype = f16, G: const = 128, BN: const[8, 16, 32] = 16,
+               BK: const[128, 256, 512, 1024] = 1024, STAGES: const[1, 3, 4] = 1):
     launch(grid=(cdiv(N, BN), M), threads=128)
     pid_n = block_id(0)
     m = block_id(1)
@@ -306,7 +308,7 @@ def gemv_wNa16(X: T[M, K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], TW: dtype = u
 @tile_kernel
 def gemv_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, N], TW: dtype = u4,
                   T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, TY: dtype = f16, G: const = 128,
-                  BN: const = 32, BK: const = 128, STAGES: const = 2):
+                  BN: const[8, 16, 32] = 16, BK: const[128, 256, 512, 1024] = 1024, STAGES: const[1, 3, 4] = 1):
     launch(grid=(cdiv(N, BN), M), threads=128)
     pid_n = block_id(0)
     m = block_id(1)
@@ -324,20 +326,19 @@ def gemv_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, 
 # ---------------------------------------------------------------- kernels/gemv.tile
 
 @tile_kernel
-def gemv(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BN: const = 32,
-         BK: const = 128, STAGES: const = 2):
-    launch(grid=(cdiv(N, BN), M), threads=128)
+def gemv(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BM: const = 16,
+         BN: const[32, 64] = 32, BK: const[128, 256, 512] = 256, STAGES: const[3, 4, 6] = 4):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
     pid_n = block_id(0)
-    m = block_id(1)
-    x = register(f32[1, BK])
-    w = register(f32[BN, BK])
-    acc = register(f32[BN, BK])
+    pid_m = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
     for k in pipelined(cdiv(K, BK), stages=STAGES):
-        copy(X[m, k], x)
+        copy(X[pid_m, k], x)
         copy(W[pid_n, k], w)
-        acc = acc + w * x
-    y = trans(sum(acc, axis=1))
-    copy(y, Y[m, pid_n])
+        gemm(x, w, acc, trans_b=True)
+    copy(acc, Y[pid_m, pid_n])
 
 
 # ---------------------------------------------------------------- kernels/layernorm.tile
@@ -455,8 +456,8 @@ def linear_bias_gelu(X: T[M, K], W: T[N, K], Bias: TB[N], Y: TY[M, N], T: dtype 
 
 @tile_kernel
 def rmsnorm(X: T[M, H], W: TW[H], Y: TY[M, H], eps: f32, T: dtype = f16, TW: dtype = f16, TY: dtype = f16,
-            BM: const = 1, BH: const = 1024):
-    launch(grid=(cdiv(M, BM),), threads=128)
+            BM: const = 1, BH: const[1024, 2048, 4096] = 2048, THREADS: const[128, 256] = 256):
+    launch(grid=(cdiv(M, BM),), threads=THREADS)
     pid = block_id(0)
     x = register(f32[BM, BH])
     sq = register(f32[BM, BH])

@@ -85,24 +85,45 @@ def test_gemm_uses_tl_dot_from_16_and_a_product_sum_below():
     assert "t_acc = (t_acc.to(tl.float32) + tl.sum(t_a[:, :, None] * t_b[None, :, :], axis=1)).to(tl.float16)" in small
 
 
+DQ = """kernel dq(W: TW[N, K], S: f16[N, KG], Y: f16[N, K], TW: dtype = u4, G: const = 32, BN: const = 32,
+           BK: const = 128)
+    grid(cdiv(N, BN), cdiv(K, BK)) threads(32)
+{
+    w = register(f16[BN, BK]);
+    dequant(W[block_id(0), block_id(1)], w, scale=S, group=G);
+    copy(w, Y[block_id(0), block_id(1)]);
+}"""
+
+
 @pytest.mark.parametrize("bits", range(1, 9))
-def test_dequant_reads_a_second_byte_only_where_elements_can_straddle(bits):
-    src = """kernel dq(W: TW[N, K], S: f16[N, KG], Y: f16[N, K], TW: dtype = u4, G: const = 32)
-        grid(cdiv(N, 16), cdiv(K, 32)) threads(32)
-    {
-        w = register(f16[16, 32]);
-        dequant(W[block_id(0), block_id(1)], w, scale=S, group=G);
-        copy(w, Y[block_id(0), block_id(1)]);
-    }"""
+def test_dequant_reads_whole_bytes_where_fields_do_not_straddle(bits):
     for tw in (f"u{bits}", f"i{bits}"):
-        code = generate(one(src, TW=tw))
+        code = generate(one(DQ, TW=tw))
         ast.parse(code)
         if bits == 8:
-            assert "_byte" not in code  # whole bytes: a plain load
+            assert "_byte" not in code and "tl.join" not in code  # whole bytes: a plain load
         else:
-            assert f"(d_K * {bits} + 7) // 8" in code  # packed rows start on byte boundaries
-            assert (" + 1, mask=" in code) == (8 % bits != 0)
-        assert ("tl.where(_q" in code) == (tw[0] == "i" and bits < 8)  # sign extension
+            # packed rows start on byte boundaries; cdiv(K, 8 // bits) as halvings keeps K's alignment visible
+            assert (f"(d_K * {bits} + 7) // 8" in code) == (8 % bits != 0)
+            assert bool(re.search(r"_rb\d+ = \(*d_K - d_K // 2", code)) == (8 % bits == 0)
+            assert ("tl.join" in code) == (8 % bits == 0)  # one load of the bytes, fields interleaved
+            assert (" + 1, mask=" in code) == (8 % bits != 0)  # else a second byte where fields straddle
+            assert "0x4B000000).to(tl.float32, bitcast=True)" in code  # no int-to-float conversion
+        assert (f" ^ {1 << (bits - 1)})" in code) == (tw[0] == "i" and bits < 8)  # sign by offset binary
+
+
+def test_dequant_reads_bytes_per_element_on_tiles_below_a_vector_per_thread():
+    assert "tl.join" in generate(one(DQ, BN=8))  # u4 [8, 128]: 512 bytes, 16 for each of 32 threads
+    small = generate(one(DQ, BN=4))
+    assert "tl.join" not in small and "_byte" in small
+
+
+@pytest.mark.parametrize("group,read", [(256, r"_s\d+ = tl\.load\(p_S \+ \(_o\d+\[:, None\] \* d_KG \+ _g\d+\)"),
+                                        (32, r"tl\.reshape\(tl\.broadcast_to\(tl\.load\(p_S .*\(32, 4, 32\)\), \(32, 128\)\)"),
+                                        (24, r"_g\d+ = tl\.minimum\(_o\d+ // 24, d_KG - 1\)")])
+def test_dequant_reads_each_scale_once_where_groups_align_with_the_tile(group, read):
+    """G % BK == 0: one scale per row, broadcast; BK % G == 0: BK // G per row, repeated; else per element."""
+    assert re.search(read, generate(one(DQ, G=group)))
 
 
 def test_user_names_cannot_shadow_python_or_triton():

@@ -22,7 +22,8 @@ def test_python_and_tile_build_the_same_ir(name):
     assert PY[name].ir == TILE[name].ir
 
 
-@pytest.mark.parametrize("old,new", [("BH: const = 1024", "BH: const = 512"),
+@pytest.mark.parametrize("old,new", [("BH: const[1024, 2048, 4096] = 2048", "BH: const[1024, 2048, 4096] = 4096"),
+                                     ("THREADS: const[128, 256] = 256", "THREADS: const[128, 256, 512] = 256"),
                                      ("rsqrt(sum(sq, axis=1) / H + eps)", "rsqrt(sum(sq, axis=0) / H + eps)"),
                                      ("y = x * rstd * w;", "y = x * w * rstd;")])
 def test_ir_equality_sees_small_differences(old, new):
