@@ -135,10 +135,7 @@ def bench_w4a16(backends, quick):
                 print(f"int4pack unavailable: {e}", file=sys.stderr)
             kern = "gemv_wNa16" if m == 1 else "gemm_wNa16"
             for be in backends:
-                consts = {"TW": "u4", "G": g}
-                if kern == "gemm_wNa16":
-                    consts.update(BM=16)
-                fns[be] = lambda be=be, consts=consts: K[kern](x, *quant(), y, backend=be, **consts)
+                fns[be] = lambda be=be: K[kern](x, *quant(), y, backend=be, TW="u4", G=g)
             rows.append(_measure(Row("w4a16 g128 bf16", f"M={m} {k}x{n}", work=weight_bytes + x.numel() * 2), fns))
     return rows, "int4pack"
 

@@ -177,13 +177,13 @@ def test_reference_calls_use_defaults_and_never_time(tmp_path):
 
 def test_with_candidates_checks_names_and_defaults():
     gemv = load(ROOT / "kernels/gemv.tile")["gemv"]
-    tuned = gemv.with_candidates(BN=[16, 32, 64])
-    assert tuned.ir.param("BN").candidates == (16, 32, 64) and gemv.ir.param("BN").candidates == ()
-    assert "BN: const[16, 32, 64] = 32" in kernel_str(tuned.ir)
+    tuned = gemv.with_candidates(BM=[16, 32, 64])
+    assert tuned.ir.param("BM").candidates == (16, 32, 64) and gemv.ir.param("BM").candidates == ()
+    assert "BM: const[16, 32, 64] = 16" in kernel_str(tuned.ir)
     with pytest.raises(TileError, match="no int const 'T'"):
         gemv.with_candidates(T=[1])
-    with pytest.raises(TileError, match="default 32 .* not one of its candidates"):
-        gemv.with_candidates(BN=[16, 64])
+    with pytest.raises(TileError, match="default 16 .* not one of its candidates"):
+        gemv.with_candidates(BM=[32, 64])
 
 
 @pytest.mark.gpu
@@ -196,16 +196,15 @@ def test_triton_call_tunes_on_the_gpu_and_caches(tmp_path, monkeypatch, capfd):
     x = torch.randn(3, 1000, device="cuda", dtype=torch.float16)
     w = torch.randn(777, 1000, device="cuda", dtype=torch.float16)
     y = torch.full((3, 777), float("nan"), device="cuda", dtype=torch.float16)
-    gemv(x, w, y)
+    gemv(x, w, y, STAGES=4)
     ref = x.float() @ w.float().T
     assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2
     (choice,) = gemv.tuner.memory.values()
     assert len(choice.timings) + len(choice.skipped) == 9 and choice.timings
-    picked = gemv.tuned(x, w, y)
-    assert {k: picked[k] for k in choice.config} == choice.config and picked["STAGES"] == 2
+    picked = gemv.tuned(x, w, y, STAGES=4)
+    assert {k: picked[k] for k in choice.config} == choice.config and picked["STAGES"] == 4
     err = capfd.readouterr().err
-    assert "autotune gemv [triton" in err and "(cached)" in err  # tuned() was served from the cache
-
+    assert err.count("autotune gemv [triton") == 1  # tuned() was served from memory, without a search
 
 
 def test_tiles_larger_than_the_problem_are_not_timed(tmp_path):
