@@ -226,9 +226,8 @@ def main() -> int:
         notes = [f"- {r.case}:{r.notes}" for r in rows if r.notes.strip()]
         lines += notes + ([""] if notes else [])
         print("\n".join(lines[-(len(rows) + 4 + len(notes)):]), flush=True)
-    text = "\n".join(lines)
-    if args.out:
-        Path(args.out).write_text(text)
+        if args.out:  # after every family, so a run cut short keeps what it measured
+            Path(args.out).write_text("\n".join(lines))
     return 0
 
 
