@@ -133,7 +133,11 @@ def _stream(call: BoundCall):
     import cupy
     import torch
     dev = next(a.device for a in call.arrays.values() if type(a).__module__.split(".")[0] == "torch")
-    return cupy.cuda.ExternalStream(torch.cuda.current_stream(dev).cuda_stream, dev.index or 0)
+    stream = torch.cuda.current_stream(dev)
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)  # CuPy >= 14; ExternalStream is deprecated
+    if from_external is not None and hasattr(stream, "__cuda_stream__"):
+        return from_external(stream)
+    return cupy.cuda.ExternalStream(stream.cuda_stream, dev.index or 0)
 
 
 def compile(tk: TypedKernel, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
