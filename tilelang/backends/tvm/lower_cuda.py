@@ -3,7 +3,8 @@
 Grid axes bind blockIdx.x/y/z and a block's threads threadIdx.x.  A register tile
 uses the simplest spatial task mapping: element e (row-major) is held by thread
 e % threads, in slot e // threads of that thread's local array, so an elementwise
-statement over tiles of one shape never leaves its thread.  A register tile that
+statement over tiles of one shape never leaves its thread; register tiles shaped like the
+accumulator of a tensor-core gemm use its mma fragment layout instead (mma.py).  A register tile that
 some statement reads across threads (a broadcast, transpose, reduction or gemm
 operand) also keeps a shared-memory mirror, rewritten between barriers after
 every write (so a statement may read its own target across threads); shared
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ...diagnostics import TileError
 from ...ir import nodes as N
+from . import mma
 from .emit import Val, cast, tir_dtype
 from .lower import Alloc, Lowering, combine, reduce_dtype
 
@@ -33,6 +35,7 @@ class CudaLowering(Lowering):
 
     def __post_init__(self):
         super().__post_init__()
+        self.mma = mma.plan(self.tk)
         self.block_ids = tuple(f"b{a}" for a in range(len(self.tk.kernel.grid)))
         self.threads = self.tk.threads
         self.touched = False  # the statement being lowered reads or writes shared memory
@@ -51,7 +54,13 @@ class CudaLowering(Lowering):
         numel = math.prod(shape)
         n = -(-numel // self.threads)
         guard = f"v * {self.threads} + tx < {numel}" if numel % self.threads else ""
-        return n, "unroll" if n <= MAX_UNROLL else "serial", guard
+        keep = n <= MAX_UNROLL or self.mma.layout(shape) is not None  # mma fragments must be registers
+        return n, "unroll" if keep else "serial", guard
+
+    def held(self, t) -> tuple[str, ...]:
+        """The element of tile `t` that slot v of thread tx holds (register tiles) or moves (shared)."""
+        lay = self.mma.layout(t.shape) if t.scope == "register" else None
+        return lay.coords() if lay is not None else self.coords(t.shape)
 
     def coords(self, shape, linear: str | None = None) -> tuple[str, ...]:
         """The coordinates of element `linear` (default: this thread's slot v) of a tile."""
@@ -72,7 +81,7 @@ class CudaLowering(Lowering):
         def read(name: str, at: tuple[str, ...]) -> str:
             t = self.tk.tiles.get(name)
             if t is not None and t.scope == "register":
-                if at == idx and t.shape == shape:
+                if t.shape == shape and at == idx == self.held(t):
                     return f"t_{name}[v]"
                 self.wants.add(name)
                 self.touched = True
@@ -102,7 +111,7 @@ class CudaLowering(Lowering):
         """A statement computing every element of tile `name`: `body_of(idx, em, target) -> text`."""
         t = self.tile(name)
         n, kind, guard = self.slots(t.shape)
-        idx = self.coords(t.shape)
+        idx = self.held(t)
         self.touched = False
         em = self.emitter(self.reader(t.shape, idx), mat)
         body = body_of(idx, em, self.store_at(name, idx))
@@ -115,7 +124,7 @@ class CudaLowering(Lowering):
         """Copy a register tile to its shared mirror, between barriers (other threads may still read it)."""
         t = self.tile(name)
         n, kind, guard = self.slots(t.shape)
-        store = f"m_{name}[{', '.join(self.coords(t.shape))}] = t_{name}[v]"
+        store = f"m_{name}[{', '.join(self.held(t))}] = t_{name}[v]"
         return self.m.sync() + "\n" + self.m.per_thread("", n, kind, guard, store, True)
 
     # ------------------------------------------------------------------ reductions
@@ -220,8 +229,10 @@ class CudaLowering(Lowering):
             raise TileError("the TVM cuda lowering needs a register accumulator for gemm", s.acc.loc,
                             hint="accumulate in a register tile and copy it to shared memory afterwards")
         k = ta.shape[0] if s.trans_a else ta.shape[1]
+        if id(s) in self.mma.gemms:
+            return self.mma_gemm(s, k, self.mma.gemms[id(s)])
         n, kind, guard = self.slots(tc.shape)
-        i, j = self.coords(tc.shape)
+        i, j = self.held(tc)
         read = self.reader()
         a = read(s.a.name, ("gk", i) if s.trans_a else (i, "gk"))
         b = read(s.b.name, (j, "gk") if s.trans_b else ("gk", j))
@@ -238,6 +249,30 @@ class CudaLowering(Lowering):
             tot = cast(Val(f"({cast(Val(f't_{s.acc.name}[v]', cdt), 'float32').text} + {acc}[v])", "float32"), cdt)
             finish = self.m.per_thread("", n, kind, guard, f"t_{s.acc.name}[v] = {tot.text}", False)
         text = self.m.gemm(self.comment(s), k, n, kind, guard, acc, a_val, b_val, fill, finish) + "\n" + self.m.sync()
+        if s.acc.name in self.mirrored:
+            text += "\n" + self.mirror(s.acc.name)
+        return text
+
+    def mma_gemm(self, s: N.Gemm, k: int, t: mma.MmaTiling) -> str:
+        """acc += a @ b on tensor cores: each 16-wide k step loads the warp's A and B fragments with
+        ldmatrix and issues one mma per (m16, n8) fragment of the accumulator."""
+        dt = tir_dtype(self.tile(s.a.name).dtype)
+        fa, fb = self.fresh("fa"), self.fresh("fb")
+        self.allocs += [Alloc(fa, (8 * t.mi,), dt, "local"), Alloc(fb, (4 * t.ni,), dt, "local")]
+        self.touched = True
+
+        def buffer(name: str) -> str:
+            """The shared buffer an operand is read from: a register tile's is its mirror."""
+            if self.tile(name).scope == "register":
+                self.wants.add(name)
+                return f"m_{name}"
+            return f"t_{name}"
+        # .trans where the 8x8 matrices are stored k-major (A) or n-major (B)
+        a = dict(buf=buffer(s.a.name), frag=fa, dtype=dt, trans=s.trans_a, at=mma.a_at(t, s.trans_a))
+        b = dict(buf=buffer(s.b.name), frag=fb, dtype=dt, trans=not s.trans_b, at=mma.b_at(t, s.trans_b))
+        odd = dict(frag=(t.ni - 1) * 4, at=mma.b_last_at(t, s.trans_b)) if t.ni % 2 else None
+        text = self.m.mma_gemm(self.comment(s), k // 16, a, b, t.ni // 2, odd, t.mi, t.ni,
+                               f"t_{s.acc.name}", mma.ABBREV[self.tile(s.a.name).dtype.name])
         if s.acc.name in self.mirrored:
             text += "\n" + self.mirror(s.acc.name)
         return text
