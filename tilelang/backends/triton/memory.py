@@ -137,9 +137,9 @@ def unpack(em: Emitter, ref: N.GlobalRef, shape: tuple[int, ...], raw: bool = Fa
     """The i32 values of a window of a bit-packed tensor (rows are LSB-first bit streams), 0 outside it.
 
     With `raw` (for dequant, which masks its result) signed values stay in their `bits`-bit two's
-    complement form and elements outside the tensor are unspecified.  Widths dividing 8 read whole bytes, once each (`_whole_bytes`);
-    otherwise element c of a row occupies bits c*b .. c*b+b-1 and may straddle two
-    bytes, so each element reads its byte and the next one where it does."""
+    complement form and elements outside the tensor are unspecified.  Widths dividing 8 read whole
+    bytes, once each (`_whole_bytes`); otherwise element c of a row occupies bits c*b .. c*b+b-1 and
+    may straddle two bytes, so each element reads its byte and the next one where it does."""
     p = em.tk.tensor(ref.tensor)
     bits, w = p.dtype.bits, window(em, ref, shape)
     k = p.dims[-1]
