@@ -1,8 +1,9 @@
 """CPU timings of the TVM backend (llvm) against numpy and torch, in one process.
 
-    python benchmarks/bench_cpu_tvm.py [--dtype f16|bf16] [--repeat 50] [--threads 1]
+    python benchmarks/bench_cpu_tvm.py [--dtype f16|bf16] [--repeat 50] [--threads 1] [--gemv-rows 1,4,16]
 
-RMSNorm and GEMV from kernels/*.tile at modest LLM sizes.  "tvm" goes through the
+RMSNorm and GEMV from kernels/*.tile at modest LLM sizes; GEMV with each of `--gemv-rows`
+rows of X (decode batches) at 4096 x 4096 and 11008 x 4096 weights, and 4 x 2048 @ 2048^2.  "tvm" goes through the
 kernel object (argument binding included), "tvm fn" calls the built function on
 arguments converted once, i.e. the kernel alone.  numpy computes in f32 (it has no
 fast f16 arithmetic): its GEMV multiplies by f32 weights converted beforehand, the
@@ -131,6 +132,7 @@ def main() -> None:
     ap.add_argument("--dtype", choices=sorted(NP), default="f16")
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1, help="threads of every library (read before they load)")
+    ap.add_argument("--gemv-rows", default="1,4,16", help="rows of X (M) of the GEMVs, comma-separated")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
@@ -138,7 +140,8 @@ def main() -> None:
     rows = []
     for m, h in [(1, 4096), (16, 4096), (64, 2048)]:
         rows += bench_rmsnorm(m, h, a.dtype, a.repeat, rng)
-    for m, n, kk in [(1, 4096, 4096), (4, 2048, 2048), (1, 11008, 4096)]:
+    ms = [int(m) for m in a.gemv_rows.split(",")]
+    for m, n, kk in [(m, n, 4096) for n in (4096, 11008) for m in ms] + [(4, 2048, 2048)]:
         rows += bench_gemv(m, n, kk, a.dtype, a.repeat, rng)
     print(f"# {a.dtype}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, load {os.getloadavg()[0]:.1f}; best us of {a.repeat} runs; ratio = baseline / tvm fn "

@@ -126,18 +126,42 @@ def test_llvm_forwards_a_copied_tile_read_once_elementwise():
     assert re.search(r"t_z\[i0, i1\] = .*t_x\[i0, i1\].*t_y\[i0, i1\]", text)
 
 
-def test_llvm_gemm_with_transposed_b_is_a_dot_product_over_filled_rows():
-    """gemm(x, w, acc, trans_b): k-contiguous dot products in 16 f32 lanes summed as a tree, W forwarded
-    from the tensor in bounds, and only the rows of x its load found inside X (M = 1: one row, not 16)."""
+def test_llvm_gemm_in_a_k_loop_accumulates_register_blocked_lanes_over_filled_rows():
+    """gemm(x, w, acc, trans_b) in a loop where nothing else touches acc: the products go into 16 f32
+    lanes per element of acc, in unrolled blocks of 4 rows of x (converted to f32 once) by 4 rows of W
+    (forwarded from the tensor in bounds), over only the rows of x its load found inside X (M = 1: one
+    row, not 16).  The lanes are summed as a tree once, after the loop, not per k-chunk."""
     text = generate(_typed(GEMV_MMA, "gemv"), "llvm")
     fast = _in_bounds_path(text, "copy(W[")
-    assert re.search(r"for gi in T.serial\(T.max\(T.min\(16, d_M - w0_\d+\), 0\)\):", fast)
-    assert re.search(r'dot\d+\[l\] \+ T.Cast\("float32", t_x\[gi, ko \* 16 \+ l\]\) \* '
+    assert re.search(r"rows\d+ = T.max\(T.min\(16, d_M - w0_\d+\), 0\)", fast)
+    assert re.search(r'af\d+\[gi, ko \* 16 \+ l\] = T.Cast\("float32", t_x\[gi, ko \* 16 \+ l\]\)', fast)
+    assert re.search(r"for gio in T.serial\(rows\d+ // 4\):\n\s+for gjo in T.serial\(8\):\n"
+                     r"\s+for ko in T.serial\(16\):\n\s+for r in T.unroll\(4\):\n\s+for c in T.unroll\(4\):", fast)
+    assert re.search(r"for gio in T.serial\(\(rows(\d+) - rows\1 // 4 \* 4\)\):", fast)  # the last M % 4 rows
+    assert re.search(r'(lanes\d+)\[gi, gj, l\] = \1\[gi, gj, l\] \+ af\d+\[gi, ko \* 16 \+ l\] \* '
                      r'T.Cast\("float32", g_W\[w0_\d+ \+ gj, w1_\d+ \+ ko \* 16 \+ l\]\)', fast)
-    assert all(f"for l in T.vectorized({w}):" in fast for w in (8, 4, 2, 1)) and "t_w[" not in fast
+    assert "T.vectorized(8)" not in fast and "t_w[" not in fast and "t_acc[" not in fast
+    before, loop = text.split("for v_k in T.serial(")
+    loop, after = loop.split("copy(acc, Y[")
+    assert re.search(r"live\d+\[0\] = 0\n\s+# gemv.tile:\d+: for k in range", before)
+    assert re.search(r"\n        for gi in T.serial\(live\d+\[0\]\):\n            for gj in T.serial\(32\):\n(.*\n)+?"
+                     r"                t_acc\[gi, gj\] = t_acc\[gi, gj\] \+ lanes\d+\[gi, gj, 0\]\n", loop)
     # the boundary load of x goes row by row: inside rows vectorized, rows past M padded in vectors
     assert re.search(r"if not \(0 <= w0_\d+ \+ i0 and w0_\d+ \+ i0 < d_M\):\n\s+for i1o in T.serial\(16\):\n"
                      r"\s+for i1i in T.vectorized\(16\):\n\s+t_x\[i0, i1o \* 16 \+ i1i\] = T.float16\(0.0\)", text)
+
+
+def test_llvm_gemm_whose_accumulator_the_loop_also_reads_sums_its_lanes_every_call():
+    """acc rescaled in the loop after the gemm: its products are summed per call (a dot product per
+    element in 16 lanes, a tree), as the rescale must see them."""
+    text = generate(_typed(GEMV_MMA.replace("trans_b=true);", "trans_b=true);\n        acc = acc * 0.5;"), "gemv"),
+                    "llvm")
+    fast = _in_bounds_path(text, "copy(W[")
+    assert "lanes" not in text and "T.unroll(" not in fast
+    assert re.search(r"for gi in T.serial\(T.max\(T.min\(16, d_M - w0_\d+\), 0\)\):", fast)
+    assert re.search(r'dot\d+\[l\] \+ T.Cast\("float32", t_x\[gi, ko \* 16 \+ l\]\) \* '
+                     r'T.Cast\("float32", g_W\[w0_\d+ \+ gj, w1_\d+ \+ ko \* 16 \+ l\]\)', fast)
+    assert all(f"for l in T.vectorized({w}):" in fast for w in (8, 4, 2, 1))
 
 
 @pytest.mark.parametrize("q,two_bytes", [("u4", False), ("u2", False), ("i3", True), ("u7", True), ("u1", False)])

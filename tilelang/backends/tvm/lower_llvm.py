@@ -18,6 +18,15 @@ f32 lanes summed as a tree.  A gemm skips the rows of A that its zero-padded loa
 found outside the tensor: they would add 0 * B to their accumulator rows, which
 changes nothing unless B holds inf or NaN.  So a GEMV written as a 16-row gemm
 computes one row at M = 1, not 16.
+
+Such a gemm into an f32 accumulator that nothing else in its loop touches keeps
+its 16 lanes per element across the loop's iterations and sums them once after
+it: the tree costs more than a k-chunk's products.  Its products are register
+blocked (GEMM_BLOCKS), 4 rows of A by 4 rows of B unrolled: every B vector is
+converted to f32 once for 4 rows and the 16 accumulators stay in vector registers
+over k, where a row at a time would chain its FMAs and convert B once per row.
+A's rows are converted to f32 once per call (every column reads them).  At M = 4
+this makes the GEMV about 2x faster than one row at a time.
 """
 from __future__ import annotations
 
@@ -31,6 +40,8 @@ from .lower import Alloc, Lowering, Window, combine, reduce_dtype
 
 LANES = 16  # vector partial sums of long reductions; also the split of long vector loops
 MAX_VECTOR = 64  # longest innermost loop vectorized whole
+GEMM_BLOCKS = ((4, 4), (1, 4))  # register blocks (rows of A, rows of B) of a lanes gemm, largest first
+MAX_LANES = 64 * 64  # accumulator elements kept in lanes across a loop (256 KiB, within L2)
 
 
 def tile_loops(shape: tuple[int, ...], tag: str, vector: bool = True) -> tuple[list[dict], tuple[str, ...]]:
@@ -62,6 +73,8 @@ class LlvmLowering(Lowering):
         super().__post_init__()
         self.block_ids = tuple(f"b{a}" for a in range(len(self.tk.kernel.grid)))
         self.filled_rows: dict[str, str] = {}  # 2-D tile -> rows inside its tensor at its last zero-padded load
+        self.lanes: dict[str, tuple[str, str]] = {}  # accumulator -> (its lanes, rows in use) while deferred
+        self.f32_rows: dict[str, str] = {}  # A tile of a lanes gemm -> its f32 copy
 
     def generate(self) -> str:
         grid = self.grid()
@@ -183,6 +196,31 @@ class LlvmLowering(Lowering):
         return self.m.branch(self.comment(cp), win.starts, win.full(), fast, slow)
 
     # ------------------------------------------------------------------ statements
+    def stmt_for(self, s: N.For) -> str:
+        """The loop, with the lanes of the accumulators it defers zeroed before and summed after it."""
+        accs = [a for a in dict.fromkeys(g.acc.name for g in s.body if isinstance(g, N.Gemm))
+                if a not in self.lanes and self.deferrable(s.body, a)]
+        for a in accs:
+            m, n = self.tile(a).shape
+            self.lanes[a] = (self.alloc(self.fresh("lanes"), (m, n, LANES), "float32"),
+                             self.alloc(self.fresh("live"), (1,), "int32"))
+        text = super().stmt_for(s)
+        deferred = [(a, self.lanes.pop(a)) for a in accs]
+        return "\n".join([f"{live}[0] = 0" for _, (_, live) in deferred] + [text] + [
+            self.m.lanes_sum(self.buf(a), part, live, self.tile(a).shape[1], LANES) for a, (part, live) in deferred])
+
+    def lanes_gemm(self, s: N.Gemm) -> bool:
+        """A dot-product gemm that can accumulate in lanes of an f32 accumulator."""
+        ta, tc = self.tile(s.a.name), self.tile(s.acc.name)
+        return (s.trans_b and not s.trans_a and ta.shape[1] % LANES == 0 and tir_dtype(tc.dtype) == "float32"
+                and s.acc.name not in (s.a.name, s.b.name) and tc.shape[0] * tc.shape[1] <= MAX_LANES)
+
+    def deferrable(self, body: tuple[N.Stmt, ...], acc: str) -> bool:
+        """Only lanes gemms touch `acc` in the loop body: its lanes need summing only after the loop."""
+        return all(isinstance(s, N.Gemm) and s.acc.name == acc and self.lanes_gemm(s)
+                   for s in walk_stmts(body) if not isinstance(s, N.For) and
+                   (acc == _written(s) or _readers((s,), acc)))
+
     def stmt_alloc(self, s: N.Alloc) -> str:
         t = self.tile(s.name)
         tdt = tir_dtype(t.dtype)
@@ -305,6 +343,8 @@ class LlvmLowering(Lowering):
         b = read(s.b.name, ("gj", kk) if s.trans_b else (kk, "gj"))
         a_val = cast(Val(a, tir_dtype(ta.dtype)), "float32").text
         b_val = cast(Val(b, tir_dtype(tb.dtype)), "float32").text
+        if dot and s.acc.name in self.lanes:
+            return self.gemm_lanes(s, rows, n, k, a_val, b_val)
         cdt = tir_dtype(tc.dtype)
         fill = finish = ""
         if cdt == "float32":
@@ -322,18 +362,51 @@ class LlvmLowering(Lowering):
                                    fill, finish)
         return self.m.gemm(self.comment(s), rows, n, k, acc, "gi, gj", self.fresh("ga"), a_val, b_val, fill, finish)
 
+    def gemm_lanes(self, s: N.Gemm, rows: str, n: int, k: int, a_val: str, b_val: str) -> str:
+        """The products of a deferred gemm into its accumulator's lanes, in register blocks."""
+        part, live = self.lanes[s.acc.name]
+        a_f32 = ""
+        if tir_dtype(self.tile(s.a.name).dtype) != "float32":
+            a_f32 = self.f32_rows.get(s.a.name) or self.alloc(self.fresh("af"), (self.tile(s.a.name).shape[0], k),
+                                                                "float32")
+            self.f32_rows[s.a.name] = a_f32
+            a = f"{a_f32}[gi, ko * {LANES} + l]"
+        else:
+            a = a_val
+        nrows = self.fresh("rows")
+        nests, lo = [], ""
+        for r, cols in GEMM_BLOCKS:  # each block shape takes the rows the larger ones left
+            c = next(c for c in (cols, 2, 1) if n % c == 0)
+            span = f"({nrows} - {lo})" if lo else nrows
+            loops = [dict(var="gio", extent=span if r == 1 else f"{span} // {r}", kind="serial"),
+                     dict(var="gjo", extent=n // c, kind="serial"), dict(var="ko", extent=k // LANES, kind="serial")]
+            loops += [dict(var=v, extent=e, kind="unroll") for v, e in (("r", r), ("c", c)) if e > 1]
+            gi = (f"{lo} + " if lo else "") + ("gio" if r == 1 else f"gio * {r} + r")
+            gj = "gjo" if c == 1 else f"gjo * {c} + c"
+            nests.append(self.c.nest_body(loops, self.m.lanes_fma(gi, gj, part, LANES, a, b_val)))
+            lo = f"{nrows} // {r} * {r}"
+        return self.m.gemm_lanes(self.comment(s), nrows, rows, n, k // LANES, LANES, part, live, a_val, a_f32,
+                                 "\n".join(nests))
+
     def note_writes(self, s: N.Stmt) -> None:
         """Forget the filled rows of tiles `s` writes; remember them for a zero-padded global load."""
         if isinstance(s, N.For):
             self.filled_rows.clear()
             return
-        written = s.acc.name if isinstance(s, N.Gemm) else s.dst.name if isinstance(s, (N.Copy, N.Dequant)) and \
-            isinstance(s.dst, N.TileRef) else getattr(s, "name", None)
-        self.filled_rows.pop(written, None)
+        self.filled_rows.pop(_written(s), None)
 
 
 class _NotElementwise(Exception):
     """A forwarded tile is read at another element than the one written."""
+
+
+def _written(s: N.Stmt) -> str | None:
+    """The tile a statement (not a loop) writes, if any."""
+    if isinstance(s, N.Gemm):
+        return s.acc.name
+    if isinstance(s, (N.Copy, N.Dequant)):
+        return s.dst.name if isinstance(s.dst, N.TileRef) else None
+    return getattr(s, "name", None)
 
 
 def _readers(body: tuple[N.Stmt, ...], name: str) -> list[N.Stmt]:
