@@ -72,13 +72,6 @@ def test_flat_mapping_covers_every_element_once(shape, threads):
             assert first[-1] % m.run == 0
 
 
-def test_mma_tiling_prefers_fewer_fragment_loads():
-    t = M.mma_tiling(64, 64, 128)
-    assert (t.warps_m, t.warps_n, t.mi, t.ni) == (2, 2, 2, 4)
-    assert M.mma_tiling(48, 8, 128) is None  # 4 warps cannot tile 48 x 8 with m16n8 fragments
-    assert M.mma_tiling(16, 64, 128).warps_n == 4
-
-
 @pytest.mark.parametrize("cols", [32, 64, 128])
 def test_swizzled_offsets_match_tilelang_layout(cols):
     ref = smem_swizzled(16, cols, 2)

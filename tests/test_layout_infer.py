@@ -26,7 +26,7 @@ from tilelang.layout import (
     tv,
 )
 from tilelang.layout.plan import AssignPlan, CopyPlan, GemmPlan
-from tilelang.layout.tiling import WarpGrid, coalesced, mma_fragments, warp_grids
+from tilelang.layout.tiling import WarpGrid, coalesced, mma_fragments, mma_tiling, warp_grids
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 
@@ -153,6 +153,17 @@ def test_mma_fragments_tile_warps_and_replicate_operands(wm, wn):
         assert {t % 32 for t, _ in holders} == {(i % 8) * 4 + (kk % 8) // 2}
     for (kk, j), holders in cells(fr.b).items():
         assert {t // 32 for t, _ in holders} == {r * wn + j // (n // wn) for r in range(wm)}
+
+
+def test_mma_tiling_uses_every_warp_with_the_fewest_fragment_loads_or_none():
+    """The accumulator tiling both GPU backends give their mma gemms."""
+    t = mma_tiling(64, 64, 128)
+    assert (t.wm, t.wn, t.mi, t.ni) == (2, 2, 2, 4)
+    assert (mma_tiling(16, 32, 128).wm, mma_tiling(16, 32, 128).wn) == (1, 4)
+    assert mma_tiling(16, 64, 128).wn == 4
+    assert mma_tiling(48, 8, 128) is None  # 4 warps cannot tile 48 x 8 with m16n8 fragments
+    assert mma_tiling(16, 8, 128) is None  # too small for four warps: the backends' scalar path
+    assert mma_tiling(20, 32, 128) is None and mma_tiling(64, 64, 96 + 8) is None
 
 
 def test_warp_grids_use_all_warps_when_they_can():

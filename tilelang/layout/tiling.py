@@ -64,6 +64,43 @@ class WarpGrid:
         return f"{self.wm}x{self.wn} warps{extra}"
 
 
+@dataclass(frozen=True)
+class MmaTiling:
+    """How every warp of a block tiles an m x n accumulator with m16n8 mma fragments: a
+    `wm` x `wn` warp grid, each warp holding `mi` x `ni` fragments."""
+
+    m: int
+    n: int
+    wm: int
+    wn: int
+
+    @property
+    def mi(self) -> int:  # m16 fragments per warp
+        return self.m // (16 * self.wm)
+
+    @property
+    def ni(self) -> int:  # n8 fragments per warp
+        return self.n // (8 * self.wn)
+
+
+def mma_tiling(m: int, n: int, threads: int) -> MmaTiling | None:
+    """The warp grid using all of the block's warps with the fewest ldmatrix.x4 loads per k-step
+    (one per A fragment, one per pair of B fragments), fewest grid rows on a tie; None if m16n8
+    fragments cannot tile m x n over them."""
+    if threads % WARP:
+        return None
+    warps, best = threads // WARP, None
+    for wm in range(1, warps + 1):
+        wn = warps // wm
+        if warps % wm or m % (16 * wm) or n % (8 * wn):
+            continue
+        t = MmaTiling(m, n, wm, wn)
+        cost = t.mi + -(-t.ni // 2)
+        if best is None or cost < best[0]:
+            best = (cost, t)
+    return None if best is None else best[1]
+
+
 def mma_shape_ok(m: int, n: int, k: int) -> bool:
     return m % 16 == 0 and n % 8 == 0 and k % 16 == 0
 

@@ -821,7 +821,7 @@ class KernelGen:
             b_off2 = bl.offset(["kk + lane % 16", nlast])
         elem = ctype.storage(self.tk.tiles[s.a.name].dtype)
         self.text(self.ops.gemm_mma(elem=elem, acc=cname(s.acc.name), k=mma.k, mi=mi, ni=ni,
-                                    warps_n=til.warps_n, a_ptr=ap, a_off=cx.paren(a_off), a_trans=s.trans_a,
+                                    warps_n=til.wn, a_ptr=ap, a_off=cx.paren(a_off), a_trans=s.trans_a,
                                     b_ptr=bp, b_off=cx.paren(b_off), b_off_x2=cx.paren(b_off2),
                                     b_trans=not s.trans_b))
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ...layout.task_mapping import TaskMapping, local, spatial
 from ...layout.atoms import MMA_M16N8K16_C
+from ...layout.tiling import MmaTiling
 from . import cexpr as cx
 
 
@@ -131,40 +132,7 @@ def default(shape: tuple[int, ...], threads: int, max_vec: int = 8) -> Flat:
     return Flat(tuple(shape), threads, vec)
 
 
-@dataclass(frozen=True)
-class MmaTiling:
-    """How the warps of a block tile an M x N accumulator with m16n8 mma fragments."""
-    m: int
-    n: int
-    warps_m: int
-    warps_n: int
-
-    @property
-    def mi(self) -> int:  # m16 fragments per warp
-        return self.m // (16 * self.warps_m)
-
-    @property
-    def ni(self) -> int:  # n8 fragments per warp
-        return self.n // (8 * self.warps_n)
-
-    def mapping(self, threads: int) -> Tasked:
-        task = spatial(self.warps_m, self.warps_n) * local(self.mi, self.ni) * MMA_M16N8K16_C
-        return Tasked(task, threads, f"mma.m16n8k16 accumulator, {self.warps_m}x{self.warps_n} warps, "
-                                     f"{self.mi}x{self.ni} fragments per warp")
-
-
-def mma_tiling(m: int, n: int, threads: int) -> MmaTiling | None:
-    """The warp grid for an m x n accumulator, or None if m16n8 fragments cannot tile it."""
-    warps = threads // 32
-    best = None
-    for wm in range(1, warps + 1):
-        if warps % wm:
-            continue
-        wn = warps // wm
-        if m % (16 * wm) or n % (8 * wn):
-            continue
-        t = MmaTiling(m, n, wm, wn)
-        cost = t.mi + -(-t.ni // 2)  # ldmatrix.x4 loads per k-step: one per A fragment, one per B pair
-        if best is None or cost < best[0]:
-            best = (cost, t)
-    return None if best is None else best[1]
+def mma_mapping(t: MmaTiling, threads: int) -> Tasked:
+    """The mma.m16n8k16 accumulator fragments of tiling `t`, as a register mapping."""
+    task = spatial(t.wm, t.wn) * local(t.mi, t.ni) * MMA_M16N8K16_C
+    return Tasked(task, threads, f"mma.m16n8k16 accumulator, {t.wm}x{t.wn} warps, {t.mi}x{t.ni} fragments per warp")

@@ -24,6 +24,7 @@ from ...ir.types import TileType
 from ...ir.visit import sub_exprs, walk_stmts
 from ...layout.errors import LayoutError
 from ...layout.task_mapping import TaskMapping, column_local, column_spatial, local, replicate, spatial
+from ...layout.tiling import MmaTiling, mma_tiling
 from ...passes.infer import TypedKernel
 from . import ctype
 from . import mapping as M
@@ -36,7 +37,7 @@ MMA_DTYPES = ("f16", "bf16")
 
 @dataclass(frozen=True)
 class MmaGemm:
-    tiling: M.MmaTiling
+    tiling: MmaTiling
     k: int
 
 
@@ -153,7 +154,7 @@ def _elementwise_leaves(tk: TypedKernel, plan: Plan, e: N.Expr, shape) -> list[s
     return [n for k in kids for n in _elementwise_leaves(tk, plan, getattr(e, k), shape)]
 
 
-def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, M.MmaTiling]) -> None:
+def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, MmaTiling]) -> None:
     """Fixed mappings (author's, mma accumulators) spread to the tiles computed elementwise with them.
 
     Tiles that appear together in an elementwise expression (same shape, same coordinates)
@@ -263,7 +264,7 @@ def _virtual_tiles(tk: TypedKernel) -> dict[str, N.Expr]:
     return out
 
 
-def _register_mapping(tk: TypedKernel, s: N.Alloc, mma: M.MmaTiling | None) -> M.Mapping:
+def _register_mapping(tk: TypedKernel, s: N.Alloc, mma: MmaTiling | None) -> M.Mapping:
     t = tk.tiles[s.name]
     if s.layout is not None and s.layout.name not in _FREE_ANNOTATIONS:
         task = _task_mapping(s.layout)
@@ -281,7 +282,7 @@ def _register_mapping(tk: TypedKernel, s: N.Alloc, mma: M.MmaTiling | None) -> M
             task = local(*reps) * task
         return M.Tasked(task, tk.threads, f"{s.layout} (as written)")
     if mma is not None:
-        return mma.mapping(tk.threads)
+        return M.mma_mapping(mma, tk.threads)
     return M.default(t.shape, tk.threads)
 
 
@@ -308,12 +309,12 @@ def _task_mapping(e: N.LayoutExpr) -> TaskMapping:
 
 # ----------------------------------------------------------------------------- mma
 
-def _mma_accumulators(tk: TypedKernel, gemms: list[N.Gemm]) -> dict[str, M.MmaTiling]:
+def _mma_accumulators(tk: TypedKernel, gemms: list[N.Gemm]) -> dict[str, MmaTiling]:
     out = {}
     for g in gemms:
         acc = tk.tiles[g.acc.name]
         if _mma_ok(tk, g):
-            til = M.mma_tiling(acc.shape[0], acc.shape[1], tk.threads)
+            til = mma_tiling(acc.shape[0], acc.shape[1], tk.threads)
             if til is not None:
                 out[g.acc.name] = til
     return out
@@ -324,7 +325,7 @@ def _mma_ok(tk: TypedKernel, g: N.Gemm) -> bool:
     k = a.shape[0] if g.trans_a else a.shape[1]
     return (a.dtype.name in MMA_DTYPES and b.dtype == a.dtype and c.dtype.name == "f32" and k % 16 == 0
             and c.shape[0] % 16 == 0 and c.shape[1] % 8 == 0
-            and M.mma_tiling(c.shape[0], c.shape[1], tk.threads) is not None)
+            and mma_tiling(c.shape[0], c.shape[1], tk.threads) is not None)
 
 
 # ----------------------------------------------------------------------------- pipelines

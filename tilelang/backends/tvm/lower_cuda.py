@@ -60,7 +60,7 @@ class CudaLowering(Lowering):
     def held(self, t) -> tuple[str, ...]:
         """The element of tile `t` that slot v of thread tx holds (register tiles) or moves (shared)."""
         lay = self.mma.layout(t.shape) if t.scope == "register" else None
-        return lay.coords() if lay is not None else self.coords(t.shape)
+        return mma.coords(lay) if lay is not None else self.coords(t.shape)
 
     def coords(self, shape, linear: str | None = None) -> tuple[str, ...]:
         """The coordinates of element `linear` (default: this thread's slot v) of a tile."""

@@ -2,8 +2,8 @@
 
 A gemm qualifies when both operands are f16 (or both bf16), the accumulator is an f32
 register tile whose m x n splits into whole 16x8 fragments over all warps
-(`tilelang.layout.tiling.warp_grids`), and k is a multiple of 16.  Its accumulator is then
-held in the mma fragment layout: warp w owns block (w // wn, w % wn) of the tile, and slot
+(`tilelang.layout.tiling.mma_tiling`, the tiling the CUDA backend uses too), and k is a
+multiple of 16.  Its accumulator is then held in the mma fragment layout: warp w owns block (w // wn, w % wn) of the tile, and slot
 v of a thread is value v % 4 of fragment (v // 4 // ni, v // 4 % ni) (PTX "c_i": bit 0 is
 column + 1, bit 1 is row + 8).  Every register tile of that shape takes the same layout, so
 elementwise epilogues on the accumulator stay inside their thread.  Operands are read from
@@ -17,48 +17,25 @@ from dataclasses import dataclass
 
 from ...ir import nodes as N
 from ...ir.visit import walk_stmts
-from ...layout.tiling import warp_grids
+from ...layout.tiling import MmaTiling, mma_tiling
 
 ABBREV = {"f16": "fp16", "bf16": "bf16"}
 
 
-@dataclass(frozen=True)
-class MmaTiling:
-    """How the warps of a block tile an m x n accumulator with m16n8 fragments."""
-    m: int
-    n: int
-    wm: int
-    wn: int
-
-    @property
-    def mi(self) -> int:  # m16 fragments per warp
-        return self.m // (16 * self.wm)
-
-    @property
-    def ni(self) -> int:  # n8 fragments per warp
-        return self.n // (8 * self.wn)
-
-    def row0(self) -> str:
-        """First row of this thread's warp block."""
-        return f"(tx // 32 // {self.wn}) * {self.m // self.wm}"
-
-    def col0(self) -> str:
-        return f"(tx // 32 % {self.wn}) * {self.n // self.wn}"
-
-    def coords(self) -> tuple[str, str]:
-        """The element held in slot v of thread tx."""
-        row = f"{self.row0()} + v // {4 * self.ni} * 16 + v % 4 // 2 * 8 + tx % 32 // 4"
-        col = f"{self.col0()} + v // 4 % {self.ni} * 8 + tx % 4 * 2 + v % 2"
-        return row, col
+def row0(t: MmaTiling) -> str:
+    """First row of this thread's warp block."""
+    return f"(tx // 32 // {t.wn}) * {t.m // t.wm}"
 
 
-def tiling(m: int, n: int, threads: int) -> MmaTiling | None:
-    """The warp grid of an m x n accumulator using every warp, fewest ldmatrix per k-step first."""
-    if threads % 32 or m % 16 or n % 8:
-        return None
-    grids = [g for g in warp_grids(m, n, threads // 32) if g.replicas == 1]
-    tilings = [MmaTiling(m, n, g.wm, g.wn) for g in grids]
-    return min(tilings, key=lambda t: (t.mi + -(-t.ni // 2), t.wm), default=None)
+def col0(t: MmaTiling) -> str:
+    return f"(tx // 32 % {t.wn}) * {t.n // t.wn}"
+
+
+def coords(t: MmaTiling) -> tuple[str, str]:
+    """The element held in slot v of thread tx."""
+    row = f"{row0(t)} + v // {4 * t.ni} * 16 + v % 4 // 2 * 8 + tx % 32 // 4"
+    col = f"{col0(t)} + v // 4 % {t.ni} * 8 + tx % 4 * 2 + v % 2"
+    return row, col
 
 
 def gemm_tiling(tk, g: N.Gemm) -> MmaTiling | None:
@@ -71,7 +48,7 @@ def gemm_tiling(tk, g: N.Gemm) -> MmaTiling | None:
     k = ta.shape[0] if g.trans_a else ta.shape[1]
     if k % 16:
         return None
-    return tiling(tc.shape[0], tc.shape[1], tk.threads)
+    return mma_tiling(tc.shape[0], tc.shape[1], tk.threads)
 
 
 @dataclass(frozen=True)
@@ -110,17 +87,17 @@ def ldmatrix_at(outer: str, k: str, k_inner: bool) -> tuple[str, str]:
 def a_at(t: MmaTiling, trans_a: bool) -> tuple[str, str]:
     """ldmatrix.x4 of A fragment `fi` at k step `gk`: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7),
     (rows 0-7, k 8-15), (rows 8-15, k 8-15), i.e. registers a0a1, a2a3, a4a5, a6a7."""
-    return ldmatrix_at(f"{t.row0()} + fi * 16 + tx % 32 // 8 % 2 * 8", "gk * 16 + tx % 32 // 16 * 8",
+    return ldmatrix_at(f"{row0(t)} + fi * 16 + tx % 32 // 8 % 2 * 8", "gk * 16 + tx % 32 // 16 * 8",
                         not trans_a)
 
 
 def b_at(t: MmaTiling, trans_b: bool) -> tuple[str, str]:
     """ldmatrix.x4 of B fragments 2 fp and 2 fp + 1 at k step `gk`: matrices (n 0-7, k 0-7),
     (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15)."""
-    return ldmatrix_at(f"{t.col0()} + fp * 16 + tx % 32 // 16 * 8", "gk * 16 + tx % 32 // 8 % 2 * 8",
+    return ldmatrix_at(f"{col0(t)} + fp * 16 + tx % 32 // 16 * 8", "gk * 16 + tx % 32 // 8 % 2 * 8",
                         trans_b)
 
 
 def b_last_at(t: MmaTiling, trans_b: bool) -> tuple[str, str]:
     """ldmatrix.x2 of the last B fragment where ni is odd (lanes 0-15 address it)."""
-    return ldmatrix_at(f"{t.col0()} + {(t.ni - 1) * 8}", "gk * 16 + tx % 16 // 8 * 8", trans_b)
+    return ldmatrix_at(f"{col0(t)} + {(t.ni - 1) * 8}", "gk * 16 + tx % 16 // 8 * 8", trans_b)
