@@ -217,8 +217,9 @@ class Autotuner:
         scratch = dataclasses.replace(call, arrays={n: clone(a) for n, a in call.arrays.items()})
         timings: dict[str, float] = {}
         skipped: dict[str, str] = {}
-        builds = _build_all(configs(space), lambda config: _build(compile, {**call.consts, **config}, scratch))
-        for config in configs(space):
+        grid = configs(space)
+        builds = _build_all(grid, lambda config: _build(compile, {**call.consts, **config}, scratch))
+        for config in grid:
             name = label(config)
             try:
                 launch = builds[name].result()
@@ -232,7 +233,7 @@ class Autotuner:
             raise TileError(f"autotuning '{kernel.name}' found no configuration that runs ({reasons})", kernel.loc,
                             hint="pin the constants by keyword, or widen the candidate lists")
         best = min(timings, key=timings.__getitem__)
-        return Choice(next(c for c in configs(space) if label(c) == best), timings, skipped)
+        return Choice(next(c for c in grid if label(c) == best), timings, skipped)
 
     def _load(self, key: str, space: Mapping[str, tuple[int, ...]]) -> Choice | None:
         path = self.folder() / f"{key}.json"
