@@ -112,7 +112,7 @@ def test_cuda_gemm_uses_tensor_cores(name, kernel, consts, gemms):
     ab = "bf16" if consts.get("T") == "bf16" else "fp16"
     assert text.count(f'T.ptx_legacy.mma("m16n8k16", "row", "col", "{ab}", "{ab}", "fp32"') == gemms
     assert text.count("T.ptx_legacy.ldmatrix(") >= 2 * gemms
-    assert "for gk in T.serial(" in text and not re.search(r"\+ T.Cast\(\"float32\", \w+\[.*gk", text)  # no FMA loop
+    assert re.search(r"for gk in T\.(serial|unroll)\(", text) and not re.search(r"\+ T.Cast\(\"float32\", \w+\[.*gk", text)  # no FMA loop
 
 
 def test_cuda_gemm_falls_back_to_fma_where_mma_does_not_fit():

@@ -188,12 +188,13 @@ def launch(f, args: list, call: BoundCall) -> None:
 
 
 def call_args(sig: Signature, call: BoundCall) -> list:
-    """The function's arguments: tensors (sharing memory with the arrays), then dims, then scalars."""
+    """The function's arguments: tensors (sharing memory with the arrays), dims, scalars, then whether
+    every tensor is 16-byte aligned (the vector paths of the cuda lowering need it)."""
     args = [to_tvm(call.arrays[t.name], t.dtype) for t in sig.tensors]
     args += [int(call.dims[d]) for d in sig.dim_args]
     args += [float(call.scalars[n]) if dt.startswith("float") else bool(call.scalars[n]) if dt == "bool"
              else int(call.scalars[n]) for n, dt in sig.scalars]
-    return args
+    return args + [int(all(t.data_ptr() % 16 == 0 for t in args[:len(sig.tensors)]))]
 
 
 class Launcher:

@@ -5,7 +5,8 @@ Tensors are handles bound with `T.match_buffer`; their symbolic dims become
 last axis is stored in bytes, so its logical length cannot be read off a shape:
 a dim that appears only there is passed as an int argument.  Buffers declare
 element alignment only, so any array view can be passed (TVM assumes 64 bytes
-otherwise and emits aligned vector loads).
+otherwise and emits aligned vector loads); the launcher passes `s_aligned16` instead,
+1 where every tensor starts on a 16-byte boundary, which the cuda lowering's vector paths test.
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 
 from ...ir.dtypes import DType, packed_row_bytes
 from .emit import Val, tir_dtype
+
+
+ALIGNED = "s_aligned16"  # the trailing int argument: all tensors 16-byte aligned (0 or 1)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class Signature:
         out = [f"{t.handle}: T.handle" for t in self.tensors]
         out += [f"{dim_name(d)}: T.int32" for d in self.dim_args]
         out += [f"{scalar_name(n)}: T.{dt}" for n, dt in self.scalars]
-        return out
+        return out + [f"{ALIGNED}: T.int32"]
 
     def names(self) -> dict[str, Val]:
         """Values of the kernel's dims and scalar parameters inside the function."""
