@@ -127,7 +127,9 @@ def test_gemm_source_uses_tensor_cores_and_a_cp_async_pipeline():
 
 def test_library_kernels_choose_the_fast_paths():
     wna16 = cuda.generate(kernel("gemm_wNa16", "gemm_wNa16").lower())
-    assert "tl::field_to_f32<4, false>(q.v[0], 28)" in wna16 and "tl::mma_16816<__half>" in wna16
+    assert "tl::dequant_pairs<__half, 4, false, 4>(h, q.v" in wna16 and "tl::mma_16816<__half>" in wna16
+    assert "= make_uint4(h[12], h[13], h[14], h[15]);" in wna16  # 16-byte stores into the swizzled tile
+    assert "tl::cp_async_16((tl_ring0_stages" in wna16  # W's packed bytes prefetched by the pipeline
     attn = cuda.generate(kernel("attention", "attention_prefill").lower())
     assert "// max along axis 1: in-thread, then lanes [1] by shuffles, then warps [1]" in attn
     assert "// 'rows' is recomputed where it is read" in attn
@@ -145,13 +147,20 @@ def test_windows_inside_the_tensor_skip_the_per_chunk_masks():
 
 
 def test_packed_weights_dequantized_to_registers_load_16_bytes_per_run():
-    """gemv_wNa16's W tile takes runs of 32 4-bit fields (one 16-byte load) and one scale per run."""
-    code = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u4", BN=32, BK=128))
-    assert "register w: f32[32, 128], 32 values/thread, flat, runs of 32 per thread" in code
-    assert "tl::Vec<unsigned int, 4> q" in code and "tl::field_to_f32<4, false>(q.v[3], 28)" in code
+    """gemv_wNa16's W tile takes runs of 32 4-bit fields (one 16-byte load), one scale per run, and
+    f16/bf16 pairs; 8-bit fields take runs of 16 (pairs in f16; bf16 cannot hold a byte: f32 magic)."""
+    code = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u4", BN=16, BK=512))
+    assert "register w: f16[16, 512], 64 values/thread, column_spatial(8, 16) * local(1, 32)" in code
+    assert "tl::Vec<unsigned int, 4> q" in code and "tl::dequant_pairs<__half, 4, false, 4>(h, q.v" in code
+    assert "w_[v + 31] = tl::pair_half<__half>(h[15], 1);" in code
     assert code.count("const float sc = ") == 1
-    i8 = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u8", BN=32, BK=128))
-    assert "runs of 8 per thread" in i8  # 8-bit fields keep the default runs of 8 (8-byte loads)
+    i8 = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="i8", BN=16, BK=512))
+    assert "tl::dequant_pairs<__half, 8, true, 4>(h, q.v" in i8  # a run of 32 bytes: two 16-byte loads
+    assert "w_[v + 31] = tl::pair_half<__half>(h[7], 1);" in i8 and i8.count("const float sc = ") == 2
+    bf = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16_zp").lower(TW="u8", T="bf16", TS="bf16", TZ="f32"))
+    assert "tl::dequant_pairs<" not in bf and "tl::field_to_f32<8, false>(q.v[3], 24)" in bf
+    bz = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16_zp").lower(TW="u4", T="bf16", TS="f32", TZ="f32"))
+    assert "if (tl::pair_zero_ok<__nv_bfloat16>(zp) && tl::pair_scale_ok<__nv_bfloat16>(sc))" in bz
 
 
 def test_unknown_layouts_are_reported_at_their_source_line():

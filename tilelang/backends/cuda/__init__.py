@@ -7,7 +7,8 @@
 Modules: `ctype` (dtypes as C++), `cexpr` (integer expression text), `mapping` (which
 thread holds which register-tile element), `smem` (shared layouts), `plan` (decisions
 before codegen), `expr` (scalar and elementwise expressions), `codegen` (statements),
-`runtime` (NVRTC and launching), `aot` (nvcc), `errors` (compiler errors mapped back to
+`wgmma` (Hopper warpgroup MMA: tiling, fragments, smem descriptors), `runtime` (NVRTC and
+launching), `aot` (nvcc), `errors` (compiler errors mapped back to
 the `.tile` source).  The C++ helpers and code shapes are templates in `templates/`.
 """
 from __future__ import annotations
@@ -21,8 +22,9 @@ SOURCE_SUFFIX = ".cu"
 
 
 def generate(tk, target: str | None = None) -> str:
-    """The CUDA C++ source of a typed kernel (`TileKernel.lower(...)`); one source serves every arch."""
-    return generate_source(tk).code
+    """The CUDA C++ source of a typed kernel (`TileKernel.lower(...)`): for every sm_80+ arch, or
+    with wgmma where `target` is "sm_90a"."""
+    return generate_source(tk, target).code
 
 
 __all__ = ["NAME", "Launcher", "build_aot", "compile", "generate"]

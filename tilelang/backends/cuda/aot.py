@@ -41,7 +41,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def build_aot(tk: TypedKernel, out_dir, arch: str = "sm_90a", stem: str | None = None) -> list[Path]:
     """Write `<stem>.cu`, `<stem>.cubin` and `<stem>.ptx` (stem: the kernel name) into `out_dir`."""
-    src = generate_source(tk)
+    src = generate_source(tk, arch)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = stem or src.name

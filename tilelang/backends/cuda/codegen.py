@@ -41,6 +41,8 @@ from ...passes.verify import MAX_SHARED_BYTES
 from . import cexpr as cx
 from . import ctype
 from . import mapping as M
+from . import tma as TMA
+from . import wgmma as W
 from .expr import ExprEmitter, cname, coords_for
 from .plan import Plan, Ring, inherited_mapping, make_plan, written_tile
 from .smem import row_major
@@ -67,12 +69,16 @@ class Source:
     name: str
     threads: int
     smem_bytes: int
-    params: tuple[tuple[str, str], ...]  # (kind, name): kind in tensor/dim/scalar
+    params: tuple[tuple[str, str], ...]  # (kind, name): kind in tensor/dim/scalar/tmap (name: the tile)
     decls: tuple[str, ...]  # the C++ parameter declarations, in order
+    tma: tuple[TMA.TmaLoad, ...] = ()  # the tensor maps the "tmap" parameters take, in order
 
 
-def generate_source(tk: TypedKernel) -> Source:
-    return KernelGen(tk, make_plan(tk)).run()
+def generate_source(tk: TypedKernel, arch: str | None = None, tma: bool = False) -> Source:
+    """The kernel's CUDA C++; `arch` "sm_90a" lowers the gemms that fit to wgmma, anything else
+    (None included) gives code for every sm_80+ device.  `tma` (sm_90a): pipelined wgmma operands
+    are loaded by TMA, through tensor maps the launcher passes ("tmap" parameters, after the rest)."""
+    return KernelGen(tk, make_plan(tk, arch, tma)).run()
 
 
 class KernelGen:
@@ -94,6 +100,7 @@ class KernelGen:
         self.ring_ptr: dict[int, str] = {}  # id(ringed statement) -> C pointer of the current stage
         self.shadow: dict[str, tuple[str, DType]] = {}  # register tile -> (ring stage, raw dtype) it equals
         self.ops = templates().get_template("ops.cu.j2").module
+        self.wgmma_helpers: dict[str, str] = {}  # wgmma instruction wrappers the kernel uses, by name
         self.ex = ExprEmitter(tk, self.kinds, self._temp, plan.virtual)
         self.written_tensors = {s.dst.tensor for s in _walk(self.k.body)
                                 if isinstance(s, N.Copy) and isinstance(s.dst, N.GlobalRef)}
@@ -143,6 +150,8 @@ class KernelGen:
     def barrier(self) -> None:
         last = next((l for l in reversed(self.lines) if l is not None), "")
         if last.strip() != "__syncthreads();":
+            if self.plan.wgmma:  # shared writes before it become visible to wgmma's reads after it
+                self.line("tl::fence_proxy_async();")
             self.line("__syncthreads();")
         self.pending = self.global_reads = self.global_writes = False
 
@@ -202,6 +211,11 @@ class KernelGen:
             else:
                 params.append(f"{ct} {cname(p.name)}")
             order.append(("scalar", p.name))
+        for ld in self.plan.tma.values():
+            params.append(f"const __grid_constant__ tl::TmaDesc {ld.param}")
+            order.append(("tmap", ld.tile))
+            name, code = TMA.copy_helper(ld.rank)
+            self.wgmma_helpers[name] = code
         for p in k.tensors:
             for i, st in enumerate(self.strides(p)):
                 setup.append(f"const long long {cname(p.name)}st{i} = {st};")
@@ -218,8 +232,8 @@ class KernelGen:
             consts=", ".join(f"{n}={v}" for n, v in self.tk.consts.items()),
             grid=", ".join(_show(g) for g in k.grid), threads=self.T, smem_bytes=smem, notes=self.notes(),
             params=params, setup=setup, body=body, scratch_offset=self.plan.tiles_bytes, prelude=verbatim("prelude.cuh.j2"),
-            dtypes=self.dtypes_used())
-        return Source(code, k.name, self.T, smem, tuple(order), tuple(params))
+            dtypes=self.dtypes_used(), wgmma=list(self.wgmma_helpers.values()), tma=bool(self.plan.tma))
+        return Source(code, k.name, self.T, smem, tuple(order), tuple(params), tuple(self.plan.tma.values()))
 
     def dtypes_used(self) -> set[str]:
         """Names of every element type the kernel touches (to include only the headers it needs)."""
@@ -777,7 +791,10 @@ class KernelGen:
                     ops[x.name] = (self.stage(x.name), row_major(t.shape))
             self.sync()
             mma = self.plan.mma.get(id(s))
-            if mma is not None:
+            wg = self.plan.wgmma.get(id(s))
+            if wg is not None:
+                self.gemm_wgmma(s, wg, ops)
+            elif mma is not None:
                 self.gemm_mma(s, mma, ops)
             else:
                 self.gemm_simt(s, ops)
@@ -825,13 +842,36 @@ class KernelGen:
                                     b_ptr=bp, b_off=cx.paren(b_off), b_off_x2=cx.paren(b_off2),
                                     b_trans=not s.trans_b))
 
+    def gemm_wgmma(self, s: N.Gemm, wg, ops) -> None:
+        """One wgmma group per gemm: a fence (the accumulator was written by other code), every
+        (k-step, instruction) of this warpgroup, commit; then wait until at most `lag` groups
+        are pending (1 inside a pipeline that keeps one in flight, else 0)."""
+        til = wg.tiling
+        elem = ctype.storage(self.tk.tiles[s.a.name].dtype)
+        name, code = W.instruction(til.inst_n, elem, not wg.a.k_major, not wg.b.k_major)
+        self.wgmma_helpers[name] = code
+        lag = next((p.lag for p in self.plan.pipelines.values() if any(s is c for c in p.consumers)), 0)
+        (ap, _), (bp, _) = ops[s.a.name], ops[s.b.name]
+        issues = []
+        for kk in range(wg.k // 16):
+            for i in range(til.mi):
+                for j in range(til.nsplit):
+                    issues.append((f"{(i * til.ni + j * (til.inst_n // 8)) * 4}",
+                                   wg.a.starts[i][kk] >> 4, wg.b.starts[j][kk] >> 4))
+        self.text(self.ops.gemm_wgmma(
+            name=name, acc=cname(s.acc.name), a_ptr=ap, b_ptr=bp, a_high=f"{wg.a.high:#x}ull",
+            b_high=f"{wg.b.high:#x}ull", a_wg=wg.a.wg_stride >> 4, b_wg=wg.b.wg_stride >> 4, wgn=til.wgn,
+            issues=issues, lag=lag, values=self.mapping(s.acc.name).values, shape=f"{til.mi} x m64n{til.inst_n}k16 x {til.nsplit}, {wg.k // 16} k-steps"))
+
     # ------------------------------------------------------------------ dequant
     def dequant(self, s: N.Dequant) -> None:
-        """w = (q - zero) * scale by group, in f32, rounded to the tile's dtype.
+        """w = (q - zero) * scale by group, as if in f32, rounded to the tile's dtype.
 
         Runs of `run` consecutive fields that start on a byte and fill a power-of-two number of
-        bytes (1/2/4/8-bit fields) are loaded at once and converted with the 2^23 magic number;
-        other elements (row ends, odd widths, unaligned rows) take the per-element path."""
+        bytes (1/2/4/8-bit fields) are loaded at once (up to 16 bytes); 4-bit (and, for f16, 8-bit)
+        fields into an f16/bf16 tile become pairs by bit tricks and two packed fmas (`_pair_run`),
+        others are converted with the 2^23 magic number in f32.  Other elements (row ends, odd
+        widths, unaligned rows) take the per-element path."""
         t = self.tk.tiles[s.dst.name]
         shared = t.scope == "shared"
         if shared:
@@ -839,17 +879,15 @@ class KernelGen:
         self.global_access(write=False)
         p = self.tk.tensor(s.src.tensor)
         bits = p.dtype.bits
-        if shared:
-            vec = next(v for v in (8, 4, 2, 1) if t.shape[-1] % v == 0)
-            m = M.Flat(tuple(t.shape), self.T, vec)
-        else:
-            m = self.mapping(s.dst.name)
-        run = m.run
-        nbytes = run * bits // 8 if (run * bits) % 8 == 0 else 0
-        fast = bits in (1, 2, 4, 8) and nbytes in (1, 2, 4, 8, 16) and run > 1
+        m = M.Flat(tuple(t.shape), self.T, _shared_dequant_run(t.shape, bits, self.T)) if shared \
+            else self.mapping(s.dst.name)
+        run = chunk = m.run
+        while chunk * bits > 128 and chunk % 2 == 0:  # runs longer than 16 bytes: several loads
+            chunk //= 2
+        nbytes = chunk * bits // 8 if (chunk * bits) % 8 == 0 else 0
+        fast = bits in (1, 2, 4, 8) and nbytes in (1, 2, 4, 8, 16) and chunk > 1
         sp = self.tk.tensor(s.scale)
         zp = self.tk.tensor(s.zero) if s.zero else None
-        lay = self.plan.layouts.get(s.dst.name)
         with self.scope():
             w = self.window(s.src, t.shape)
             g = self.ex.scalar(s.group)
@@ -863,45 +901,64 @@ class KernelGen:
                 self.line(f"const bool vec = {'true' if ring else cond};")
             with self.value_runs(m, run) as names:
                 self.line(f"const bool row = {w.inbounds(names, skip_last=True)};")
-                col = w.coord(len(w.dims) - 1, names)
-                self.line(f"const long long col = {col};")
-                self.line(f"float w[{run}];")
+                self.line(f"const long long col = {w.coord(len(w.dims) - 1, names)};")
                 if fast:
                     with self.scope(f"if (vec && row && col >= 0 && col + {run - 1} < {w.dims[-1]})"):
-                        if ring:
-                            rows = cx.row_major_offset(names[:-1], tuple(t.shape[:-1])) if len(t.shape) > 1 else "0"
-                            src = (f"{ring} + ({rows}) * {t.shape[-1] * bits // 8}", f"({names[-1]}) * {bits} / 8")
-                        else:
-                            src = (f"reinterpret_cast<const unsigned char*>({cname(p.name)}) + "
-                                   f"{w.offset(names, skip_last=True)}", f"col * {bits} / 8")
-                        self._dequant_run(s, w, names, run, bits, nbytes, sp, zp, src)
+                        for c0 in range(0, run, chunk):
+                            cc, col = _at(names, c0), "col" if c0 == 0 else f"(col + {c0})"
+                            if ring:
+                                rows = cx.row_major_offset(names[:-1], tuple(t.shape[:-1])) if len(t.shape) > 1 \
+                                    else "0"
+                                src = (f"{ring} + ({rows}) * {t.shape[-1] * bits // 8}", f"({cc[-1]}) * {bits} / 8")
+                            else:
+                                src = (f"reinterpret_cast<const unsigned char*>({cname(p.name)}) + "
+                                       f"{w.offset(names, skip_last=True)}", f"{col} * {bits} / 8")
+                            with self.scope() if run > chunk else nullcontext():
+                                self._dequant_run(s, w, cc, chunk, bits, nbytes, sp, zp, src, col, c0)
                     head = "else"
                 else:
                     head = ""
-                with self.scope(head):
-                    for u in range(run):
-                        cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
-                        self.line(f"w[{u}] = 0.0f;")
-                        with self.scope(f"if (row && tl::in_range(col + {u}, {w.dims[-1]}))"):
+                with self.scope(head):  # a rolled loop: the cold path stays small (and quick to compile)
+                    if not shared:
+                        self.line(f"float w[{run}];  // local memory, on this path only")
+                    with self.scope(f"for (int u = 0; u < {run}; ++u)"):
+                        self.lines.insert(len(self.lines) - 1, "#pragma unroll 1")
+                        cu = names[:-1] + [f"{names[-1]} + u"]
+                        self.line("float x = 0.0f;")
+                        with self.scope(f"if (row && tl::in_range(col + u, {w.dims[-1]}))"):
                             q = self._packed(w, cu) if p.dtype.is_packed else \
                                 ctype.to_compute(f"{cname(p.name)}[{w.offset(cu)}]", p.dtype)
-                            self.line(f"const long long gi = (col + {u}) / group;")
+                            self.line("const long long gi = (col + u) / group;")
                             zero = self._side(zp, w, names, "gi") if zp is not None else "0.0f"
-                            self.line(f"w[{u}] = ((float)({q}) - {zero}) * {self._side(sp, w, names, 'gi')};")
-                for u in range(run):
-                    val = ctype.from_compute(ctype.rounded(f"w[{u}]", t.dtype), t.dtype)
-                    if shared:
-                        cu = names[:-1] + [names[-1] if u == 0 else f"{names[-1]} + {u}"]
-                        self.line(f"{self.tile_ptr(s.dst.name)}[{lay.offset(cu)}] = {val};")
-                    else:
-                        self.line(f"{cname(s.dst.name)}[v + {u}] = {val};")
+                            self.line(f"x = ((float)({q}) - {zero}) * {self._side(sp, w, names, 'gi')};")
+                        if shared:
+                            val = ctype.from_compute(ctype.rounded("x", t.dtype), t.dtype)
+                            off = self.plan.layouts[s.dst.name].offset(cu)
+                            self.line(f"{self.tile_ptr(s.dst.name)}[{off}] = {val};")
+                        else:
+                            self.line("w[u] = x;")
+                    if not shared:
+                        self._store_run(s, names, run)
         if shared:
             self.barrier()
 
+    def _store_run(self, s: N.Dequant, names: list[str], run: int, v0: int = 0) -> None:
+        """The run's values, f32 in `w[]`, rounded to the tile's dtype and stored (registers: from v + v0)."""
+        t = self.tk.tiles[s.dst.name]
+        for u in range(run):
+            val = ctype.from_compute(ctype.rounded(f"w[{u}]", t.dtype), t.dtype)
+            if t.scope == "shared":
+                off = self.plan.layouts[s.dst.name].offset(_at(names, u))
+                self.line(f"{self.tile_ptr(s.dst.name)}[{off}] = {val};")
+            else:
+                self.line(f"{cname(s.dst.name)}[v + {v0 + u}] = {val};")
+
     def _dequant_run(self, s: N.Dequant, w: "Window", c: list[str], run: int, bits: int, nbytes: int,
-                     sp: N.TensorParam, zp: N.TensorParam | None, src: tuple[str, str]) -> None:
+                     sp: N.TensorParam, zp: N.TensorParam | None, src: tuple[str, str], col: str = "col",
+                     v0: int = 0) -> None:
         """`run` fields from one `nbytes`-byte load (the run starts on a byte: col * bits % 8 == 0)
-        at `src` = (row's first byte, byte offset in the row): global memory or a ring stage."""
+        at `src` = (row's first byte, byte offset in the row): global memory or a ring stage; they are
+        the tile's elements at `c` (column `col` of W), register values v + v0 onwards."""
         p = w.tensor
         base, at = src
         if nbytes >= 4:
@@ -915,17 +972,56 @@ class KernelGen:
         group = s.group.value if isinstance(s.group, N.Const) else None
         shared_group = group is not None and group % run == 0
         if shared_group:  # the whole run is in one group: one scale (and zero) for it
-            self.line("const long long gi = col / group;")
+            self.line(f"const long long gi = {col} / group;")
             self.line(f"const float sc = {self._side(sp, w, c, 'gi')};")
             self.line(f"const float zp = {self._side(zp, w, c, 'gi') if zp is not None else '0.0f'};")
-        signed = "true" if p.dtype.is_signed else "false"
-        for u in range(run):
-            f = f"tl::field_to_f32<{bits}, {signed}>({word(u)}, {(u * bits) % 32})"
-            if shared_group:
-                self.line(f"w[{u}] = ({f} - zp) * sc;")
+        dt = self.tk.tiles[s.dst.name].dtype
+        pairs = _pair_type(dt, bits, nbytes) if shared_group else None
+        fallback = nullcontext()
+        if pairs is not None:  # runtime checks where the pair path could differ from f32 (see the prelude)
+            checks = ([f"tl::pair_zero_ok<{pairs}>(zp)"] if zp is not None else []) + \
+                ([f"tl::pair_scale_ok<{pairs}>(sc)"] if sp.dtype != dt else [])
+            if not checks:
+                self._pair_run(s, c, run, bits, nbytes, pairs, v0)
+                return
+            with self.scope(f"if ({' && '.join(checks)})"):
+                self._pair_run(s, c, run, bits, nbytes, pairs, v0)
+            fallback = self.scope("else")
+        with fallback:
+            self.line(f"float w[{run}];")
+            signed = "true" if p.dtype.is_signed else "false"
+            for u in range(run):
+                f = f"tl::field_to_f32<{bits}, {signed}>({word(u)}, {(u * bits) % 32})"
+                if shared_group:
+                    self.line(f"w[{u}] = ({f} - zp) * sc;")
+                else:
+                    self.line(f"w[{u}] = ({f} - {self._side(zp, w, c, f'({col} + {u}) / group') if zp else '0.0f'})"
+                              f" * {self._side(sp, w, c, f'({col} + {u}) / group')};")
+            self._store_run(s, c, run, v0)
+
+    def _pair_run(self, s: N.Dequant, c: list[str], run: int, bits: int, nbytes: int, pairs: str, v0: int) -> None:
+        """The run as f16/bf16 pairs (prelude `dequant_pairs`), stored 16 bytes at a time into a shared
+        tile whose rows keep 8 consecutive elements adjacent, else by halves."""
+        t = self.tk.tiles[s.dst.name]
+        signed = "true" if self.tk.tensor(s.src.tensor).dtype.is_signed else "false"
+        off = f" + {1 << (bits - 1)}.0f" if signed == "true" else ""
+        self.line(f"unsigned int h[{run // 2}];")
+        self.line(f"tl::dequant_pairs<{pairs}, {bits}, {signed}, {nbytes // 4}>(h, q.v, "
+                  f"tl::splat2<{pairs}>(-(tl::PairMagic<{pairs}>::m + zp{off})), tl::splat2<{pairs}>(sc));")
+        if t.scope == "register":
+            for u in range(run):
+                self.line(f"{cname(s.dst.name)}[v + {v0 + u}] = tl::pair_half<{pairs}>(h[{u // 2}], {u % 2});")
+            return
+        lay = self.plan.layouts[s.dst.name]
+        wide = lay.contiguous_run(8) and run % 8 == 0
+        for u in range(0, run, 8 if wide else 2):
+            if wide:
+                self.line(f"*reinterpret_cast<uint4*>({self.tile_ptr(s.dst.name)} + {lay.offset(_at(c, u))}) = "
+                          f"make_uint4(h[{u // 2}], h[{u // 2 + 1}], h[{u // 2 + 2}], h[{u // 2 + 3}]);")
             else:
-                self.line(f"w[{u}] = ({f} - {self._side(zp, w, c, f'(col + {u}) / group') if zp else '0.0f'})"
-                          f" * {self._side(sp, w, c, f'(col + {u}) / group')};")
+                for e in (0, 1):
+                    self.line(f"{self.tile_ptr(s.dst.name)}[{lay.offset(_at(c, u + e))}] = "
+                              f"tl::pair_half<{pairs}>(h[{u // 2}], {e});")
 
     def _side(self, p: N.TensorParam, w: "Window", c: list[str], gi: str) -> str:
         """An element of a scale/zero tensor beside W (indices clipped to its dims, as the interpreter does)."""
@@ -954,16 +1050,23 @@ class KernelGen:
                 self.global_reads |= reads
                 self.global_writes |= writes
                 return
-            S = pipe.stages
-            self.line(f"// software pipeline: {S} stages; loads for iteration k + {S - 1} are in flight "
-                      f"while iteration k computes")
+            if id(s) in self.plan.mbarriers:
+                self.pipeline_tma(s, pipe, var)
+                return
+            S, A = pipe.stages, pipe.ahead
+            self.line(f"// software pipeline: {S} stages; loads for iteration k + {A} are in flight "
+                      f"while iteration k computes" + (" (and iteration k - 1's wgmma)" if pipe.lag else ""))
+            lagged = list(dict.fromkeys(g.acc.name for g in _walk(pipe.consumers) if id(g) in self.plan.wgmma)) \
+                if pipe.lag else []
+            for acc in lagged:  # opaque from here: ptxas must not rematerialize their initial values between wgmmas
+                self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
             rings = [(r, self.plan.rings[id(r)]) for r in pipe.ringed]
             for r, ring in rings:
                 rt = self.ring_type(r)
                 self.line(f"{rt}* const {ring.name}_stages = reinterpret_cast<{rt}*>(tl_smem + "
                           f"{self.plan.smem_offsets[ring.name]});  // raw global window of line "
                           f"{r.loc.line if r.loc else '?'}, {S} stages of {ring.stage_elems} elements")
-            with self.scope(f"for (int stage = 0; stage < {S - 1}; ++stage)"):
+            with self.scope(f"for (int stage = 0; stage < {A}; ++stage)"):
                 with self.scope():
                     self.line(f"const int {var} = lo + stage;")
                     with self.scope(f"if ({var} < hi)"):
@@ -971,14 +1074,16 @@ class KernelGen:
                 self.line("tl::cp_async_commit();")
             with self.scope(f"for (int {var} = lo; {var} < hi; ++{var})"):
                 self.line(f"const int it = {var} - lo;")
-                self.line(f"tl::cp_async_wait<{S - 2}>();  // iteration it's tiles have landed (this thread's part)")
+                self.line(f"tl::cp_async_wait<{A - 1}>();  // iteration it's tiles have landed (this thread's part)")
+                if self.plan.wgmma:
+                    self.line("tl::fence_proxy_async();        // ... visible to wgmma (the async proxy)")
                 self.line("__syncthreads();                // ... everyone's, and iteration it-1 is done reading")
                 self.pending = self.global_reads = self.global_writes = False  # that barrier orders it-1's accesses
                 with self.scope():
-                    self.line(f"const int next = {var} + {S - 1};")
+                    self.line(f"const int next = {var} + {A};")
                     with self.scope("if (next < hi)"):
                         self.line(f"const int {var} = next;")
-                        self.producers(pipe, f"(it + {S - 1}) % {S}")
+                        self.producers(pipe, f"(it + {A}) % {S}")
                     self.line("tl::cp_async_commit();")
                 for c in pipe.producers:
                     n = c.dst.name
@@ -992,8 +1097,81 @@ class KernelGen:
                 for r, _ in rings:
                     del self.ring_ptr[id(r)]
                 self.shadow.clear()
+            if pipe.lag:
+                self.line("tl::wgmma_wait<0>();  // the last iteration's wgmma group")
+            for acc in lagged:
+                self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
             self.line("tl::cp_async_wait<0>();")
             self.barrier()
+
+    def pipeline_tma(self, s: N.For, pipe, var: str) -> None:
+        """A pipeline filled by TMA: thread 0 loads iteration it's tiles into stage it % S, the bytes
+        landing on that stage's mbarrier, which everyone waits on (phase parity (it / S) & 1).  Refills
+        are issued after an iteration's consumers and a barrier, into the stage of iteration
+        it - lag (done with it by then: its wgmma group has completed in every warpgroup).
+
+        (Tried: an "empty" mbarrier per stage released by each warp instead of the barrier; on the
+        H200 it was no faster at 128x256 tiles and 13% slower at 128x128.)"""
+        S, A = pipe.stages, pipe.tma_ahead
+        self.line(f"// software pipeline, TMA: {S} stages; loads run {A} iterations ahead, one mbarrier per stage")
+        self.line(f"unsigned long long* const tl_bars = reinterpret_cast<unsigned long long*>(tl_smem + "
+                  f"{self.plan.mbarriers[id(s)]});")
+        with self.scope("if (tid == 0)"):
+            self.line(f"for (int i = 0; i < {S}; ++i) tl::mbar_init(&tl_bars[i], 1);")
+            self.line("tl::fence_mbar_init();")
+        self.line("__syncthreads();")
+        self.pending = self.global_reads = self.global_writes = False
+        lagged = list(dict.fromkeys(g.acc.name for g in _walk(pipe.consumers) if id(g) in self.plan.wgmma)) \
+            if pipe.lag else []
+        for acc in lagged:  # opaque from here: ptxas must not rematerialize their initial values between wgmmas
+            self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
+        with self.scope("if (tid == 0)"):
+            with self.scope(f"for (int stage = 0; stage < {A}; ++stage)"):
+                self.line(f"const int {var} = lo + stage;")
+                with self.scope(f"if ({var} < hi)"):
+                    self.tma_producers(pipe, "stage")
+        with self.scope(f"for (int {var} = lo; {var} < hi; ++{var})"):
+            self.line(f"const int it = {var} - lo;")
+            self.line(f"tl::mbar_wait(&tl_bars[it % {S}], (it / {S}) & 1);  // iteration it's tiles have landed")
+            for c in pipe.producers:
+                n = c.dst.name
+                st = ctype.storage(self.tk.tiles[n].dtype)
+                self.line(f"{st}* const {cname(n)} = {n}_stages + (it % {S}) * {self.plan.layouts[n].cosize};")
+            self.stmts(pipe.consumers)
+            if self.lines[-1].strip() != "__syncthreads();":  # no proxy fence: consumers fence their own writes
+                self.line("__syncthreads();  // every thread is done with iteration it (and it - lag's wgmma)")
+            self.global_reads = self.global_writes = False
+            with self.scope("if (tid == 0)"):
+                self.line(f"const int next = {var} + {A};")
+                with self.scope("if (next < hi)"):
+                    self.line(f"const int {var} = next;")
+                    self.tma_producers(pipe, f"(it + {A}) % {S}")
+        if pipe.lag:
+            self.line("tl::wgmma_wait<0>();  // the last iteration's wgmma group")
+        for acc in lagged:
+            self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
+        self.barrier()
+        self.line(f"if (tid == 0) for (int i = 0; i < {S}; ++i) tl::mbar_inval(&tl_bars[i]);")
+
+    def tma_producers(self, pipe, stage: str) -> None:
+        """Thread 0: expect the stage's bytes on its mbarrier, then one TMA box per column block of each tile."""
+        for let in pipe.lets:
+            self.stmt(let)
+        self.line(f"unsigned long long* const bar = &tl_bars[{stage}];")
+        self.line(f"tl::mbar_expect_tx(bar, {sum(self.plan.tma[c.dst.name].bytes for c in pipe.producers)});")
+        for c in pipe.producers:
+            n, ld = c.dst.name, self.plan.tma[c.dst.name]
+            self.comment(c)
+            with self.scope():
+                w = self.window(c.src, self.tk.tiles[n].shape)
+                st = ctype.storage(self.tk.tiles[n].dtype)
+                self.line(f"{st}* const dst = {n}_stages + ({stage}) * {self.plan.layouts[n].cosize};")
+                name, _ = TMA.copy_helper(ld.rank)
+                with self.scope(f"for (int j = 0; j < {ld.blocks}; ++j)") if ld.blocks > 1 else nullcontext():
+                    col = f"(int)({w.starts[-1]} + j * {ld.block})" if ld.blocks > 1 else f"(int){w.starts[-1]}"
+                    coords = [col] + [f"(int){x}" for x in reversed(w.starts[:-1])]
+                    off = f" + j * {ld.block_elems}" if ld.blocks > 1 else ""
+                    self.line(f"tl::{name}(dst{off}, &{ld.param}, bar, {', '.join(coords)});")
 
     def producers(self, pipe, stage: str) -> None:
         saved = dict(self.ptr)
@@ -1125,6 +1303,26 @@ class Window:
         """Offset of the tile element at `c` from the window's first element."""
         terms = [f"({t}) * {self.strides[self.lead + i]}" for i, t in enumerate(c) if t != "0"]
         return "(" + " + ".join(terms) + ")" if terms else "0"
+
+
+def _at(c: list[str], u: int) -> list[str]:
+    """Tile coordinates `u` elements further along the last axis."""
+    return c[:-1] + [c[-1] if u == 0 else f"{c[-1]} + {u}"]
+
+
+def _pair_type(dt: DType, bits: int, nbytes: int) -> str | None:
+    """The C type of the f16/bf16 pairs a run of whole words of `bits`-bit fields dequantizes to, if any."""
+    if nbytes < 4 or not (dt.name == "f16" and bits in (4, 8) or dt.name == "bf16" and bits == 4):
+        return None
+    return ctype.storage(dt)
+
+
+def _shared_dequant_run(shape: tuple[int, ...], bits: int, threads: int) -> int:
+    """Elements per run when dequantizing into a shared tile: up to 16 bytes of packed fields per
+    load while every thread still gets a run, at least 8 (one 16-byte store of f16 pairs)."""
+    runs = [v for v in (128 // bits, 64 // bits, 32 // bits, 8, 4, 2, 1) if v >= 1 and shape[-1] % v == 0]
+    numel = math.prod(shape)
+    return next((v for v in runs if numel // v >= threads or v <= 8), runs[-1])
 
 
 def _children(e: N.Expr) -> list[N.Expr]:

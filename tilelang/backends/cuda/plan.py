@@ -6,17 +6,28 @@
   stay in registers), or the default flat mapping.
 * A gemm uses `mma.sync.m16n8k16` when its operands are f16/bf16, its accumulator
   is f32 and the m16n8k16 fragments tile it over the block's warps.
+* On sm_90a a gemm uses `wgmma.mma_async` (wgmma.py) instead when both operands are
+  shared (or kept in shared memory), the accumulator's m64nNk16 fragments tile it over
+  the block's warpgroups, every gemm into that accumulator can, and the operands' layouts
+  (chosen as the canonical wgmma swizzles) are expressible by matrix descriptors.  In a
+  pipelined loop whose wgmma operands are all pipeline stages and whose accumulators
+  nothing else touches, one wgmma group stays in flight across iterations (`lag`): loads
+  then run `stages - 2` iterations ahead, so the stage being overwritten is never one an
+  in-flight wgmma reads.
 * A `pipelined` loop whose body starts with global->shared copies (indices that
   depend only on the loop variable and names from outside the loop) gets
   `stages` buffers for each such tile, filled by cp.async ahead of the compute.
-* Global->register copies and dequants of such a loop (memory-bound GEMV-like bodies)
+* With `tma` (sm_90a), a pipeline whose producers all load tiles in a canonical wgmma swizzle
+  (tma.py) fills its stages with TMA boxes completing on one mbarrier per stage
+  (`Plan.mbarriers`) instead of cp.async: loads then run `stages - lag` iterations ahead.
+* Global->register copies and dequants (into registers or shared memory) of such a loop
   get a "ring": `stages` shared buffers of the window's raw global elements (packed
   bytes for sub-byte weights), filled by cp.async ahead; the statement itself stays in
   place and reads its stage from shared memory instead of global memory.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ...diagnostics import TileError
 from ...ir import nodes as N
@@ -29,8 +40,11 @@ from ...passes.infer import TypedKernel
 from . import ctype
 from . import mapping as M
 from . import smem as S
+from . import tma as TMA
+from . import wgmma as W
 
 SMEM_ALIGN = 128
+GMMA_ALIGN = 1024  # the 128-byte swizzle repeats every 8 rows of 128 bytes
 _FREE_ANNOTATIONS = ("mma_a", "mma_b", "mma_c", "row_major")  # register layouts the backend chooses itself
 MMA_DTYPES = ("f16", "bf16")
 
@@ -39,6 +53,14 @@ MMA_DTYPES = ("f16", "bf16")
 class MmaGemm:
     tiling: MmaTiling
     k: int
+
+
+@dataclass(frozen=True)
+class WgmmaGemm:
+    tiling: W.WgmmaTiling
+    k: int
+    a: W.OperandPlan
+    b: W.OperandPlan
 
 
 @dataclass(frozen=True)
@@ -61,46 +83,69 @@ class Pipeline:
     lets: tuple[N.Let, ...]             # loop-body lets the producers' (and rings') indices need
     consumers: tuple[N.Stmt, ...]       # the rest of the body, in order (ringed statements included)
     ringed: tuple[N.Stmt, ...] = ()     # global -> register copies / dequants whose window is prefetched
+    lag: int = 0                        # wgmma groups left in flight across iterations (0 or 1)
+
+    @property
+    def ahead(self) -> int:
+        """Iterations between a stage's load and its use (cp.async: issued before the consumers)."""
+        return self.stages - 1 - self.lag
+
+    @property
+    def tma_ahead(self) -> int:
+        """The same with TMA: issued after the consumers, once iteration it - lag is done with its stage."""
+        return self.stages - self.lag
 
 
 @dataclass
 class Plan:
     threads: int
+    arch: str | None = None  # the target: "sm_90a" enables wgmma
     mappings: dict[str, M.Mapping] = field(default_factory=dict)
     layouts: dict[str, S.SmemLayout] = field(default_factory=dict)
     smem_offsets: dict[str, int] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)
     mma: dict[int, MmaGemm] = field(default_factory=dict)  # id(Gemm) -> tiling
+    wgmma: dict[int, WgmmaGemm] = field(default_factory=dict)  # id(Gemm) -> tiling and descriptors
     pipelines: dict[int, Pipeline] = field(default_factory=dict)  # id(For) -> pipeline
     rings: dict[int, Ring] = field(default_factory=dict)  # id(Copy / Dequant) -> its prefetch ring
+    tma: dict[str, TMA.TmaLoad] = field(default_factory=dict)  # pipelined tile -> its TMA boxes
+    mbarriers: dict[int, int] = field(default_factory=dict)  # id(For) of a TMA pipeline -> its mbarriers' offset
     skip_init: set[str] = field(default_factory=set)  # shared tiles fully written before any read
     virtual: dict[str, N.Expr] = field(default_factory=dict)  # tiles recomputed where used (iota/full only)
     resident: set[str] = field(default_factory=set)  # register tiles kept in shared memory (gemm operands only)
     tiles_bytes: int = 0
 
 
-def make_plan(tk: TypedKernel) -> Plan:
-    plan = Plan(tk.threads)
+def make_plan(tk: TypedKernel, arch: str | None = None, tma: bool = False) -> Plan:
+    """`tma`: load pipelined wgmma operands with TMA where they allow it (sm_90a only)."""
+    plan = Plan(tk.threads, arch)
     body = tk.kernel.body
     gemms = [s for s in walk_stmts(body) if isinstance(s, N.Gemm)]
     mma_tilings = _mma_accumulators(tk, gemms)
+    plan.virtual = _virtual_tiles(tk)
+    plan.resident = _gemm_only_tiles(tk, plan.virtual)
+    wg_tilings = _wgmma_accumulators(tk, gemms, plan) if arch == "sm_90a" else {}
     fed_to_mma: set[str] = set()
+    fed_to_gmma = {x.name for g in gemms if g.acc.name in wg_tilings for x in (g.a, g.b)}
     for g in gemms:
         til = mma_tilings.get(g.acc.name)
         if til is not None and _mma_ok(tk, g):
             a = tk.tiles[g.a.name]
             plan.mma[id(g)] = MmaGemm(til, a.shape[0] if g.trans_a else a.shape[1])
             fed_to_mma.update(x.name for x in (g.a, g.b) if tk.tiles[x.name].scope == "shared")
-    plan.virtual = _virtual_tiles(tk)
-    plan.resident = _gemm_only_tiles(tk, plan.virtual)
     for s in walk_stmts(body):
         if isinstance(s, N.Alloc) and tk.tiles[s.name].scope == "shared":
             t = tk.tiles[s.name]
-            plan.layouts[s.name] = S.choose(t.shape, ctype.nbytes(t.dtype), s.layout, s.name in fed_to_mma)
+            plan.layouts[s.name] = S.choose(t.shape, ctype.nbytes(t.dtype), s.layout, s.name in fed_to_mma,
+                                            s.name in fed_to_gmma)
         if isinstance(s, N.Assign) and s.name in plan.resident:
             t = tk.tiles[s.name]
-            plan.layouts[s.name] = S.choose(t.shape, ctype.nbytes(t.dtype), None, True)
-    _infer_mappings(tk, plan, mma_tilings)
+            plan.layouts[s.name] = S.choose(t.shape, ctype.nbytes(t.dtype), None, True, s.name in fed_to_gmma)
+    _plan_wgmma(tk, plan, gemms, wg_tilings)
+    fragments = {name: M.mma_mapping(t, tk.threads) for name, t in mma_tilings.items()}
+    fragments.update({g.acc.name: W.mapping(plan.wgmma[id(g)].tiling, tk.threads)
+                      for g in gemms if id(g) in plan.wgmma})
+    _infer_mappings(tk, plan, fragments)
     for g in gemms:  # an mma operand in a layout ldmatrix cannot read falls back to the SIMT gemm
         if id(g) in plan.mma and not all(plan.layouts[x.name].contiguous_run(8) for x in (g.a, g.b)
                                          if x.name in plan.layouts):
@@ -108,6 +153,8 @@ def make_plan(tk: TypedKernel) -> Plan:
     for s in walk_stmts(body):
         if isinstance(s, N.For):
             p = _pipeline(tk, s)
+            if p is not None and _keeps_wgmma_in_flight(tk, plan, p):
+                p = replace(p, lag=1)
             if p is not None:
                 plan.pipelines[id(s)] = p
                 for c in p.producers:
@@ -117,6 +164,8 @@ def make_plan(tk: TypedKernel) -> Plan:
     _skip_init(tk, body, plan)
     offset = 0
     for name, lay in plan.layouts.items():
+        if lay.block or name in fed_to_gmma:  # a swizzle atom's address bits are the hardware's: align them
+            offset = -(-offset // GMMA_ALIGN) * GMMA_ALIGN
         plan.smem_offsets[name] = offset
         nbytes = lay.cosize * ctype.nbytes(tk.tiles[name].dtype) * plan.stages.get(name, 1)
         offset += -(-nbytes // SMEM_ALIGN) * SMEM_ALIGN
@@ -125,6 +174,8 @@ def make_plan(tk: TypedKernel) -> Plan:
             ring = plan.rings[id(r)]
             plan.smem_offsets[ring.name] = offset
             offset += -(-ring.stage_elems * ring.elem_bytes * p.stages // SMEM_ALIGN) * SMEM_ALIGN
+    if tma and arch == "sm_90a":
+        offset = _plan_tma(tk, plan, offset)
     plan.tiles_bytes = offset
     return plan
 
@@ -154,7 +205,7 @@ def _elementwise_leaves(tk: TypedKernel, plan: Plan, e: N.Expr, shape) -> list[s
     return [n for k in kids for n in _elementwise_leaves(tk, plan, getattr(e, k), shape)]
 
 
-def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, MmaTiling]) -> None:
+def _infer_mappings(tk: TypedKernel, plan: Plan, fragments: dict[str, M.Mapping]) -> None:
     """Fixed mappings (author's, mma accumulators) spread to the tiles computed elementwise with them.
 
     Tiles that appear together in an elementwise expression (same shape, same coordinates)
@@ -172,8 +223,8 @@ def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, MmaTilin
     for s in walk_stmts(tk.kernel.body):
         if isinstance(s, N.Alloc) and s.scope == "register":
             names.append(s.name)
-            if s.name in mma_tilings or s.layout is not None and s.layout.name not in _FREE_ANNOTATIONS:
-                fixed[s.name] = _register_mapping(tk, s, mma_tilings.get(s.name))
+            if s.name in fragments or s.layout is not None and s.layout.name not in _FREE_ANNOTATIONS:
+                fixed[s.name] = _register_mapping(tk, s, fragments.get(s.name))
         elif isinstance(s, N.Assign) and s.define and s.name not in plan.virtual and s.name not in plan.resident:
             names.append(s.name)
     parent.update({n: n for n in names})
@@ -211,13 +262,13 @@ def _infer_mappings(tk: TypedKernel, plan: Plan, mma_tilings: dict[str, MmaTilin
 
 
 def _dequant_runs(tk: TypedKernel) -> dict[str, int]:
-    """Register tiles dequantized from packed sub-byte weights: runs of 16 bytes of packed fields
-    (32 elements of 4 bits), so that each thread loads whole 16-byte vectors of W."""
+    """Register tiles dequantized from packed weights: runs of 16 bytes of packed fields (32 elements
+    of 4 bits, 16 of 8), so that each thread loads whole 16-byte vectors of W."""
     out: dict[str, int] = {}
     for s in walk_stmts(tk.kernel.body):
         if isinstance(s, N.Dequant) and isinstance(s.dst, N.TileRef) and tk.tiles[s.dst.name].scope == "register":
             bits = tk.tensor(s.src.tensor).dtype.bits
-            if bits in (1, 2, 4):
+            if bits in (1, 2, 4, 8):
                 out[s.dst.name] = max(out.get(s.dst.name, 8), 128 // bits)
     return out
 
@@ -264,7 +315,7 @@ def _virtual_tiles(tk: TypedKernel) -> dict[str, N.Expr]:
     return out
 
 
-def _register_mapping(tk: TypedKernel, s: N.Alloc, mma: MmaTiling | None) -> M.Mapping:
+def _register_mapping(tk: TypedKernel, s: N.Alloc, fragment: M.Mapping | None) -> M.Mapping:
     t = tk.tiles[s.name]
     if s.layout is not None and s.layout.name not in _FREE_ANNOTATIONS:
         task = _task_mapping(s.layout)
@@ -281,8 +332,8 @@ def _register_mapping(tk: TypedKernel, s: N.Alloc, mma: MmaTiling | None) -> M.M
         if any(r > 1 for r in reps):
             task = local(*reps) * task
         return M.Tasked(task, tk.threads, f"{s.layout} (as written)")
-    if mma is not None:
-        return M.mma_mapping(mma, tk.threads)
+    if fragment is not None:
+        return fragment
     return M.default(t.shape, tk.threads)
 
 
@@ -326,6 +377,83 @@ def _mma_ok(tk: TypedKernel, g: N.Gemm) -> bool:
     return (a.dtype.name in MMA_DTYPES and b.dtype == a.dtype and c.dtype.name == "f32" and k % 16 == 0
             and c.shape[0] % 16 == 0 and c.shape[1] % 8 == 0
             and mma_tiling(c.shape[0], c.shape[1], tk.threads) is not None)
+
+
+# ----------------------------------------------------------------------------- wgmma
+
+def _wgmma_accumulators(tk: TypedKernel, gemms: list[N.Gemm], plan: Plan) -> dict[str, W.WgmmaTiling]:
+    """Accumulators every gemm into which can use wgmma (layouts and descriptors not yet checked)."""
+    out: dict[str, W.WgmmaTiling] = {}
+    refused: set[str] = set()
+    for g in gemms:
+        c = tk.tiles[g.acc.name]
+        til = W.wgmma_tiling(c.shape[0], c.shape[1], tk.threads) if c.scope == "register" else None
+        operands_shared = all(tk.tiles[x.name].scope == "shared" or x.name in plan.resident for x in (g.a, g.b))
+        if til is None or not operands_shared or not _mma_ok(tk, g) or g.acc.name in refused:
+            refused.add(g.acc.name)
+            out.pop(g.acc.name, None)
+        else:
+            out[g.acc.name] = til
+    return out
+
+
+def _plan_wgmma(tk: TypedKernel, plan: Plan, gemms: list[N.Gemm], tilings: dict[str, W.WgmmaTiling]) -> None:
+    """Descriptors for the gemms of `tilings`' accumulators, read off the chosen layouts; an
+    accumulator any of whose gemms' operands cannot be described stays on mma.sync."""
+    chosen: list[tuple[N.Gemm, WgmmaGemm | None]] = [(g, _wgmma_gemm(tk, plan, g, tilings[g.acc.name]))
+                                                     for g in gemms if g.acc.name in tilings]
+    failed = {g.acc.name for g, wg in chosen if wg is None}
+    for g, wg in chosen:
+        if wg is not None and g.acc.name not in failed:
+            plan.wgmma[id(g)] = wg
+            plan.mma.pop(id(g), None)
+
+
+def _wgmma_gemm(tk: TypedKernel, plan: Plan, g: N.Gemm, til: W.WgmmaTiling) -> WgmmaGemm | None:
+    a, b = tk.tiles[g.a.name], tk.tiles[g.b.name]
+    eb = ctype.nbytes(a.dtype)
+    k = a.shape[0] if g.trans_a else a.shape[1]
+    lay_a, lay_b = plan.layouts.get(g.a.name), plan.layouts.get(g.b.name)
+    if lay_a is None or lay_b is None:
+        return None
+    # A is [m, k] (K-major) or [k, m] (trans_a: M-major); B is [k, n] (N-major) or [n, k] (trans_b: K-major)
+    pa = W.operand_plan(lay_a, eb, not g.trans_a, (lambda mn, kk: (kk, mn)) if g.trans_a else (lambda mn, kk: (mn, kk)),
+                        k, til.m, til.rows, til.wgm, 64)
+    pb = W.operand_plan(lay_b, eb, g.trans_b, (lambda mn, kk: (mn, kk)) if g.trans_b else (lambda mn, kk: (kk, mn)),
+                        k, til.n, til.cols, til.wgn, til.inst_n)
+    return None if pa is None or pb is None else WgmmaGemm(til, k, pa, pb)
+
+
+def _keeps_wgmma_in_flight(tk: TypedKernel, plan: Plan, p: Pipeline) -> bool:
+    """Whether the loop's wgmma gemms may leave their last group running into the next iteration:
+    three or more stages, operands all pipeline stages, accumulators touched by nothing else."""
+    gemms = [s for s in walk_stmts(p.consumers) if isinstance(s, N.Gemm) and id(s) in plan.wgmma]
+    if p.stages < 3 or not gemms or not all(any(s is c for c in p.consumers) for s in gemms):
+        return False
+    staged = {c.dst.name for c in p.producers}
+    if any(x.name not in staged for g in gemms for x in (g.a, g.b)):
+        return False
+    accs = {g.acc.name for g in gemms}
+    return all(isinstance(s, N.Gemm) and id(s) in plan.wgmma or not (tile_names(s) & accs)
+               for s in walk_stmts(p.consumers) if not isinstance(s, N.For))
+
+
+# ----------------------------------------------------------------------------- TMA
+
+def _plan_tma(tk: TypedKernel, plan: Plan, offset: int) -> int:
+    """TMA boxes for the pipelines whose producers all allow them (and that fill no rings), and
+    8 bytes of shared memory per stage for their mbarriers, from `offset`; the new end."""
+    for s in walk_stmts(tk.kernel.body):
+        p = plan.pipelines.get(id(s))
+        if p is None or p.ringed or not p.producers:
+            continue
+        loads = [TMA.tma_load(tk, c, plan.layouts[c.dst.name]) for c in p.producers]
+        if any(ld is None for ld in loads):
+            continue
+        plan.tma.update((ld.tile, ld) for ld in loads)
+        plan.mbarriers[id(s)] = offset
+        offset += -(-8 * p.stages // SMEM_ALIGN) * SMEM_ALIGN
+    return offset
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -377,10 +505,10 @@ def _pipeline(tk: TypedKernel, loop: N.For) -> Pipeline | None:
 
 
 def _ringable(tk: TypedKernel, s: N.Stmt) -> bool:
-    """A global -> register copy (zero padding, unpacked) or dequant whose window rows are whole
-    16-byte chunks (cp.async moves 16 bytes at a time)."""
-    if not (isinstance(s, (N.Copy, N.Dequant)) and isinstance(s.src, N.GlobalRef)
-            and isinstance(s.dst, N.TileRef) and tk.tiles[s.dst.name].scope == "register"):
+    """A global -> register copy (zero padding, unpacked) or a dequant (into registers or shared memory)
+    whose window rows are whole 16-byte chunks (cp.async moves 16 bytes at a time)."""
+    if not (isinstance(s, (N.Copy, N.Dequant)) and isinstance(s.src, N.GlobalRef) and isinstance(s.dst, N.TileRef)
+            and (tk.tiles[s.dst.name].scope == "register" or isinstance(s, N.Dequant))):
         return False
     src, t = tk.tensor(s.src.tensor), tk.tiles[s.dst.name]
     if isinstance(s, N.Copy):

@@ -1,17 +1,27 @@
 """Compiling generated CUDA with NVRTC (through CuPy) and launching it on torch or cupy arrays.
 
 CuPy is imported only here, lazily: generating code or building cubins with nvcc
-needs no GPU.  CuPy picks the architecture of the current device; shared memory
+needs no GPU.  CuPy picks the architecture of the current device, except on sm_90
+(H100/H200), where the code is generated for sm_90a (wgmma) and NVRTC is asked for an
+sm_90a cubin directly (`_cubin`: CuPy would add its own sm_90); shared memory
 beyond 48 KB per block is enabled with `cudaFuncSetAttribute`
 (`RawKernel.max_dynamic_shared_size_bytes`).  Launches go to torch's current
 stream when the arguments are torch tensors.
+
+On sm_90a, pipelined wgmma operands are loaded by TMA (tma.py): the launcher encodes a tensor
+map per such tile for each call's pointers and dims (cached) and passes it by value, as a
+one-element numpy array of 128 bytes (CuPy passes those by value).  A call whose tensors TMA
+cannot describe (base or row pitch not 16-byte aligned) runs a variant compiled without TMA,
+built on first need.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import sys
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +30,8 @@ from ...ir import nodes as N
 from ...ir.scalar import binop
 from ...passes.infer import TypedKernel
 from ...runtime.args import BoundCall
+from ...runtime.cache import cache_root, write_atomic
+from . import tma as TMA
 from .codegen import Source, generate_source
 from .errors import explain
 
@@ -61,8 +73,9 @@ def _include_options(cupy) -> tuple[str, ...]:
 class Launcher:
     """Runs one compiled kernel: grid, block and dynamic shared memory come from the IR."""
 
-    def __init__(self, tk: TypedKernel, src: Source, kernel):
+    def __init__(self, tk: TypedKernel, src: Source, kernel, fallback=None):
         self.tk, self.src, self.kernel = tk, src, kernel
+        self._fallback, self._fallback_launcher = fallback, None  # builds the variant without TMA
         if src.smem_bytes > DEFAULT_SMEM:
             kernel.max_dynamic_shared_size_bytes = src.smem_bytes
 
@@ -70,8 +83,16 @@ class Launcher:
         grid = grid_of(self.tk, call)
         if min(grid) <= 0:
             return
+        maps = self.tensor_maps(call)
+        if maps is None:
+            if self._fallback_launcher is None:
+                self._fallback_launcher = self._fallback()
+            self._fallback_launcher(call)
+            return
         args = []
         for kind, name in self.src.params:
+            if kind == "tmap":
+                continue  # appended last, from `maps`
             if kind == "tensor":
                 args.append(np.uint64(_pointer(call.arrays[name], name)))
             elif kind == "dim":
@@ -81,12 +102,25 @@ class Launcher:
                 v = call.scalars[name]
                 args.append(np.float32(v) if p.dtype.is_float else np.int32(v) if p.dtype.kind == "bool"
                             else np.int64(v))
+        args += maps
         import cupy
         device = next((int(i.device.split(":")[1]) for i in call.infos.values() if i.device.startswith("cuda")), 0)
         with cupy.cuda.Device(device):
             stream = _stream(call)
             with stream if stream is not None else nullcontext():
                 self.kernel(grid, (self.src.threads, 1, 1), tuple(args), shared_mem=self.src.smem_bytes)
+
+
+    def tensor_maps(self, call: BoundCall) -> list[np.ndarray] | None:
+        """The call's tensor maps in parameter order, or None if TMA cannot describe one of its tensors."""
+        maps = []
+        for ld in self.src.tma:
+            a = call.arrays[ld.tensor]
+            ptr, dims = _pointer(a, ld.tensor), tuple(int(d) for d in a.shape)
+            if not TMA.usable(ptr, dims, ld.elem_bytes):
+                return None
+            maps.append(np.frombuffer(TMA.encode(ld, ptr, dims), dtype=np.dtype((np.void, TMA.MAP_BYTES))).copy())
+        return maps
 
 
 def grid_of(tk: TypedKernel, call: BoundCall) -> tuple[int, int, int]:
@@ -140,13 +174,55 @@ def _stream(call: BoundCall):
     return cupy.cuda.ExternalStream(stream.cuda_stream, dev.index or 0)
 
 
+def device_arch(cupy) -> str | None:
+    """The arch to generate for: "sm_90a" on compute capability 9.0 (wgmma), else None (portable code)."""
+    dev = cupy.cuda.Device(getattr(cupy.cuda.runtime, "getDevice", lambda: 0)())
+    return "sm_90a" if getattr(dev, "compute_capability", None) == "90" else None
+
+
 def compile(tk: TypedKernel, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
-    """Generate, compile with NVRTC (via CuPy) and load; `target` is unused (the device decides)."""
+    """Generate, compile with NVRTC and load; `target` (e.g. "sm_90a", "sm_80") overrides the device's arch."""
     cupy = _cupy()
-    src = generate_source(tk)
+    arch = target if target is not None else device_arch(cupy)
+    return _launcher(cupy, tk, arch, tma=arch == "sm_90a")
+
+
+def _launcher(cupy, tk: TypedKernel, arch: str | None, tma: bool) -> Launcher:
+    src = generate_source(tk, arch, tma)
+    options = NVRTC_OPTIONS + _include_options(cupy)
     try:
-        module = cupy.RawModule(code=src.code, options=NVRTC_OPTIONS + _include_options(cupy))
+        if arch is not None and arch.endswith("a"):
+            module = cupy.RawModule(path=str(_cubin(cupy, src.code, arch, options)))
+        else:
+            module = cupy.RawModule(code=src.code, options=options)
         kernel = module.get_function(src.name)
     except cupy.cuda.compiler.CompileException as e:
         raise explain(str(e), src.code, src.name, "NVRTC") from None
-    return Launcher(tk, src, kernel)
+    return Launcher(tk, src, kernel, (lambda: _launcher(cupy, tk, arch, False)) if src.tma else None)
+
+
+def _cubin(cupy, code: str, arch: str, options: tuple[str, ...]) -> Path:
+    """NVRTC straight to a cubin for an arch-specific target (cached on disk by source and options).
+
+    CuPy's RawModule always appends its own `-arch=sm_XY` (from the device, without the "a"
+    suffix that wgmma needs), so architecture-specific targets bypass it: NVRTC through CuPy's
+    bindings, the cubin then loaded with RawModule(path=...)."""
+    from cupy_backends.cuda.libs import nvrtc
+    opts = options + (f"--gpu-architecture={arch}", "-ftz=true")  # CuPy's path adds -ftz=true too
+    key = hashlib.sha256("\0".join((code, *opts, str(nvrtc.getVersion()))).encode()).hexdigest()[:24]
+    path = cache_root() / "cuda" / f"{key}.cubin"
+    if path.exists():
+        return path
+    prog = nvrtc.createProgram(code, "tilelang_kernel.cu", (), ())
+    try:
+        try:
+            nvrtc.compileProgram(prog, opts)
+        except nvrtc.NVRTCError:
+            raise cupy.cuda.compiler.CompileException(nvrtc.getProgramLog(prog), code, "tilelang_kernel.cu",
+                                                      opts) from None
+        cubin = nvrtc.getCUBIN(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, cubin)
+    return path
