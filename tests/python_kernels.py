@@ -289,18 +289,18 @@ def gemm_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, 
 
 @tile_kernel
 def gemv_wNa16(X: T[M, K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], TW: dtype = u4, T: dtype = f16,
-               TS: dtype = f16, TY: dtype = f16, G: const = 128, BN: const[8, 16] = 8,
-               BK: const[512, 1024] = 512, STAGES: const[1, 2, 3, 4] = 4):
+               TS: dtype = f16, TY: dtype = f16, G: const = 128, BN: const[8, 16, 32] = 16,
+               BK: const[128, 256, 512, 1024] = 1024, STAGES: const[1, 3, 4] = 1):
     launch(grid=(cdiv(N, BN), M), threads=128)
     pid_n = block_id(0)
     m = block_id(1)
     x = register(f32[1, BK])
-    w = register(T[BN, BK], layout=column_spatial(8, 16) * local(1, 32))
+    w = register(f32[BN, BK])
     acc = register(f32[BN, BK])
     for k in pipelined(cdiv(K, BK), stages=STAGES):
         copy(X[m, k], x)
         dequant(W[pid_n, k], w, scale=S, group=G)
-        acc = acc + f32(w) * x
+        acc = acc + w * x
     y = trans(sum(acc, axis=1))
     copy(y, Y[m, pid_n])
 
@@ -308,17 +308,17 @@ def gemv_wNa16(X: T[M, K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], TW: dtype = u
 @tile_kernel
 def gemv_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, N], TW: dtype = u4,
                   T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, TY: dtype = f16, G: const = 128,
-                  BN: const[8, 16] = 8, BK: const[512, 1024] = 512, STAGES: const[1, 2, 3, 4] = 4):
+                  BN: const[8, 16, 32] = 16, BK: const[128, 256, 512, 1024] = 1024, STAGES: const[1, 3, 4] = 1):
     launch(grid=(cdiv(N, BN), M), threads=128)
     pid_n = block_id(0)
     m = block_id(1)
     x = register(f32[1, BK])
-    w = register(T[BN, BK], layout=column_spatial(8, 16) * local(1, 32))
+    w = register(f32[BN, BK])
     acc = register(f32[BN, BK])
     for k in pipelined(cdiv(K, BK), stages=STAGES):
         copy(X[m, k], x)
         dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
-        acc = acc + f32(w) * x
+        acc = acc + w * x
     y = trans(sum(acc, axis=1))
     copy(y, Y[m, pid_n])
 

@@ -147,19 +147,26 @@ def test_windows_inside_the_tensor_skip_the_per_chunk_masks():
 
 
 def test_packed_weights_dequantized_to_registers_load_16_bytes_per_run():
-    """gemv_wNa16's W tile takes runs of 32 4-bit fields (one 16-byte load), one scale per run, and
-    f16/bf16 pairs; 8-bit fields take runs of 16 (pairs in f16; bf16 cannot hold a byte: f32 magic)."""
-    code = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u4", BN=16, BK=512))
-    assert "register w: f16[16, 512], 64 values/thread, column_spatial(8, 16) * local(1, 32)" in code
-    assert "tl::Vec<unsigned int, 4> q" in code and "tl::dequant_pairs<__half, 4, false, 4>(h, q.v" in code
-    assert "w_[v + 31] = tl::pair_half<__half>(h[15], 1);" in code
+    """gemv_wNa16's f32 W tile takes runs of 32 4-bit fields (one 16-byte load) and one scale per run."""
+    code = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u4", BN=32, BK=128))
+    assert "register w: f32[32, 128], 32 values/thread, flat, runs of 32 per thread" in code
+    assert "tl::Vec<unsigned int, 4> q" in code and "tl::field_to_f32<4, false>(q.v[3], 28)" in code
     assert code.count("const float sc = ") == 1
-    i8 = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="i8", BN=16, BK=512))
-    assert "tl::dequant_pairs<__half, 8, true, 4>(h, q.v" in i8  # a run of 32 bytes: two 16-byte loads
-    assert "w_[v + 31] = tl::pair_half<__half>(h[7], 1);" in i8 and i8.count("const float sc = ") == 2
-    bf = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16_zp").lower(TW="u8", T="bf16", TS="bf16", TZ="f32"))
-    assert "tl::dequant_pairs<" not in bf and "tl::field_to_f32<8, false>(q.v[3], 24)" in bf
-    bz = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16_zp").lower(TW="u4", T="bf16", TS="f32", TZ="f32"))
+    i8 = cuda.generate(kernel("gemm_wNa16", "gemv_wNa16").lower(TW="u8", BN=32, BK=128))
+    assert "runs of 16 per thread" in i8  # 8-bit fields: runs of 16 (16-byte loads)
+
+
+def test_f16_and_bf16_tiles_dequantize_in_pairs():
+    """Into an f16/bf16 tile, 4-bit fields (and 8-bit into f16) become pairs; bf16 cannot hold a byte
+    (f32 magic), and a scale or zero point a pair cannot apply exactly is checked per run."""
+    from test_backend_cuda_dequant import SRC
+    k = tilelang.loads(SRC, "pairs.tile")["pairs"]
+    u4 = cuda.generate(k.lower(TW="u4"))
+    assert "tl::Vec<unsigned int, 2> q" in u4 and "tl::dequant_pairs<__half, 4, false, 2>(h, q.v" in u4
+    assert "tl::dequant_pairs<__half, 8, true, 4>(h, q.v" in cuda.generate(k.lower(TW="i8"))
+    bf8 = cuda.generate(k.lower(TW="u8", T="bf16", TS="bf16"))
+    assert "tl::dequant_pairs<" not in bf8 and "tl::field_to_f32<8, false>" in bf8
+    bz = cuda.generate(k.lower(TW="u4", T="bf16", TS="f32"))
     assert "if (tl::pair_zero_ok<__nv_bfloat16>(zp) && tl::pair_scale_ok<__nv_bfloat16>(sc))" in bz
 
 

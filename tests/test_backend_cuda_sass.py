@@ -4,8 +4,9 @@ instructions the code was written for must be there:
 
 * tensor-core gemms: HMMA (mma.sync), LDSM (ldmatrix) and LDGSTS (cp.async), no register spills;
 * gemv: 16-byte loads of W (LDG.E.128) and warp shuffles (SHFL), no tensor cores;
-* gemv_wNa16 / gemm_wNa16 (4-bit, bf16 and f16): 16-byte loads of packed W, fields turned into
-  bf16/f16 pairs by PRMT + LOP3 with the pair magic (0x43004300 / 0x64006400) and packed fmas
+* gemv_wNa16 (4-bit, an f32 tile): 16-byte loads of packed W and the 2^23 magic-number conversion
+  (0x4b000000 or-ed into the fields, 2^23 subtracted), not an I2F per weight on the vector path;
+* gemm_wNa16 (4-bit, bf16 and f16 tiles): 16-byte loads of packed W, fields turned into bf16/f16 pairs by PRMT + LOP3 with the pair magic (0x43004300 / 0x64006400) and packed fmas
   (HFMA2, HMUL2), not the f32 magic (0x4b000000) nor an I2F per weight on the vector path.
 
 Skipped cleanly where nvcc or cuobjdump is missing.
@@ -94,10 +95,18 @@ def test_gemv_loads_16_bytes():
     assert _wide_global_loads(ops), dict(ops.most_common(12))
 
 
-@pytest.mark.parametrize("name", ["gemv_wNa16", "gemm_wNa16"])
+def test_gemv_w4_loads_16_bytes_and_dequantizes_with_the_magic_number():
+    text = sass("gemm_wNa16", "gemv_wNa16", (("T", "bf16"), ("TS", "bf16"), ("TY", "bf16"), ("TW", "u4")))
+    ops = opcodes(text)
+    assert _wide_global_loads(ops), "packed 4-bit W is not read in 16-byte vectors"
+    magic = len(re.findall(r"0x4b000000", text))
+    assert magic >= 32, f"{magic} fields or-ed into 2^23: the vector path should convert a run of 32 that way"
+    assert "-8388608" in text
+
+
 @pytest.mark.parametrize("t,magic", [("bf16", "0x43004300"), ("f16", "0x64006400")])
-def test_w4_loads_16_bytes_and_dequantizes_to_pairs(name, t, magic):
-    text = sass("gemm_wNa16", name, (("T", t), ("TS", t), ("TY", t), ("TW", "u4")))
+def test_gemm_w4_loads_16_bytes_and_dequantizes_to_pairs(t, magic):
+    text = sass("gemm_wNa16", "gemm_wNa16", (("T", t), ("TS", t), ("TY", t), ("TW", "u4")))
     ops = opcodes(text)
     assert _wide_global_loads(ops), "packed 4-bit W is not read in 16-byte vectors"
     pairs = len(re.findall(magic, text))  # one LOP3 per pair: (prmt(q, q >> 4) & 0x000f000f) | magic
