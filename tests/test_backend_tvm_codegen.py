@@ -169,7 +169,7 @@ def test_packed_fields_read_a_second_byte_only_when_they_can_straddle(q, two_byt
     text = generate(_typed(UNPACK.format(q=q), "unpack"), "llvm")
     assert ("T.shift_left(T.Cast(\"int32\", g_W[" in text) == two_bytes
     assert ("T.shift_right(T.shift_left(" in text) == q.startswith("i")  # sign extension
-    assert f"T.bitwise_and(T.shift_right(" in text and f", {(1 << int(q[1:])) - 1})" in text
+    assert "T.bitwise_and(T.shift_right(" in text and f", {(1 << int(q[1:])) - 1})" in text
 
 
 def test_a_dim_seen_only_in_packed_rows_is_an_argument():

@@ -117,7 +117,7 @@ class _Builder:
             self.dtype_params.add(p.name)
             return N.ConstParam(p.name, dname, "dtype", loc=p.loc)
         if p.default is not None:
-            raise TileError(f"only const and dtype parameters take a default", p.default.loc)
+            raise TileError("only const and dtype parameters take a default", p.default.loc)
         if isinstance(ann, S.SName):
             dt = self.dtype(ann.id, ann.loc)
             self.declare(p.name, "scalar", p.loc)

@@ -18,9 +18,9 @@ import numpy as np
 from ..diagnostics import TileError
 from ..quant import unpack
 from . import nodes as N
-from .dtypes import DType, f32
+from .dtypes import DType
 from .scalar import binop as scalar_binop
-from .types import ScalarType, TileType
+from .types import ScalarType
 
 _F32 = np.float32
 

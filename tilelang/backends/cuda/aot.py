@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ...diagnostics import TileError
 from ...passes.infer import TypedKernel
+from ...runtime.cache import write_atomic
 from .codegen import generate_source
 from .errors import explain
 
@@ -32,13 +33,6 @@ def run_nvcc(code: str, name: str, args: list[str], workdir: str) -> None:
         raise explain(proc.stderr + proc.stdout, code, name, "nvcc")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def build_aot(tk: TypedKernel, out_dir, arch: str = "sm_90a", stem: str | None = None) -> list[Path]:
     """Write `<stem>.cu`, `<stem>.cubin` and `<stem>.ptx` (stem: the kernel name) into `out_dir`."""
     src = generate_source(tk, arch)
@@ -55,5 +49,5 @@ def build_aot(tk: TypedKernel, out_dir, arch: str = "sm_90a", stem: str | None =
             paths.append((out / f"{stem}.{ext}", data))
     paths.insert(0, (out / f"{stem}.cu", src.code.encode()))
     for path, data in paths:
-        _atomic_write(path, data)
+        write_atomic(path, data)
     return [p for p, _ in paths]

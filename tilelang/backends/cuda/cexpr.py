@@ -6,23 +6,15 @@ text with Python to check it.
 """
 from __future__ import annotations
 
+from ..text import encloses
+
 
 def _int(a: str) -> int | None:
     return int(a) if a.isdigit() else None
 
 
 def paren(a: str) -> str:
-    return a if a.isidentifier() or a.isdigit() or (a.startswith("(") and _balanced(a)) else f"({a})"
-
-
-def _balanced(a: str) -> bool:
-    depth = 0
-    for i, ch in enumerate(a):
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth == 0 and i < len(a) - 1:
-            return False
-    return True
+    return a if a.isidentifier() or a.isdigit() or encloses(a) else f"({a})"
 
 
 def mul(a: str, k: int) -> str:

@@ -1056,10 +1056,8 @@ class KernelGen:
             S, A = pipe.stages, pipe.ahead
             self.line(f"// software pipeline: {S} stages; loads for iteration k + {A} are in flight "
                       f"while iteration k computes" + (" (and iteration k - 1's wgmma)" if pipe.lag else ""))
-            lagged = list(dict.fromkeys(g.acc.name for g in _walk(pipe.consumers) if id(g) in self.plan.wgmma)) \
-                if pipe.lag else []
-            for acc in lagged:  # opaque from here: ptxas must not rematerialize their initial values between wgmmas
-                self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
+            lagged = self._lagged_accumulators(pipe)
+            self.fence_registers(lagged)
             rings = [(r, self.plan.rings[id(r)]) for r in pipe.ringed]
             for r, ring in rings:
                 rt = self.ring_type(r)
@@ -1085,10 +1083,7 @@ class KernelGen:
                         self.line(f"const int {var} = next;")
                         self.producers(pipe, f"(it + {A}) % {S}")
                     self.line("tl::cp_async_commit();")
-                for c in pipe.producers:
-                    n = c.dst.name
-                    st = ctype.storage(self.tk.tiles[n].dtype)
-                    self.line(f"{st}* const {cname(n)} = {n}_stages + (it % {S}) * {self.plan.layouts[n].cosize};")
+                self.stage_pointers(pipe, f"it % {S}")
                 for r, ring in rings:
                     self.line(f"const {self.ring_type(r)}* const {ring.name} = {ring.name}_stages + "
                               f"(it % {S}) * {ring.stage_elems};")
@@ -1097,10 +1092,7 @@ class KernelGen:
                 for r, _ in rings:
                     del self.ring_ptr[id(r)]
                 self.shadow.clear()
-            if pipe.lag:
-                self.line("tl::wgmma_wait<0>();  // the last iteration's wgmma group")
-            for acc in lagged:
-                self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
+            self.drain_wgmma(pipe, lagged)
             self.line("tl::cp_async_wait<0>();")
             self.barrier()
 
@@ -1121,10 +1113,8 @@ class KernelGen:
             self.line("tl::fence_mbar_init();")
         self.line("__syncthreads();")
         self.pending = self.global_reads = self.global_writes = False
-        lagged = list(dict.fromkeys(g.acc.name for g in _walk(pipe.consumers) if id(g) in self.plan.wgmma)) \
-            if pipe.lag else []
-        for acc in lagged:  # opaque from here: ptxas must not rematerialize their initial values between wgmmas
-            self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
+        lagged = self._lagged_accumulators(pipe)
+        self.fence_registers(lagged)
         with self.scope("if (tid == 0)"):
             with self.scope(f"for (int stage = 0; stage < {A}; ++stage)"):
                 self.line(f"const int {var} = lo + stage;")
@@ -1133,10 +1123,7 @@ class KernelGen:
         with self.scope(f"for (int {var} = lo; {var} < hi; ++{var})"):
             self.line(f"const int it = {var} - lo;")
             self.line(f"tl::mbar_wait(&tl_bars[it % {S}], (it / {S}) & 1);  // iteration it's tiles have landed")
-            for c in pipe.producers:
-                n = c.dst.name
-                st = ctype.storage(self.tk.tiles[n].dtype)
-                self.line(f"{st}* const {cname(n)} = {n}_stages + (it % {S}) * {self.plan.layouts[n].cosize};")
+            self.stage_pointers(pipe, f"it % {S}")
             self.stmts(pipe.consumers)
             if self.lines[-1].strip() != "__syncthreads();":  # no proxy fence: consumers fence their own writes
                 self.line("__syncthreads();  // every thread is done with iteration it (and it - lag's wgmma)")
@@ -1146,12 +1133,33 @@ class KernelGen:
                 with self.scope("if (next < hi)"):
                     self.line(f"const int {var} = next;")
                     self.tma_producers(pipe, f"(it + {A}) % {S}")
-        if pipe.lag:
-            self.line("tl::wgmma_wait<0>();  // the last iteration's wgmma group")
-        for acc in lagged:
-            self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
+        self.drain_wgmma(pipe, lagged)
         self.barrier()
         self.line(f"if (tid == 0) for (int i = 0; i < {S}; ++i) tl::mbar_inval(&tl_bars[i]);")
+
+    def _lagged_accumulators(self, pipe) -> list[str]:
+        """Accumulators of the pipeline's wgmmas when one wgmma group stays in flight across iterations."""
+        if not pipe.lag:
+            return []
+        return list(dict.fromkeys(g.acc.name for g in _walk(pipe.consumers) if id(g) in self.plan.wgmma))
+
+    def fence_registers(self, accs: list[str]) -> None:
+        """Make the accumulators opaque here: ptxas must not rematerialize their values between wgmmas."""
+        for acc in accs:
+            self.line(f"tl::fence_regs<{self.mapping(acc).values}>({cname(acc)});")
+
+    def drain_wgmma(self, pipe, lagged: list[str]) -> None:
+        """After a pipeline whose wgmma groups lag: wait for the last one, fence its accumulators."""
+        if pipe.lag:
+            self.line("tl::wgmma_wait<0>();  // the last iteration's wgmma group")
+        self.fence_registers(lagged)
+
+    def stage_pointers(self, pipe, stage: str) -> None:
+        """Each producer's tile name bound to its slot in the ring of `stage`."""
+        for c in pipe.producers:
+            n = c.dst.name
+            st = ctype.storage(self.tk.tiles[n].dtype)
+            self.line(f"{st}* const {cname(n)} = {n}_stages + ({stage}) * {self.plan.layouts[n].cosize};")
 
     def tma_producers(self, pipe, stage: str) -> None:
         """Thread 0: expect the stage's bytes on its mbarrier, then one TMA box per column block of each tile."""

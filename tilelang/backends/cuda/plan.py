@@ -410,7 +410,7 @@ def _plan_wgmma(tk: TypedKernel, plan: Plan, gemms: list[N.Gemm], tilings: dict[
 
 
 def _wgmma_gemm(tk: TypedKernel, plan: Plan, g: N.Gemm, til: W.WgmmaTiling) -> WgmmaGemm | None:
-    a, b = tk.tiles[g.a.name], tk.tiles[g.b.name]
+    a = tk.tiles[g.a.name]
     eb = ctype.nbytes(a.dtype)
     k = a.shape[0] if g.trans_a else a.shape[1]
     lay_a, lay_b = plan.layouts.get(g.a.name), plan.layouts.get(g.b.name)

@@ -110,7 +110,6 @@ class Launcher:
             with stream if stream is not None else nullcontext():
                 self.kernel(grid, (self.src.threads, 1, 1), tuple(args), shared_mem=self.src.smem_bytes)
 
-
     def tensor_maps(self, call: BoundCall) -> list[np.ndarray] | None:
         """The call's tensor maps in parameter order, or None if TMA cannot describe one of its tensors."""
         maps = []

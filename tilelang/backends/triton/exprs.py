@@ -24,6 +24,7 @@ from ...ir.dtypes import DType, bool_, f32, i32, i64
 from ...ir.interpreter import _as as convert_like_interpreter
 from ...ir.types import ScalarType, TileType
 from ...ir.visit import sub_exprs
+from ..text import encloses
 from .names import Names
 
 TL_DTYPES = {"f32": "tl.float32", "f16": "tl.float16", "bf16": "tl.bfloat16", "f8e4m3": "tl.float8e4nv",
@@ -75,15 +76,7 @@ def literal(v) -> str:
 
 def strip_parens(code: str) -> str:
     """`(a + b)` -> `a + b` where the outer parentheses enclose the whole expression."""
-    if not (code.startswith("(") and code.endswith(")")):
-        return code
-    depth = 0
-    for i, ch in enumerate(code):
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth == 0 and i < len(code) - 1:
-            return code
-    return code[1:-1]
+    return code[1:-1] if encloses(code) else code
 
 
 def paren(code: str) -> str:
