@@ -201,3 +201,28 @@ def test_cuda_mirrors_only_tiles_read_across_threads():
     text = generate(_typed(GEMV_EW, "gemv"), "cuda")
     mirrors = set(re.findall(r"\b(m_\w+) = T.alloc_buffer", text))
     assert mirrors == {"m_acc", "m_x"}  # read across threads: sum(acc, axis=1), x broadcast over rows; not w
+
+
+def test_cuda_pipelined_copies_fill_a_ring_by_cp_async_with_one_barrier_per_iteration():
+    """gemm (3 stages): each shared tile is a 3-stage ring in dynamic shared memory filled by 16-byte
+    cp.async (an element path where the tensors are not 16-byte aligned); 2 stages are loaded before
+    the loop, and each iteration waits for the oldest, syncs once and refills the stage 2 ahead."""
+    text = generate(load("gemm")["gemm"].lower(T="f16"), "cuda")
+    assert 't_a = T.alloc_buffer((3, 64, 32,), "float16", scope="shared.dyn")' in text
+    assert 't_b = T.alloc_buffer((3, 32, 64,), "float16", scope="shared.dyn")' in text
+    assert 'T.ptx["cp.async.cg.shared.global"](T.address_of(t_a[' in text and "if s_aligned16 == 1" in text
+    head, loop = text.split("for v_k in T.serial(", 1)
+    assert head.count('T.ptx["cp.async.commit_group"]()') == 2  # the prologue: stages 0 and 1
+    body = loop.split('T.ptx["cp.async.wait_group"](0)')[0]
+    assert body.count('T.ptx["cp.async.wait_group"](1)') == 1 and body.count("T.tvm_storage_sync") == 1
+    assert "t_a[(v_k - T.int32(0) + 2) % 3, " in body and "t_a[(v_k - T.int32(0)) % 3, " in body
+
+
+def test_cuda_ldmatrix_operands_are_xor_swizzled():
+    """The gemm's shared operands are stored and read with their 16-byte chunks XOR-ed by row bits (the
+    rows of one ldmatrix fall into distinct banks); a tile no ldmatrix reads keeps plain indices."""
+    text = generate(load("gemm")["gemm"].lower(T="f16"), "cuda")
+    ldm = [l for l in text.splitlines() if "ldmatrix" in l]
+    assert len(ldm) == 2 and all("T.bitwise_xor(" in l for l in ldm)
+    assert re.search(r"t_b\[0, [^\]]*T\.bitwise_xor\(", text)  # the prologue's stores use the same swizzle
+    assert "T.bitwise_xor" not in generate(load("softmax")["softmax"].lower(T="f16"), "cuda")
