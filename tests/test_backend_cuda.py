@@ -29,7 +29,7 @@ import tilelang
 from tilelang import TileError
 from tilelang.backends import cuda
 from tilelang.backends.cuda.errors import explain, origin
-from tilelang.quant import quantize
+from tilelang.quant import PackedWeight, quantize, unpack
 from tilelang.runtime.args import bind
 
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
@@ -217,6 +217,15 @@ def cases(name: str, dt: str, rng: np.random.Generator):
     elif name == "gemv":
         for m, k, n in [(3, 300, 45), (1, 128, 64)]:
             yield [rand(rng, (m, k), dt), rand(rng, (n, k), dt), poisoned((m, n), dt)], {}
+    elif name.startswith("wNa16_packed"):  # the weight in the plan's packed order, made for each tile config
+        zp = name.endswith("_zp")
+        for (m, k, n), tw, g, tiles in [((3, 700, 45), "u4", 128, dict(BN=16, BK=256, WK=4)),
+                                        ((13, 300, 70), "u4", 64, dict(BN=32, BK=128, WK=2)),
+                                        ((2, 260, 33), "u8", 64, dict(BN=16, BK=128, WK=1))]:
+            w, s, z = _quantized(rng, n, k, tw, g, zp, dt)
+            pw = kernel("gemm_wNa16", name).pack("W", unpack(w, int(tw[1:]), k, tw[0] == "i"), TW=tw, G=g, **tiles)
+            yield [rand(rng, (m, k), dt), pw, s, *([z] if zp else []), poisoned((m, n), dt)], \
+                dict(G=g, BM=16 if m > 8 else 8)
     elif name.startswith(("gemm_wNa16", "gemv_wNa16")):
         zp = name.endswith("_zp")
         for (m, k, n), tw, g in [((7, 200, 45), "u4", 64), ((33, 256, 70), "i3", 32), ((2, 100, 33), "u8", 100),
@@ -338,7 +347,8 @@ def test_kernel_matches_the_interpreter_on_gpu(file, name, dt):
     rng = np.random.default_rng(abs(hash((name, dt))) % 2**32)
     for args, consts in cases(name, dt, rng):
         ref = reference(k, args, consts)
-        gpu = [_to_torch(a) if isinstance(a, np.ndarray) else a for a in args]
+        gpu = [_to_torch(a) if isinstance(a, np.ndarray) else a.to("cuda") if isinstance(a, PackedWeight) else a
+               for a in args]
         try:
             k(*gpu, backend="cuda", **consts)
         except TileError as e:

@@ -1,19 +1,24 @@
 """The user-facing kernel object: `@tile_kernel`, `tilelang.load(...)` and calling a kernel."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from .backends import get_backend
 from .diagnostics import TileError
 from .frontend.python_frontend import build_function
 from .frontend.tile_parser import parse_file, parse_module
+from .ir import nodes as N
 from .ir.nodes import Kernel
-from .layout import infer_layouts
+from .layout import infer_layouts, packing
+from .quant import PackedWeight
 from .passes import TypedKernel, lower
 from .passes.specialize import resolve_consts, with_candidates
 from .runtime import autotune
-from .runtime.args import BoundCall, bind
+from .runtime.args import BoundCall, bind, check_packed
 
 
 def _key(consts: dict[str, Any]) -> tuple:
@@ -60,7 +65,68 @@ class TileKernel:
     def __call__(self, *args, backend: str | None = None, target: str | None = None, **kwargs) -> None:
         """Run on arrays (torch, numpy or cupy); outputs are written in place."""
         call, backend = self._bind(args, kwargs, backend)
-        self.compile(backend, target, **self._consts(call, backend, target))(call)
+        consts = self._consts(call, backend, target)
+        launcher = self.compile(backend, target, **consts)
+        if self._packed:
+            call = self._packed_call(call, backend, target, consts)
+        launcher(call)
+
+    @property
+    def _packed(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.ir.tensors if p.storage == "packed")
+
+    def _packed_call(self, call: BoundCall, backend: str, target: str | None, consts: dict) -> BoundCall:
+        """Check packed arguments against the plan; the interpreter reads them in the plain packing."""
+        plan = infer_layouts(self.lower(**consts), target if backend in ("cuda", "tvm") else None)
+        check_packed(self.ir, plan, call)
+        if backend == "cuda":
+            return dataclasses.replace(call, arrays={**call.arrays, **{n: call.arrays[n].data for n in self._packed}})
+        if backend != "reference":
+            p = self.ir.param(self._packed[0])
+            raise TileError(f"the {backend} backend reads '{p.name}' only in the plain [N, K] packing, not in the "
+                            f"plan's packed order", p.loc,
+                            hint=f"run it with backend='cuda' (or 'reference'), or declare '{p.name}' without "
+                                 f"`@ packed` and pass tilelang.quant.pack(values, bits)")
+        return dataclasses.replace(call, arrays={**call.arrays, **{n: call.arrays[n].plain() for n in self._packed}})
+
+    def pack(self, tensor: str, values, target: str | None = None, **consts) -> PackedWeight:
+        """Integers [N, K] (each fitting the tensor's field dtype, e.g. `TW="u4"`) stored in the order this
+        kernel's layout plan chooses for packed parameter `tensor`, for these constants and `target`.
+
+        The returned weight carries the constants the order depends on (calls take them from it)
+        and the order's signature (a call whose plan orders it otherwise is refused)."""
+        p = self.ir.param(tensor)
+        if not isinstance(p, N.TensorParam) or p.storage != "packed":
+            raise TileError(f"'{tensor}' is not a packed tensor of kernel '{self.name}'", self.ir.loc,
+                            hint="declare it `name: u4[N, K] @ packed`")
+        tk = self.lower(**consts)
+        layout = infer_layouts(tk, target).packed_layout(tensor)
+        dt = tk.tensor(tensor).dtype
+        q = np.asarray(values)
+        if q.ndim != 2 or not np.issubdtype(q.dtype, np.integer):
+            raise TileError(f"pack('{tensor}', ...) takes integers [N, K], got {q.dtype} {list(q.shape)}",
+                            hint="pass the quantized values (tilelang.quant.unpack of the plain packing)")
+        lo, hi = (-(1 << (dt.bits - 1)), (1 << (dt.bits - 1)) - 1) if dt.is_signed else (0, (1 << dt.bits) - 1)
+        if q.size and (q.min() < lo or q.max() > hi):
+            raise TileError(f"values in [{q.min()}, {q.max()}] do not fit {dt}", hint=f"{dt} holds {lo}..{hi}")
+        pinned = {c: v for c, v in tk.consts.items() if self._decides_order(tensor, c, tk, target, layout)}
+        return PackedWeight(packing.pack(q, layout), tuple(q.shape), dt.name, pinned, layout.signature)
+
+    def _decides_order(self, tensor: str, const: str, tk, target, layout) -> bool:
+        """Whether another value of an int const would order `tensor` otherwise (those are pinned)."""
+        c = next(c for c in self.ir.consts if c.name == const)
+        if c.kind != "int":
+            return False
+        for other in set(c.candidates) | {c.default}:
+            if other is None or other == tk.consts[const]:
+                continue
+            try:
+                alt = infer_layouts(self.lower(**{**tk.consts, const: other}), target).packed_layout(tensor)
+            except (TileError, KeyError):
+                return True
+            if alt.signature != layout.signature:
+                return True
+        return False
 
     def tuned(self, *args, backend: str | None = None, target: str | None = None, **kwargs) -> dict[str, Any]:
         """Every compile-time constant a call with these arguments would run with: pinned, tuned or default.

@@ -22,6 +22,7 @@ _LITERALS = {"inf": float("inf"), "nan": float("nan"), "true": True, "false": Fa
              "True": True, "False": False}
 _ELEMENTWISE_UNARY = {op for op in N.UNARY_OPS if op not in ("neg", "not")}
 _STATEMENTS = ("copy", "gemm", "dequant")
+STORAGE_ORDERS = ("packed",)  # `T: u4[N, K] @ packed` (ir.nodes.TensorParam.storage)
 _SCALAR_FUNCS = ("block_id", "cdiv")
 TILE_FUNCS = (_STATEMENTS + _SCALAR_FUNCS + ("shared", "register", "where", "broadcast", "iota",
               "full", "zeros", "trans", "sum", "max", "min", "pow", "range", "pipelined")
@@ -118,6 +119,12 @@ class _Builder:
             return N.ConstParam(p.name, dname, "dtype", loc=p.loc)
         if p.default is not None:
             raise TileError("only const and dtype parameters take a default", p.default.loc)
+        storage = "plain"
+        if isinstance(ann, S.SBin) and ann.op == "@" and isinstance(ann.lhs, S.SSubscript):
+            if not isinstance(ann.rhs, S.SName) or ann.rhs.id not in STORAGE_ORDERS:
+                raise TileError(f"unknown storage order for tensor '{p.name}'", ann.rhs.loc,
+                                hint=f"write `{p.name}: u4[N, K] @ packed` (storage orders: {', '.join(STORAGE_ORDERS)})")
+            storage, ann = ann.rhs.id, ann.lhs
         if isinstance(ann, S.SName):
             dt = self.dtype(ann.id, ann.loc)
             self.declare(p.name, "scalar", p.loc)
@@ -138,7 +145,10 @@ class _Builder:
                 else:
                     raise TileError("a tensor dim must be a name or a positive integer", d.loc,
                                     hint="e.g. A: f16[M, K]")
-            t = N.TensorParam(p.name, dt, tuple(dims), p.loc)
+            if storage == "packed" and not isinstance(dt, str) and not (dt.is_packed or dt.name in ("u8", "i8")):
+                raise TileError(f"a packed tensor holds 1-8 bit integers; '{p.name}' is {dt}", ann.loc,
+                                hint="declare it with a bit-width dtype (u4, i4, u8, ...) or a dtype parameter bound to one")
+            t = N.TensorParam(p.name, dt, tuple(dims), p.loc, storage)
             self.declare(p.name, "tensor", p.loc)
             self.tensors[p.name] = t
             return t
@@ -369,6 +379,9 @@ class _Builder:
                                 hint=f"copy({e.id}[i, j], tile) then use the tile")
             return N.Var(e.id, e.loc)
         if isinstance(e, S.SBin):
+            if e.op == "@":
+                raise TileError("`@` names a tensor parameter's storage order (`W: u4[N, K] @ packed`); it is not "
+                                "an operator on values", e.loc, hint="multiply tiles with gemm(a, b, acc)")
             return N.BinOp(_BIN[e.op], self.expr(e.lhs), self.expr(e.rhs), e.loc)
         if isinstance(e, S.SUnary):
             return N.Unary("neg" if e.op == "-" else "not", self.expr(e.x), e.loc)

@@ -114,8 +114,10 @@ class _Converter:
 
     def param(self, t: Tree) -> S.SParam:
         name, ty, default = t.children
-        if ty.data == "tensor_type":
+        if ty.data in ("tensor_type", "stored_tensor_type"):
             ann: S.SExpr = S.SSubscript(str(ty.children[0]), self.exprs(ty.children[1]), self.loc(ty))
+            if ty.data == "stored_tensor_type":  # `T[M, K] @ packed`: the tensor's storage order
+                ann = S.SBin("@", ann, S.SName(str(ty.children[2]), self.loc(ty.children[2])), self.loc(ty))
         else:
             ann = S.SName(str(ty.children[0]), self.loc(ty))
         return S.SParam(str(name), ann, self.expr(default) if default is not None else None, self.loc(name))

@@ -342,11 +342,16 @@ Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For]
 
 @dataclass(frozen=True)
 class TensorParam:
-    """A global tensor: dims are symbol names (bound at call time) or ints."""
+    """A global tensor: dims are symbol names (bound at call time) or ints.
+
+    `storage` "packed" (`W: u4[N, K] @ packed`): the tensor's elements are stored in the order the
+    layout plan chooses for the tile it is dequantized into (tile by tile, each thread's fragment
+    values contiguous: `tilelang.layout.packing`), made by `kernel.pack(...)`; "plain": row-major."""
     name: str
     dtype: "DTypeLike"
     dims: tuple[Union[str, int], ...]
     loc: SourceLoc = _loc()
+    storage: str = "plain"
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,9 @@ def bind(kernel: N.Kernel, args: tuple, kwargs: Mapping[str, Any]) -> BoundCall:
 
     infos: dict[str, ArrayInfo] = {}
     for p in kernel.tensors:
+        if p.storage == "packed":
+            infos[p.name] = _bind_packed_weight(kernel, p, values[p.name], consts, const_names, dims)
+            continue
         info = array_info(values[p.name])
         if info is None:
             raise TileError(f"argument '{p.name}' of '{kernel.name}' must be an array "
@@ -98,9 +101,10 @@ def bind(kernel: N.Kernel, args: tuple, kwargs: Mapping[str, Any]) -> BoundCall:
                 # a packed dtype (TW="u4", or its default) is stored as bytes; _check_tensor checks them
                 raise TileError(f"argument '{p.name}' is {info.dtype} but {c.name} is {_dt(prev)}", p.loc,
                                 hint=f"tensors typed {c.name} must share one dtype")
-    for p in kernel.tensors:
+    plain = [p for p in kernel.tensors if p.storage != "packed"]
+    for p in plain:
         _check_tensor(kernel, p, infos[p.name], consts, dims, packed_pass=False)
-    for p in kernel.tensors:
+    for p in plain:
         _check_tensor(kernel, p, infos[p.name], consts, dims, packed_pass=True)
     scalars = {}
     for p in kernel.scalars:
@@ -116,6 +120,55 @@ def bind(kernel: N.Kernel, args: tuple, kwargs: Mapping[str, Any]) -> BoundCall:
             raise TileError(f"argument '{p.name}' of '{kernel.name}' must be a {dt} scalar, got {v!r}", p.loc)
         scalars[p.name] = v
     return BoundCall(consts, dims, {p.name: values[p.name] for p in kernel.tensors}, scalars, infos)
+
+
+def _bind_packed_weight(kernel: N.Kernel, p: N.TensorParam, w: Any, consts: dict, const_names: dict,
+                        dims: dict[str, int]) -> ArrayInfo:
+    """A `@ packed` parameter takes a `tilelang.quant.PackedWeight`: its field dtype, its logical [N, K]
+    and the constants its order was made for come from it (the order itself is checked against the
+    plan when the kernel is compiled: `check_packed`)."""
+    from ..quant import PackedWeight
+    where = f"argument '{p.name}' of '{kernel.name}'"
+    if not isinstance(w, PackedWeight):
+        raise TileError(f"{where} is stored packed in the kernel's own order and must be a PackedWeight, got "
+                        f"{type(w).__name__}", p.loc, hint=f"make it with kernel.pack('{p.name}', values, ...)")
+    for name, value in w.consts.items():
+        if name in consts and consts[name] != value:
+            raise TileError(f"{where} was packed for {name}={value}, but the call asks {name}={consts[name]}", p.loc,
+                            hint=f"drop {name}=... or pack the weight again for it")
+        consts[name] = value
+    dt = DTYPES[w.dtype]
+    if isinstance(p.dtype, str):
+        prev = consts.get(p.dtype)
+        if prev is not None and _dt(prev) != dt:
+            raise TileError(f"{where} holds {dt} fields but {p.dtype}={_dt(prev)}", p.loc,
+                            hint=f"drop {p.dtype}=...: a packed weight knows its dtype")
+        consts[p.dtype] = dt
+    elif p.dtype != dt:
+        raise TileError(f"{where} must hold {p.dtype} fields, got {dt}", p.loc)
+    for d, n in zip(p.dims, w.shape):
+        expect = d if isinstance(d, int) else consts.get(d, dims.get(d))
+        if expect is not None and expect != n:
+            raise TileError(f"{where} is {list(w.shape)}: {n} along '{d}', expected {expect}", p.loc,
+                            hint="shapes must agree across arguments")
+        if not isinstance(d, int):
+            dims[d] = n
+    info = array_info(w.data)
+    if info is None or info.dtype is None or info.dtype.name != "u8":
+        raise TileError(f"{where}: the packed bytes must be a uint8 array", p.loc)
+    return ArrayInfo(tuple(w.shape), dt, info.device, info.contiguous, info.library)
+
+
+def check_packed(kernel: N.Kernel, plan, call: "BoundCall") -> None:
+    """Every packed argument is in the order the plan chooses for this call, else a TileError."""
+    for p in kernel.tensors:
+        if p.storage == "packed":
+            want = plan.packed_layout(p.name).signature
+            if call.arrays[p.name].signature != want:
+                raise TileError(f"argument '{p.name}' of '{kernel.name}' was packed in another order than this call's "
+                                f"plan ({call.consts}) uses", p.loc,
+                                hint=f"pack it again with kernel.pack('{p.name}', values, ...) for these constants "
+                                     f"and target")
 
 
 def _dt(v) -> DType | None:
