@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-
 from functools import partial
 
 from ..diagnostics import SourceLoc, TileError, internal_errors

@@ -137,8 +137,8 @@ class _SyntaxErrorReport:
             if _CLOSERS[bracket] in {_terminals().get(t) for t in expected}:
                 related = ((f"this '{bracket}' is not closed", self.loc_at(offset)),)
         loc = self.loc_at(after if at_end else start)
-        return TileError(f"unexpected {what}", loc, hint=f"expected {describe_terminals(expected)}" if expected else None,
-                         related=related)
+        hint = f"expected {describe_terminals(expected)}" if expected else None
+        return TileError(f"unexpected {what}", loc, hint=hint, related=related)
 
     def end_of_code(self, offset: int) -> int:
         """The offset just past the last character of code (not blank, not a comment) before `offset`."""
