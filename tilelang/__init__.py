@@ -1,6 +1,9 @@
 """tilelang: a tile-level GPU kernel language with inferred layouts and pluggable backends."""
-from .diagnostics import TileError
+from . import tracebacks
+from .diagnostics import InternalError, TileError
 from .kernel import TileKernel, load, loads, tile_kernel
 
 __version__ = "0.1.0"
-__all__ = ["TileError", "TileKernel", "load", "loads", "tile_kernel", "__version__"]
+__all__ = ["InternalError", "TileError", "TileKernel", "load", "loads", "tile_kernel", "__version__"]
+
+tracebacks.install()

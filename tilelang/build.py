@@ -53,7 +53,7 @@ def _progress(i: int, n: int, label: str) -> None:
 
 def build(src_dir: str | Path, backend: str = "triton", out: Path = Path("build"),
           target: str | None = None) -> int:
-    from .cli import tile_files
+    from .frontend.sources import kernel_files
     be = get_backend(backend)
     out = Path(out)
     manifest_path = out / "manifest.json"
@@ -62,7 +62,7 @@ def build(src_dir: str | Path, backend: str = "triton", out: Path = Path("build"
     except (OSError, json.JSONDecodeError):
         old = {}
     old_entries = {(e["file"], e["kernel"]): e for e in old.get("kernels", []) if old.get("backend") == backend}
-    files = tile_files([str(src_dir)])
+    files = kernel_files([str(src_dir)], suffixes=(".tile",))
     jobs: list[tuple[Path, str, object]] = []
     results: list[Result] = []
     for f in files:

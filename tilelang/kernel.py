@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .backends import get_backend
-from .diagnostics import TileError
+from .diagnostics import TileError, did_you_mean, internal_errors
 from .frontend.python_frontend import build_function
 from .frontend.tile_parser import parse_file, parse_module
 from .ir import nodes as N
@@ -53,9 +53,12 @@ class TileKernel:
         tk = self.lower(**consts)
         key = (backend, target, _key(tk.consts))
         if key not in self._launchers:
+            compiler = get_backend(backend)
             # one verdict on the kernel's layouts for every backend (the CPU ones take the GPU plan's)
-            infer_layouts(tk, target if backend in ("cuda", "tvm") else None)
-            self._launchers[key] = get_backend(backend).compile(tk, target)
+            with internal_errors("the layout pass", self.name, self.ir.loc):
+                infer_layouts(tk, target if backend in ("cuda", "tvm") else None)
+            with internal_errors(f"the {backend} backend", self.name, self.ir.loc):
+                self._launchers[key] = compiler.compile(tk, target)
         return self._launchers[key]
 
     def with_candidates(self, **candidates: Sequence[int]) -> "TileKernel":
@@ -176,10 +179,29 @@ def tile_kernel(fn) -> TileKernel:
     return TileKernel(build_function(fn))
 
 
-def load(path: str | Path) -> dict[str, TileKernel]:
+class Kernels(dict):
+    """The kernels of one file by name; an unknown name is an `UnknownKernel` error with a did-you-mean."""
+
+    def __init__(self, module):
+        super().__init__((k.name, TileKernel(k)) for k in module.kernels)
+        self.file = module.file
+
+    def __missing__(self, name):
+        raise UnknownKernel(f"{self.file} has no kernel '{name}'",
+                            hint=did_you_mean(str(name), self, f"its kernels: {', '.join(self) or 'none'}"))
+
+
+class UnknownKernel(TileError, KeyError):
+    """A kernel name a file does not define (a KeyError too, for code that catches that)."""
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def load(path: str | Path) -> Kernels:
     """Every kernel of a `.tile` file, by name."""
-    return {k.name: TileKernel(k) for k in parse_file(path).kernels}
+    return Kernels(parse_file(path))
 
 
-def loads(text: str, file: str = "<string>") -> dict[str, TileKernel]:
-    return {k.name: TileKernel(k) for k in parse_module(text, file).kernels}
+def loads(text: str, file: str = "<string>") -> Kernels:
+    return Kernels(parse_module(text, file))

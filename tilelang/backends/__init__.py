@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..diagnostics import TileError
+from ..diagnostics import TileError, did_you_mean
 
 BACKENDS = {
     "reference": "tilelang.backends.reference",
@@ -22,7 +22,8 @@ BACKENDS = {
 
 def get_backend(name: str):
     if name not in BACKENDS:
-        raise TileError(f"unknown backend '{name}'", hint="backends: " + ", ".join(BACKENDS))
+        raise TileError(f"unknown backend '{name}'",
+                        hint=did_you_mean(name, BACKENDS, "backends: " + ", ".join(BACKENDS)))
     try:
         return importlib.import_module(BACKENDS[name])
     except ImportError as e:

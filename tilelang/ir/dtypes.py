@@ -88,6 +88,28 @@ def dtype(name: str) -> DType:
     return DTYPES[name]
 
 
+def dtype_list() -> str:
+    """Every dtype of the table, for hints: runs of integer widths collapse ('i1..i8, i32, i64')."""
+    parts = [d.name for d in DTYPES.values() if d.is_float]
+    for kind, prefix in (("int", "i"), ("uint", "u")):
+        bits = sorted(d.bits for d in DTYPES.values() if d.kind == kind)
+        runs: list[list[int]] = []
+        for b in bits:
+            if runs and b == runs[-1][-1] + 1:
+                runs[-1].append(b)
+            else:
+                runs.append([b])
+        parts += [f"{prefix}{r[0]}..{prefix}{r[-1]}" if len(r) > 2 else ", ".join(f"{prefix}{b}" for b in r)
+                  for r in runs]
+    return ", ".join(parts + [d.name for d in DTYPES.values() if d.kind == "bool"])
+
+
+def numpy_alias(name: str) -> str | None:
+    """The tile dtype that numpy (and torch) call `name` ('float16' -> 'f16'), or None."""
+    name = name.removeprefix("torch.").removeprefix("np.")
+    return next((tile for tile, nd in _NUMPY.items() if nd.name == name), None)
+
+
 def from_numpy(dt: np.dtype) -> DType | None:
     """The tile dtype that a numpy/ml_dtypes array dtype stores, or None."""
     dt = np.dtype(dt)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from ..diagnostics import UNKNOWN, SourceLoc
+from ..diagnostics import UNKNOWN, SourceLoc, TileError, did_you_mean
 from .dtypes import DType
 
 
@@ -425,4 +425,6 @@ class Module:
         for k in self.kernels:
             if k.name == name:
                 return k
-        raise KeyError(name)
+        names = [k.name for k in self.kernels]
+        raise TileError(f"{self.file} has no kernel '{name}'",
+                        hint=did_you_mean(name, names, f"its kernels: {', '.join(names) or 'none'}"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence, Union
 
-from ..diagnostics import TileError
+from ..diagnostics import TileError, did_you_mean
 from ..ir import nodes as N
 from ..ir.dtypes import DTYPES, DType
 from ..ir.scalar import binop
@@ -36,9 +36,11 @@ def resolve_consts(kernel: N.Kernel, given: Mapping[str, object] | None = None) 
             raise TileError(f"kernel '{kernel.name}' needs a value for {c.kind} parameter '{c.name}'", c.loc,
                             hint=f"pass {c.name}=... when building or calling it, or give it a default")
     if given:
-        names = ", ".join(sorted(given))
-        raise TileError(f"kernel '{kernel.name}' has no compile-time parameter {names}", kernel.loc,
-                        hint="its parameters: " + ", ".join(c.name for c in kernel.consts))
+        name = sorted(given)[0]
+        consts = [c.name for c in kernel.consts]
+        raise TileError(f"kernel '{kernel.name}' has no compile-time parameter {', '.join(sorted(given))}",
+                        kernel.loc, hint=did_you_mean(name, consts, "its compile-time parameters: "
+                                                      + (", ".join(consts) or "none")))
     return out
 
 
@@ -65,9 +67,9 @@ def with_candidates(kernel: N.Kernel, candidates: Mapping[str, Sequence[int]]) -
     for name, values in candidates.items():
         c = consts.get(name)
         if c is None or c.kind != "int":
-            ints = ", ".join(n for n, p in consts.items() if p.kind == "int") or "none"
+            ints = [n for n, p in consts.items() if p.kind == "int"]
             raise TileError(f"kernel '{kernel.name}' has no int const '{name}' to tune", kernel.loc,
-                            hint=f"its int consts: {ints}")
+                            hint=did_you_mean(name, ints, f"its int consts: {', '.join(ints) or 'none'}"))
         values = tuple(values)
         if not values:
             raise TileError(f"candidates for const '{name}' of '{kernel.name}' are empty", c.loc)
