@@ -5,7 +5,9 @@ prints `file:line:col`, the offending source line with a caret, and a hint.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,17 @@ class TileErrors(TileError):
 
     def render(self) -> str:
         return "\n".join(e.render() for e in self.errors)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """"did you mean 'BM'?" for the choices closest to a misspelt `name` (up to three that tie), or None."""
+    choices = list(dict.fromkeys(choices))
+    ratios = [difflib.SequenceMatcher(None, name.lower(), c.lower()).ratio() for c in choices]
+    top = max(ratios, default=0.0)
+    if top < 0.5:
+        return None
+    best = [f"'{c}'" for c, r in zip(choices, ratios) if r == top][:3]
+    return "did you mean " + (best[0] if len(best) == 1 else ", ".join(best[:-1]) + " or " + best[-1]) + "?"
 
 
 def _excerpt(loc: SourceLoc | None) -> list[str]:
