@@ -4,13 +4,15 @@ A backend module exposes `NAME`, `SOURCE_SUFFIX`, `generate(tk, target) -> str` 
 source `tilelang build` writes), `compile(tk, target) -> Launcher`, where a launcher
 is called with a `BoundCall` (arguments already checked by
 `tilelang.runtime.args.bind`), and optionally `build_aot(tk, out_dir[, target])`.
-Backends never import each other.
+A launcher may also offer `fast(call) -> Launch | None`: a launch prepared once for
+every later call with `call`'s signature (`tilelang.runtime.dispatch`), which takes
+just the call's tensors and scalars.  Backends never import each other.
 """
 from __future__ import annotations
 
 import importlib
 
-from ..diagnostics import TileError
+from ..diagnostics import TileError, did_you_mean
 
 BACKENDS = {
     "reference": "tilelang.backends.reference",
@@ -22,7 +24,9 @@ BACKENDS = {
 
 def get_backend(name: str):
     if name not in BACKENDS:
-        raise TileError(f"unknown backend '{name}'", hint="backends: " + ", ".join(BACKENDS))
+        suggestion = did_you_mean(name, BACKENDS)
+        raise TileError(f"unknown backend '{name}'",
+                        hint=(suggestion + " " if suggestion else "") + "backends: " + ", ".join(BACKENDS))
     try:
         return importlib.import_module(BACKENDS[name])
     except ImportError as e:
