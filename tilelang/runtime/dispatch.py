@@ -108,14 +108,15 @@ class FastPath:
         self.enabled = enabled()
 
     def lookup(self, args: tuple, kwargs: dict, backend, target) -> tuple[tuple | None, Entry | None]:
-        """(the call's key, its entry if one was prepared); the key is None where the call cannot have one
-        (fast dispatch off, or an unhashable argument, which `bind` will reject)."""
+        """(the call's key, its entry if one was prepared); the key is None where the call cannot have one:
+        fast dispatch is off, or an argument cannot be keyed (unhashable, or an array whose attributes
+        raise): such a call goes the full way, where `bind` explains what is wrong with it."""
         if not self.enabled:
             return None, None
-        key = self.signature.key(args, kwargs, backend, target)
         try:
+            key = self.signature.key(args, kwargs, backend, target)
             return key, self.entries.get(key)
-        except TypeError:
+        except Exception:  # noqa: BLE001 - see the docstring
             return None, None
 
     def remember(self, key: tuple, entry: Entry) -> None:

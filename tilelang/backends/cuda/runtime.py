@@ -84,6 +84,7 @@ class Launcher:
     def __init__(self, tk: TypedKernel, src: Source, kernel, fallback=None):
         self.tk, self.src, self.kernel = tk, src, kernel
         self._fallback, self._fallback_launcher = fallback, None  # builds the variant without TMA
+        self._functions: dict[int, int] = {}  # device -> CUfunction
 
     def __call__(self, call: BoundCall) -> None:
         self._prepare(call)(runtime_values(self.tk.kernel, call))
@@ -107,10 +108,7 @@ class Launcher:
                 return self._fallback_launcher._prepare(call)
         import cupy
         device = next((int(i.device.split(":")[1]) for i in call.infos.values() if i.device.startswith("cuda")), 0)
-        with cupy.cuda.Device(device):
-            function = self.kernel.kernel.ptr  # loaded on this device
-            if self.src.smem_bytes > DEFAULT_SMEM:
-                self.kernel.max_dynamic_shared_size_bytes = self.src.smem_bytes
+        function = self._function(cupy, device)
         params = _Params(self.tk, self.src, call)
         torch_args = any(type(a).__module__.split(".")[0] == "torch" for a in call.arrays.values())
         stream = dispatch.torch_stream() if torch_args else (lambda index: cupy.cuda.get_current_stream().ptr)
@@ -125,6 +123,18 @@ class Launcher:
                 launch_kernel(function, *grid, threads, 1, 1, smem, stream(device), params.fill(values), 0)
 
         return launch
+
+    def _function(self, cupy, device: int) -> int:
+        """The kernel's CUfunction on `device`: loaded, and its shared-memory limit raised, once per device
+        (not while a CUDA graph is being captured, where launches are prepared too)."""
+        function = self._functions.get(device)
+        if function is None:
+            with cupy.cuda.Device(device):
+                function = self.kernel.kernel.ptr
+                if self.src.smem_bytes > DEFAULT_SMEM:
+                    self.kernel.max_dynamic_shared_size_bytes = self.src.smem_bytes
+            self._functions[device] = function
+        return function
 
 
 class _Params:
