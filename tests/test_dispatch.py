@@ -229,6 +229,42 @@ def test_cuda_parameters_are_packed_where_the_kernel_reads_them():
     assert got == {"X": x2.data_ptr(), "Y": y2.data_ptr(), "M": 4, "N": 6, "a": 0.75, "n": -7}
 
 
+def test_triton_fast_launch_calls_the_compiled_kernels_launcher(monkeypatch):
+    """The Triton launch against stand-ins for the GPU: what reaches `CompiledKernel.run` (checked on the CPU)."""
+    import contextlib
+    import dataclasses
+    from tilelang.backends.triton import launcher as triton_launcher
+    from tilelang.runtime import dispatch
+    monkeypatch.setattr(triton_launcher, "interpreting", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+    monkeypatch.setattr(dispatch, "torch_stream", lambda: (lambda index: 0x5EA))
+    monkeypatch.setattr(dispatch, "torch_device", lambda: (lambda: 0))
+    k = loads(SRC, "scale.tile")["scale"]
+    x, y = _xy(shape=(20, 6))
+    call = bind(k.ir, (x, y, 0.5, 3), {})
+    call = dataclasses.replace(call, infos={n: dataclasses.replace(i, device="cuda:0") for n, i in call.infos.items()})
+    launcher = triton_launcher.compile(k.lower(**call.consts))
+    warmed, runs = [], []
+    compiled = SimpleNamespace(function=0xF00, packed_metadata="packed", run=lambda *a: runs.append(a))
+    launcher._run = SimpleNamespace(warmup=lambda *a, grid, **opts: warmed.append((a, grid, opts)) or compiled)
+    launch = launcher.fast(call)
+    x2, y2 = _xy(shape=(20, 6))
+    launch([x2, y2, 0.75, 5])
+    assert warmed == [((x, y, 20, 6, 0.5, 3), (3, 1), triton_launcher.launch_options(launcher.program))]
+    (got,) = runs
+    assert got[:9] == (3, 1, 1, 0x5EA, 0xF00, "packed", None, None, None)  # no launch hooks installed
+    assert got[9] is x2 and got[10] is y2 and got[11:] == (20, 6, 0.75, 5)
+    from triton import knobs
+    seen = []
+    knobs.runtime.launch_enter_hook.add(seen.append)
+    compiled.launch_metadata = lambda grid, stream, *args: ("metadata", grid, stream, args[:2])
+    try:
+        launch([x, y, 0.5, 3])
+    finally:
+        knobs.runtime.launch_enter_hook.remove(seen.append)
+    assert runs[1][6] == ("metadata", (3, 1), 0x5EA, (x, y)) and runs[1][7] is knobs.runtime.launch_enter_hook
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 def test_gpu_fast_path_matches_torch(backend, monkeypatch):

@@ -239,7 +239,8 @@ class Launcher:
         It is what `JITFunction.run` ends in, in Triton 3.6 and 3.9: the `CompiledKernel` of the call's
         specialization (taken once, through `warmup`, on the arguments' device) launched by
         `kernel.run(grid..., stream, function, packed_metadata, launch_metadata, hooks..., *args)`.
-        The argument list is prebuilt; a call fills in its tensors and scalars and the current stream."""
+        The argument list is prebuilt; a call fills in its tensors and scalars and the current stream.  Launch
+        hooks (Triton's profiler interface) and their metadata are passed only while a hook is installed."""
         if interpreting() or dispatch.grid_reads_scalars(self.tk.kernel):
             return None
         import torch
@@ -276,10 +277,17 @@ class Launcher:
             for slot, i, convert in fill:
                 a[slot] = values[i] if convert is None else convert(values[i])
             s = stream(device)
-            meta = kernel.launch_metadata(grid, s, *a) if enter is not None else None
-            run(g0, g1, g2, s, function, metadata, meta, enter, leave, *a)
+            if _hooked(enter) or _hooked(leave):  # a profiler watches launches: give it what JIT launches give
+                run(g0, g1, g2, s, function, metadata, kernel.launch_metadata(grid, s, *a), enter, leave, *a)
+            else:
+                run(g0, g1, g2, s, function, metadata, None, None, None, *a)
 
         return launch
+
+
+def _hooked(hook) -> bool:
+    """Whether a Triton launch hook would do anything (a HookChain with calls, in Triton 3.6 and 3.9)."""
+    return hook is not None and bool(getattr(hook, "calls", True))
 
 
 def _cupy_pointer(x) -> int:
