@@ -245,10 +245,10 @@ class Launcher:
             return None
         import torch
         from triton import knobs
-        jit = self._runner(call)  # a TileError for CPU arrays
         grid = self.grid(call)
         if 0 in grid:
-            return lambda values: None
+            return lambda values: None  # nothing to launch, on any device (as in __call__)
+        jit = self._runner(call)  # a TileError for CPU arrays
         args = self._args(call)
         device = int(next(i.device for i in call.infos.values()).split(":")[1])
         with torch.cuda.device(device):
