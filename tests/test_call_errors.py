@@ -171,3 +171,8 @@ def test_arrays_on_different_devices_are_named():
     x, w, y = _rmsnorm_args()
     err = _error(lambda: load("rmsnorm")["rmsnorm"](x, w, y.to("meta"), 1e-6))
     assert "X on cpu, W on cpu, Y on meta" in err.message
+
+
+def test_an_unknown_backend_suggests_one():
+    err = _error(lambda: load("rmsnorm")["rmsnorm"](*_rmsnorm_args(), 1e-6, backend="trition"))
+    assert err.message == "unknown backend 'trition'" and "did you mean 'triton'?" in err.hint
