@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine: run the GPU test marker and the benchmarks in one go, short table last.
 # Wheels the machine lacks (lark, hypothesis, ...) travel in .whl/ (see CONTRIBUTING notes in BENCHMARKS.md).
-# Usage: bash scripts/gpu_check.sh [tests|bench|all|sanitize] [extra pytest/bench/driver args]
+# Usage: bash scripts/gpu_check.sh [tests|bench|all|sanitize|dispatch] [extra pytest/bench/driver args]
+# dispatch: the fast-dispatch GPU tests, then host time per eager call (benchmarks/bench_dispatch.py).
 # sanitize: every library kernel once through the CUDA backend (tests/cuda_sanitize_driver.py, tiny odd
 # shapes) under compute-sanitizer memcheck, racecheck and synccheck; one verdict line per tool.
 set -uo pipefail
@@ -27,6 +28,11 @@ fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
     python3 benchmarks/bench_gpu.py --out "$OUT/BENCH.md" "$@" 2>&1 | tee "$OUT/bench.log" | grep -v "^|" | tail -20
     echo; cat "$OUT/BENCH.md"
+fi
+if [ "$what" = dispatch ]; then
+    python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_dispatch.py 2>&1 | tee "$OUT/dispatch_tests.log" | tail -5
+    rc=${PIPESTATUS[0]}
+    python3 benchmarks/bench_dispatch.py "$@" 2>&1 | tee "$OUT/dispatch.md"
 fi
 if [ "$what" = sanitize ]; then
     python3 tests/cuda_sanitize_driver.py "$@" >/dev/null 2>&1  # compile (CuPy caches) outside the sanitizers

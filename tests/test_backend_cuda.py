@@ -124,16 +124,15 @@ def test_compile_without_cupy_or_gpu_says_what_is_missing():
 
 
 def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch):
-    """compile() and the launcher against a stand-in for CuPy: what would reach cuLaunchKernel."""
+    """compile() and the launcher against a stand-in for CuPy: what reaches cuLaunchKernel."""
+    import ctypes
     import sys
     import types
     seen = {}
 
     class Kernel:
         max_dynamic_shared_size_bytes = 0
-
-        def __call__(self, grid, block, args, shared_mem=0):
-            seen.update(grid=grid, block=block, args=args, smem=shared_mem)
+        kernel = types.SimpleNamespace(ptr=0xF00)  # the CUfunction on the current device
 
     class Module:
         def __init__(self, code, options):
@@ -152,10 +151,19 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
         def __exit__(self, *exc):
             return False
 
+    def launch_kernel(f, gx, gy, gz, bx, by, bz, smem, stream, params, extra):
+        seen.update(function=f, grid=(gx, gy, gz), block=(bx, by, bz), smem=smem, stream=stream, extra=extra)
+        pointers = (ctypes.c_void_p * 10).from_address(params)
+        seen["args"] = ([ctypes.c_uint64.from_address(pointers[i]).value for i in range(4)],
+                        [ctypes.c_int32.from_address(pointers[i]).value for i in range(4, 9)],
+                        ctypes.c_float.from_address(pointers[9]).value)
+
     fake = types.ModuleType("cupy")
     fake.RawModule = Module
-    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=Device,
-                                      get_cuda_path=lambda: None,
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 1),
+                                      Device=Device, get_cuda_path=lambda: None,
+                                      get_current_stream=lambda: types.SimpleNamespace(ptr=0x5EA),
+                                      driver=types.SimpleNamespace(launchKernel=launch_kernel),
                                       compiler=types.SimpleNamespace(CompileException=RuntimeError))
     monkeypatch.setitem(sys.modules, "cupy", fake)
 
@@ -175,11 +183,12 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
     launcher(call)
     assert seen["options"][0] == "-std=c++17" and 'extern "C" __global__' in seen["code"]
     assert seen["grid"] == (2, 4, 2) and seen["block"] == (128, 1, 1) and seen["device"] == 1
+    assert seen["function"] == 0xF00 and seen["stream"] == 0x5EA and seen["extra"] == 0  # CuPy's stream: cupy arrays
     assert seen["smem"] > 48 * 1024 and launcher.kernel.max_dynamic_shared_size_bytes == seen["smem"]
-    ptrs, dims, scale = seen["args"][:4], seen["args"][4:9], seen["args"][9]
-    assert [int(p) for p in ptrs] == [4096, 8192, 12288, 16384] and all(p.dtype == np.uint64 for p in ptrs)
-    assert [int(d) for d in dims] == [2, 4, 70, 128, 2] and all(d.dtype == np.int32 for d in dims)  # B HQ S D HKV
-    assert scale.dtype == np.float32 and float(scale) == 0.125
+    ptrs, dims, scale = seen["args"]
+    assert ptrs == [4096, 8192, 12288, 16384]
+    assert dims == [2, 4, 70, 128, 2]  # B HQ S D HKV
+    assert scale == 0.125
 
 
 # ----------------------------------------------------------------------------- the kernels' arguments

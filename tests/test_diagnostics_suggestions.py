@@ -62,7 +62,7 @@ def test_dtype_hints_list_every_dtype_of_the_table():
 
 def test_const_names_get_a_suggestion():
     k = loads(HEAD + "}\n", "k.tile")["k"]
-    with pytest.raises(TileError, match="has no compile-time parameter bm") as e:
+    with pytest.raises(TileError, match="has no compile-time parameter 'bm'") as e:
         k.lower(bm=8)
     assert e.value.hint.startswith("did you mean 'BM'?") and "BM, BN" in e.value.hint
     with pytest.raises(TileError, match="no int const 'BNN' to tune") as e:

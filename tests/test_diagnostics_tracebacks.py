@@ -58,7 +58,7 @@ def test_the_located_message_comes_first_and_only_user_frames_follow(tmp_path):
     r = _run(tmp_path, ADD)
     assert r.returncode == 1
     lines = r.stderr.splitlines()
-    assert lines[0] == "add.tile:2:8: error: kernel 'add' has no compile-time parameter BQ", r.stderr
+    assert lines[0] == "add.tile:2:8: error: kernel 'add' has no compile-time parameter 'BQ'", r.stderr
     assert "Traceback" not in r.stderr and str(ROOT / "tilelang") not in r.stderr, r.stderr
     assert f'File "{tmp_path / "user.py"}", line 18, in <module>' in r.stderr  # run()
     assert f'File "{tmp_path / "user.py"}", line 15, in run' in r.stderr  # the call that failed
@@ -70,7 +70,7 @@ def test_debug_shows_the_full_traceback(tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith("Traceback (most recent call last):"), r.stderr
     assert str(ROOT / "tilelang" / "passes") in r.stderr  # the frame that raised it
-    assert "TileError: add.tile:2:8: error: kernel 'add' has no compile-time parameter BQ" in r.stderr
+    assert "TileError: add.tile:2:8: error: kernel 'add' has no compile-time parameter 'BQ'" in r.stderr
 
 
 def test_a_kernel_mistake_found_while_importing_a_module(tmp_path):

@@ -76,5 +76,6 @@ def test_missing_const_value_names_the_parameter():
     with pytest.raises(TileError, match="needs a value for int parameter 'BM'"):
         k.lower()
     assert k.lower(BM=8).tiles["x"].shape == (8,)
-    with pytest.raises(TileError, match="has no compile-time parameter BX"):
+    with pytest.raises(TileError, match="has no compile-time parameter 'BX'") as e:
         k.lower(BM=8, BX=3)
+    assert "did you mean 'BM'?" in e.value.hint

@@ -104,15 +104,24 @@ def did_you_mean(name: str, known: Iterable[str], hint: str | None = None) -> st
     def score(k: str) -> float:
         return 0.9 * _similarity(name.lower(), k.lower()) + 0.1 * _similarity(name, k)
 
-    scored = sorted((-score(k), k) for k in set(known))
+    scored = sorted((-score(k), _number_gap(name, k), k) for k in set(known))
     if not scored:
         return hint
     floor = max(0.6 if len(name) <= 3 else 0.7, -scored[0][0] - 0.05)
-    close = [f"'{k}'" for score, k in scored[:3] if -score >= floor]
+    # close enough, or the same stem with another number (u9 -> u8)
+    close = [f"'{k}'" for score, gap, k in scored[:3] if -score >= floor or gap < 1 << 30]
     if not close:
         return hint
     guess = close[0] if len(close) == 1 else ", ".join(close[:-1]) + " or " + close[-1]
     return f"did you mean {guess}?" + (f" {hint}" if hint else "")
+
+
+def _number_gap(a: str, b: str) -> int:
+    """How far apart the trailing numbers of two names with one stem are (u9 is nearer u8 than u1)."""
+    sa, sb = a.rstrip("0123456789"), b.rstrip("0123456789")
+    if sa.lower() != sb.lower() or sa == a or sb == b:
+        return 1 << 30
+    return abs(int(a[len(sa):]) - int(b[len(sb):]))
 
 
 def _similarity(a: str, b: str) -> float:

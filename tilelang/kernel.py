@@ -17,7 +17,7 @@ from .layout import infer_layouts, packing
 from .quant import PackedWeight
 from .passes import TypedKernel, lower
 from .passes.specialize import resolve_consts, with_candidates
-from .runtime import autotune
+from .runtime import autotune, dispatch
 from .runtime.args import BoundCall, bind, check_packed
 
 
@@ -29,13 +29,15 @@ class TileKernel:
     """A kernel's IR plus compiled variants, one per (backend, target, constants).
 
     Calls on a GPU backend autotune the consts declared with candidates that the
-    caller does not pin (`runtime/autotune.py`); `tuned(...)` shows the choice."""
+    caller does not pin (`runtime/autotune.py`); `tuned(...)` shows the choice.  A call
+    whose signature was seen before skips all of that (`runtime/dispatch.py`)."""
 
     def __init__(self, ir: Kernel, tuner: autotune.Autotuner | None = None):
         self.ir = ir
         self.tuner = tuner or autotune.TUNER
         self._typed: dict[tuple, TypedKernel] = {}
         self._launchers: dict[tuple, Any] = {}
+        self._fast = dispatch.FastPath(ir)
 
     @property
     def name(self) -> str:
@@ -66,13 +68,25 @@ class TileKernel:
         return TileKernel(with_candidates(self.ir, candidates), self.tuner)
 
     def __call__(self, *args, backend: str | None = None, target: str | None = None, **kwargs) -> None:
-        """Run on arrays (torch, numpy or cupy); outputs are written in place."""
-        call, backend = self._bind(args, kwargs, backend)
-        consts = self._consts(call, backend, target)
-        launcher = self.compile(backend, target, **consts)
-        if self._packed:
-            call = self._packed_call(call, backend, target, consts)
-        launcher(call)
+        """Run on arrays (torch, numpy or cupy); outputs are written in place.
+
+        The first call with a signature binds and checks every argument, picks (or tunes) the constants and
+        prepares the launch; later calls with that signature go straight to the prepared launch. Calls with
+        a packed weight take the checked path every time (its order is checked against the plan)."""
+        key, entry = self._fast.lookup(args, kwargs, backend, target)
+        if entry is None:
+            call, chosen = self._bind(args, kwargs, backend)
+            consts = self._consts(call, chosen, target)
+            launcher = self.compile(chosen, target, **consts)
+            if self._packed:
+                launcher(self._packed_call(call, chosen, target, consts))
+                return
+            if key is None:
+                launcher(call)
+                return
+            entry = dispatch.prepare(self.ir, launcher, call, args, kwargs)
+            self._fast.remember(key, entry)
+        entry(args, kwargs)
 
     @property
     def _packed(self) -> tuple[str, ...]:
@@ -144,7 +158,8 @@ class TileKernel:
         if backend is None:
             backend = "triton" if devices - {"cpu"} else "reference"
         if len(devices) > 1:
-            raise TileError(f"arguments of '{self.name}' are on different devices: {sorted(devices)}", self.ir.loc,
+            where = ", ".join(f"{n} on {i.device}" for n, i in call.infos.items())
+            raise TileError(f"arguments of '{self.name}' are on different devices: {where}", self.ir.loc,
                             hint="move every tensor to one device")
         return call, backend
 

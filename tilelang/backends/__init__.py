@@ -4,7 +4,9 @@ A backend module exposes `NAME`, `SOURCE_SUFFIX`, `generate(tk, target) -> str` 
 source `tilelang build` writes), `compile(tk, target) -> Launcher`, where a launcher
 is called with a `BoundCall` (arguments already checked by
 `tilelang.runtime.args.bind`), and optionally `build_aot(tk, out_dir[, target])`.
-Backends never import each other.
+A launcher may also offer `fast(call) -> Launch | None`: a launch prepared once for
+every later call with `call`'s signature (`tilelang.runtime.dispatch`), which takes
+just the call's tensors and scalars.  Backends never import each other.
 """
 from __future__ import annotations
 

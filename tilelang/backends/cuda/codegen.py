@@ -201,13 +201,13 @@ class KernelGen:
             order.append(("dim", d))
             self.kinds[d] = "int"
         for p in k.scalars:
-            ct = "float" if p.dtype.is_float else "long long" if p.dtype.is_int else "int"
+            ct = ctype.scalar_param(p.dtype)
             self.kinds[p.name] = ctype.kind(p.dtype)
             if p.dtype.is_float and p.dtype != f32:
-                params.append(f"float {p.name}_in")
+                params.append(f"{ct} {p.name}_in")
                 setup.append(f"const float {cname(p.name)} = {ctype.rounded(p.name + '_in', p.dtype)};")
             elif p.dtype.kind == "bool":
-                params.append(f"int {p.name}_in")
+                params.append(f"{ct} {p.name}_in")
                 setup.append(f"const bool {cname(p.name)} = {p.name}_in != 0;")
             else:
                 params.append(f"{ct} {cname(p.name)}")
