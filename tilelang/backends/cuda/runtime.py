@@ -1,10 +1,9 @@
 """Compiling generated CUDA with NVRTC (through CuPy) and launching it on torch or cupy arrays.
 
 CuPy is imported only here, lazily: generating code or building cubins with nvcc
-needs no GPU.  CuPy picks the architecture of the current device, except on sm_90
-(H100/H200), where the code is generated for sm_90a (wgmma) and NVRTC is asked for an
-sm_90a cubin directly (`_cubin`: CuPy would add its own sm_90); shared memory
-beyond 48 KB per block is enabled with `cudaFuncSetAttribute`
+needs no GPU.  NVRTC compiles for the current device's architecture, sm_90a on sm_90
+(H100/H200, for wgmma), straight to a cubin kept in the shared disk cache (`_cubin`);
+shared memory beyond 48 KB per block is enabled with `cudaFuncSetAttribute`
 (`RawKernel.max_dynamic_shared_size_bytes`).  Launches go to torch's current
 stream when the arguments are torch tensors.
 
@@ -30,7 +29,7 @@ from ...ir import nodes as N
 from ...ir.scalar import binop
 from ...passes.infer import TypedKernel
 from ...runtime.args import BoundCall
-from ...runtime.cache import cache_root, write_atomic
+from ...runtime.cache import DiskCache, cache_key, cache_root
 from . import tma as TMA
 from .codegen import Source, generate_source
 from .errors import explain
@@ -190,38 +189,41 @@ def _launcher(cupy, tk: TypedKernel, arch: str | None, tma: bool) -> Launcher:
     src = generate_source(tk, arch, tma)
     options = NVRTC_OPTIONS + _include_options(cupy)
     try:
-        if arch is not None and arch.endswith("a"):
-            module = cupy.RawModule(path=str(_cubin(cupy, src.code, arch, options)))
-        else:
-            module = cupy.RawModule(code=src.code, options=options)
+        module = cupy.RawModule(path=str(_cubin(cupy, tk, src.code, arch or _device_sm(cupy), options)))
         kernel = module.get_function(src.name)
     except cupy.cuda.compiler.CompileException as e:
         raise explain(str(e), src.code, src.name, "NVRTC") from None
     return Launcher(tk, src, kernel, (lambda: _launcher(cupy, tk, arch, False)) if src.tma else None)
 
 
-def _cubin(cupy, code: str, arch: str, options: tuple[str, ...]) -> Path:
-    """NVRTC straight to a cubin for an arch-specific target (cached on disk by source and options).
+def _device_sm(cupy) -> str:
+    """sm_XY of the current device (the portable code's target there)."""
+    return f"sm_{cupy.cuda.Device().compute_capability}"
 
-    CuPy's RawModule always appends its own `-arch=sm_XY` (from the device, without the "a"
-    suffix that wgmma needs), so architecture-specific targets bypass it: NVRTC through CuPy's
-    bindings, the cubin then loaded with RawModule(path=...)."""
+
+def _cubin(cupy, tk: TypedKernel, code: str, arch: str, options: tuple[str, ...]) -> Path:
+    """NVRTC straight to a cubin for `arch`, kept in the shared disk cache (`runtime/cache.py`).
+
+    Keyed like every backend's artifacts (`cache_key`), plus the source (with or without TMA),
+    the options and NVRTC's version.  CuPy's RawModule(code=...) would append its own
+    `-arch=sm_XY` (without the "a" suffix that wgmma needs) and cache elsewhere, so the cubin
+    is made here, through CuPy's NVRTC bindings, and loaded with RawModule(path=...)."""
     from cupy_backends.cuda.libs import nvrtc
     opts = options + (f"--gpu-architecture={arch}", "-ftz=true")  # CuPy's path adds -ftz=true too
-    key = hashlib.sha256("\0".join((code, *opts, str(nvrtc.getVersion()))).encode()).hexdigest()[:24]
-    path = cache_root() / "cuda" / f"{key}.cubin"
-    if path.exists():
-        return path
-    prog = nvrtc.createProgram(code, "tilelang_kernel.cu", (), ())
-    try:
+    extra = "\0".join((hashlib.sha256(code.encode()).hexdigest(), *opts, str(nvrtc.getVersion())))
+    key = cache_key(tk, "cuda", arch, tools=("cupy", "cupy-cuda12x", "cupy-cuda13x"), extra=extra)
+    cache = DiskCache(cache_root() / "cuda")
+    entry = cache.get(key)
+    if entry is None:
+        prog = nvrtc.createProgram(code, "tilelang_kernel.cu", (), ())
         try:
-            nvrtc.compileProgram(prog, opts)
-        except nvrtc.NVRTCError:
-            raise cupy.cuda.compiler.CompileException(nvrtc.getProgramLog(prog), code, "tilelang_kernel.cu",
-                                                      opts) from None
-        cubin = nvrtc.getCUBIN(prog)
-    finally:
-        nvrtc.destroyProgram(prog)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, cubin)
-    return path
+            try:
+                nvrtc.compileProgram(prog, opts)
+            except nvrtc.NVRTCError:
+                raise cupy.cuda.compiler.CompileException(nvrtc.getProgramLog(prog), code, "tilelang_kernel.cu",
+                                                          opts) from None
+            cubin = nvrtc.getCUBIN(prog)
+        finally:
+            nvrtc.destroyProgram(prog)
+        entry = cache.put(key, {"kernel.cubin": cubin})
+    return entry / "kernel.cubin"
