@@ -127,8 +127,9 @@ def test_compile_without_cupy_or_gpu_says_what_is_missing():
         cuda.compile(kernel("gemm", "gemm").lower())
 
 
-def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch):
-    """compile() and the launcher against a stand-in for CuPy: what would reach cuLaunchKernel."""
+def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch, tmp_path):
+    """compile() and the launcher against a stand-in for CuPy: what NVRTC compiles, that the cubin goes
+    through the shared disk cache, and what would reach cuLaunchKernel."""
     import sys
     import types
     seen = {}
@@ -140,13 +141,15 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
             seen.update(grid=grid, block=block, args=args, smem=shared_mem)
 
     class Module:
-        def __init__(self, code, options):
-            seen.update(code=code, options=options)
+        def __init__(self, path):
+            seen["cubin"] = Path(path).read_bytes()
 
         def get_function(self, name):
             return Kernel()
 
     class Device:
+        compute_capability = "80"
+
         def __init__(self, index):
             seen["device"] = index
 
@@ -156,11 +159,33 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
         def __exit__(self, *exc):
             return False
 
+    class Nvrtc:  # cupy_backends.cuda.libs.nvrtc: the compiler the backend calls
+        NVRTCError = RuntimeError
+
+        def createProgram(self, code, name, headers, includes):
+            seen["code"] = code
+
+        def compileProgram(self, prog, options):
+            seen["options"] = options
+
+        def getCUBIN(self, prog):
+            return b"\x7fELF fake cubin"
+
+        def destroyProgram(self, prog):
+            pass
+
+        def getVersion(self):
+            return (13, 0)
+
     fake = types.ModuleType("cupy")
     fake.RawModule = Module
     fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=Device,
                                       get_cuda_path=lambda: None,
                                       compiler=types.SimpleNamespace(CompileException=RuntimeError))
+    for name in ("cupy_backends", "cupy_backends.cuda", "cupy_backends.cuda.libs"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.nvrtc", Nvrtc())
+    monkeypatch.setenv("TILELANG_CACHE_DIR", str(tmp_path))
     monkeypatch.setitem(sys.modules, "cupy", fake)
 
     class CupyArray:  # what tilelang.runtime.args reads of a cupy array
@@ -177,7 +202,9 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
     call = bind(k.ir, (*arrays, 0.125), {})
     launcher = cuda.compile(k.lower(**call.consts))
     launcher(call)
-    assert seen["options"][0] == "-std=c++17" and 'extern "C" __global__' in seen["code"]
+    assert seen["options"][0] == "-std=c++17" and "--gpu-architecture=sm_80" in seen["options"]
+    assert 'extern "C" __global__' in seen["code"] and seen["cubin"] == b"\x7fELF fake cubin"
+    assert [p.name for p in tmp_path.glob("cuda/*/*/kernel.cubin")] == ["kernel.cubin"]
     assert seen["grid"] == (2, 4, 2) and seen["block"] == (128, 1, 1) and seen["device"] == 1
     assert seen["smem"] > 48 * 1024 and launcher.kernel.max_dynamic_shared_size_bytes == seen["smem"]
     ptrs, dims, scale = seen["args"][:4], seen["args"][4:9], seen["args"][9]

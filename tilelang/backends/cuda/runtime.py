@@ -19,7 +19,6 @@ import glob
 import hashlib
 import os
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -30,27 +29,12 @@ from ...ir.scalar import binop
 from ...passes.infer import TypedKernel
 from ...runtime.args import BoundCall
 from ...runtime.cache import DiskCache, cache_key, cache_root
+from ...runtime.cubin import cupy_module, device_pointer, launch, load_function
 from . import tma as TMA
 from .codegen import Source, generate_source
 from .errors import explain
 
 NVRTC_OPTIONS = ("-std=c++17",)
-DEFAULT_SMEM = 48 * 1024
-
-
-def _cupy():
-    try:
-        import cupy
-    except ImportError as e:
-        raise TileError(f"the CUDA backend needs CuPy to compile and launch kernels ({e})",
-                        hint="pip install cupy-cuda13x (or cupy-cuda12x), or use backend='triton'") from None
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no device")
-    except Exception as e:  # noqa: BLE001 - CUDA reports a missing driver in many ways
-        raise TileError(f"the CUDA backend found no usable GPU ({e})",
-                        hint="run on a machine with an NVIDIA GPU, or use backend='reference'") from None
-    return cupy
 
 
 def _include_options(cupy) -> tuple[str, ...]:
@@ -73,10 +57,8 @@ class Launcher:
     """Runs one compiled kernel: grid, block and dynamic shared memory come from the IR."""
 
     def __init__(self, tk: TypedKernel, src: Source, kernel, fallback=None):
-        self.tk, self.src, self.kernel = tk, src, kernel
+        self.tk, self.src, self.kernel = tk, src, kernel  # kernel: from `cubin.load_function`
         self._fallback, self._fallback_launcher = fallback, None  # builds the variant without TMA
-        if src.smem_bytes > DEFAULT_SMEM:
-            kernel.max_dynamic_shared_size_bytes = src.smem_bytes
 
     def __call__(self, call: BoundCall) -> None:
         grid = grid_of(self.tk, call)
@@ -93,7 +75,7 @@ class Launcher:
             if kind == "tmap":
                 continue  # appended last, from `maps`
             if kind == "tensor":
-                args.append(np.uint64(_pointer(call.arrays[name], name)))
+                args.append(np.uint64(device_pointer(call.arrays[name], name)))
             elif kind == "dim":
                 args.append(np.int32(call.dims[name]))
             else:
@@ -102,19 +84,14 @@ class Launcher:
                 args.append(np.float32(v) if p.dtype.is_float else np.int32(v) if p.dtype.kind == "bool"
                             else np.int64(v))
         args += maps
-        import cupy
-        device = next((int(i.device.split(":")[1]) for i in call.infos.values() if i.device.startswith("cuda")), 0)
-        with cupy.cuda.Device(device):
-            stream = _stream(call)
-            with stream if stream is not None else nullcontext():
-                self.kernel(grid, (self.src.threads, 1, 1), tuple(args), shared_mem=self.src.smem_bytes)
+        launch(self.kernel, call, grid, self.src.threads, tuple(args), self.src.smem_bytes)
 
     def tensor_maps(self, call: BoundCall) -> list[np.ndarray] | None:
         """The call's tensor maps in parameter order, or None if TMA cannot describe one of its tensors."""
         maps = []
         for ld in self.src.tma:
             a = call.arrays[ld.tensor]
-            ptr, dims = _pointer(a, ld.tensor), tuple(int(d) for d in a.shape)
+            ptr, dims = device_pointer(a, ld.tensor), tuple(int(d) for d in a.shape)
             if not TMA.usable(ptr, dims, ld.elem_bytes):
                 return None
             maps.append(np.frombuffer(TMA.encode(ld, ptr, dims), dtype=np.dtype((np.void, TMA.MAP_BYTES))).copy())
@@ -146,59 +123,28 @@ def _eval(e: N.Expr, env: dict):
     raise TileError(f"cannot evaluate grid extent {type(e).__name__} on the host", getattr(e, "loc", None))
 
 
-def _pointer(a, name: str) -> int:
-    mod = type(a).__module__.split(".")[0]
-    if mod == "torch":
-        if a.device.type != "cuda":
-            raise TileError(f"argument '{name}' is on {a.device}; the CUDA backend needs GPU tensors",
-                            hint="move it with .cuda()")
-        return a.data_ptr()
-    if mod == "cupy":
-        return a.data.ptr
-    raise TileError(f"argument '{name}' is a {type(a).__name__}; the CUDA backend takes torch or cupy GPU arrays",
-                    hint="use torch.tensor(..., device='cuda') or cupy.asarray(...)")
-
-
-def _stream(call: BoundCall):
-    if not any(type(a).__module__.split(".")[0] == "torch" for a in call.arrays.values()):
-        return None
-    import cupy
-    import torch
-    dev = next(a.device for a in call.arrays.values() if type(a).__module__.split(".")[0] == "torch")
-    stream = torch.cuda.current_stream(dev)
-    from_external = getattr(cupy.cuda.Stream, "from_external", None)  # CuPy >= 14; ExternalStream is deprecated
-    if from_external is not None and hasattr(stream, "__cuda_stream__"):
-        return from_external(stream)
-    return cupy.cuda.ExternalStream(stream.cuda_stream, dev.index or 0)
-
-
-def device_arch(cupy) -> str | None:
-    """The arch to generate for: "sm_90a" on compute capability 9.0 (wgmma), else None (portable code)."""
-    dev = cupy.cuda.Device(getattr(cupy.cuda.runtime, "getDevice", lambda: 0)())
-    return "sm_90a" if getattr(dev, "compute_capability", None) == "90" else None
+def device_arch(cupy) -> str:
+    """The current device's arch: "sm_90a" on compute capability 9.0 (wgmma), else sm_XY (portable code)."""
+    cc = cupy.cuda.Device(getattr(cupy.cuda.runtime, "getDevice", lambda: 0)()).compute_capability
+    return "sm_90a" if cc == "90" else f"sm_{cc}"
 
 
 def compile(tk: TypedKernel, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
     """Generate, compile with NVRTC and load; `target` (e.g. "sm_90a", "sm_80") overrides the device's arch."""
-    cupy = _cupy()
+    cupy = cupy_module()
     arch = target if target is not None else device_arch(cupy)
     return _launcher(cupy, tk, arch, tma=arch == "sm_90a")
 
 
-def _launcher(cupy, tk: TypedKernel, arch: str | None, tma: bool) -> Launcher:
+def _launcher(cupy, tk: TypedKernel, arch: str, tma: bool) -> Launcher:
     src = generate_source(tk, arch, tma)
     options = NVRTC_OPTIONS + _include_options(cupy)
     try:
-        module = cupy.RawModule(path=str(_cubin(cupy, tk, src.code, arch or _device_sm(cupy), options)))
-        kernel = module.get_function(src.name)
+        kernel = load_function(_cubin(cupy, tk, src.code, arch, options), src.name,
+                               src.smem_bytes)
     except cupy.cuda.compiler.CompileException as e:
         raise explain(str(e), src.code, src.name, "NVRTC") from None
     return Launcher(tk, src, kernel, (lambda: _launcher(cupy, tk, arch, False)) if src.tma else None)
-
-
-def _device_sm(cupy) -> str:
-    """sm_XY of the current device (the portable code's target there)."""
-    return f"sm_{cupy.cuda.Device().compute_capability}"
 
 
 def _cubin(cupy, tk: TypedKernel, code: str, arch: str, options: tuple[str, ...]) -> Path:
