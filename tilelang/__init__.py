@@ -1,6 +1,7 @@
 """tilelang: a tile-level GPU kernel language with inferred layouts and pluggable backends."""
 from .diagnostics import TileError
 from .kernel import TileKernel, load, loads, tile_kernel
+from .prebuilt import load_build
 
 __version__ = "0.1.0"
-__all__ = ["TileError", "TileKernel", "load", "loads", "tile_kernel", "__version__"]
+__all__ = ["TileError", "TileKernel", "load", "load_build", "loads", "tile_kernel", "__version__"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import asdict
@@ -32,6 +31,7 @@ from ...diagnostics import TileError
 from ...ir.dtypes import DTYPES
 from ...runtime.args import BoundCall
 from ...runtime.cache import DiskCache, cache_key, cache_root, spec_key
+from ..nvcc import find_nvcc
 from .build import (AOT_ENV, PREBUILT, call_args, compile_tir, cuda_arch, generate, launch, nvcc_fatbin,
                     overlapping, source_digest, target_kind, tvm_target, use_nvcc)
 from .signature import Signature, TensorArg, signature
@@ -57,7 +57,7 @@ def library_files(lib: Path) -> list[Path]:
 
 def build_aot(tk, out_dir: str | Path, target: str | Sequence[str] | None = None) -> list[Path]:
     """Write `<kernel>-<key>.<target>.so` (with its `.json`, and `.fatbin` for CUDA where nvcc
-    is) for each target; the libraries' paths."""
+    is) for each target; every file's path, each library first."""
     import tvm
     targets = [target] if target is None or isinstance(target, str) else list(target)
     out = Path(out_dir)
@@ -69,8 +69,19 @@ def build_aot(tk, out_dir: str | Path, target: str | Sequence[str] | None = None
             host = tvm.target.Target(HOST)
             tgt = host if target_kind(t) == "llvm" else tvm.target.Target({"kind": "cuda", "arch": _tag(t)}, host=host)
             export(tk, t, tgt, path)
-        paths.append(path)
+        paths += library_files(path)
     return paths
+
+
+def aot_target(target: str | None) -> str:
+    """The target `build_aot` builds for, by its full name: "llvm" or "cuda:sm_XX"."""
+    return "llvm" if target_kind(target) == "llvm" else f"cuda:{cuda_arch(target)}"
+
+
+def aot_artifact(paths: list[Path]) -> tuple[Path | None, bool]:
+    """The library `load_aot` takes among `build_aot`'s files, and whether it runs without compiling."""
+    lib = next(p for p in paths if p.suffix == ".so")
+    return lib, has_binary(lib)
 
 
 def export(tk, target: str | None, tgt, path: Path, noalias: bool = True) -> None:
@@ -80,7 +91,7 @@ def export(tk, target: str | None, tgt, path: Path, noalias: bool = True) -> Non
     kind, tag = target_kind(target), _tag(target)
     meta = {"signature": _sig_json(signature(tk)), "target": kind, "arch": tag, "tvm": tvm.__version__,
             "consts": _consts(tk), "noalias": noalias, "binary": None}
-    if kind == "cuda" and shutil.which("nvcc"):
+    if kind == "cuda" and find_nvcc():
         code = next(m for m in ex.mod.imports if m.kind == "cuda").inspect_source()
         binary = nvcc_fatbin(code, tag)
         _atomic(path.with_suffix(".fatbin"), lambda p: Path(p).write_bytes(binary))
@@ -118,7 +129,7 @@ def cached_module(tk, target: str | None, noalias: bool):
                               "building in memory", stacklevel=2)
                 return compile_tir(tk, generate(tk, target, noalias), tgt)
             entry = cache.put(key, {p.name: p.read_bytes() for p in Path(tmp).iterdir()})
-    return load_aot(next(entry.glob("*.so"))).module
+    return load_aot(tk, next(entry.glob("*.so"))).module
 
 
 def _consts(tk) -> dict[str, str]:
@@ -141,7 +152,7 @@ def find_aot(tk, folder: str | Path, target: str | None) -> "AotLauncher":
                         hint=f"build it where TVM's compiler is (`tilelang build --backend tvm`, "
                         f"tilelang.backends.tvm.build_aot or scripts/tvm_aot_prebuild.py), or unset {AOT_ENV} "
                         "to compile here")
-    _LOADED[path] = load_aot(path)
+    _LOADED[path] = load_aot(tk, path)
     return _LOADED[path]
 
 
@@ -177,25 +188,27 @@ def _sig_from_json(d: dict) -> Signature:
 class AotLauncher:
     """A kernel loaded from a library built by `build_aot`; called with a BoundCall."""
 
-    def __init__(self, path: Path, module, sig: Signature, target: str):
-        self.path, self.module, self.sig, self.target = path, module, sig, target
+    def __init__(self, tk, path: Path, module, sig: Signature, target: str):
+        self.tk, self.path, self.module, self.sig, self.target = tk, path, module, sig, target
         self.func = module[sig.name]
 
     def __call__(self, call: BoundCall) -> None:
         want = "cpu" if self.target == "llvm" else "cuda"
         bad = sorted(i.device for i in call.infos.values() if not i.device.startswith(want))
         if bad:
-            raise TileError(f"{self.path.name} runs on {want} arrays, got arrays on {bad}",
+            raise TileError(f"{self.path.name} runs on {want} arrays, got arrays on {bad}", self.tk.kernel.loc,
                             hint="move the arrays to the library's device")
         args = call_args(self.sig, call)
         if overlapping(args, self.sig):
             raise TileError(f"{self.path.name} was built for arguments that do not share memory, "
-                            f"but two of {sorted(call.arrays)} overlap", hint="pass separate arrays")
+                            f"but two of {sorted(call.arrays)} overlap", self.tk.kernel.loc,
+                            hint="pass separate arrays")
         launch(self.func, args, call)
 
 
-def load_aot(path: str | Path) -> AotLauncher:
-    """Load a library written by `build_aot`, with TVM's runtime only if that is all there is."""
+def load_aot(tk, path: str | Path) -> AotLauncher:
+    """Load a library written by `build_aot` from typed kernel `tk` (errors point at its source), with
+    TVM's runtime only if that is all there is."""
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())
     _import_tvm_runtime()
@@ -209,7 +222,7 @@ def load_aot(path: str | Path) -> AotLauncher:
             PREBUILT[binary["source_sha256"]] = path.with_name(binary["file"]).read_bytes()
         _enable_cuda(meta["arch"])
     mod = tvm.runtime.load_module(str(path))
-    return AotLauncher(path, mod, _sig_from_json(meta["signature"]), meta["target"])
+    return AotLauncher(tk, path, mod, _sig_from_json(meta["signature"]), meta["target"])
 
 
 def _import_tvm_runtime() -> None:

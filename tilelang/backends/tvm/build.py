@@ -11,7 +11,6 @@ import functools
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 
 from ...diagnostics import TileError
 from ...runtime.args import BoundCall
+from ..nvcc import find_nvcc
 from .signature import Signature, signature
 
 _LOCK = threading.Lock()
@@ -126,7 +126,7 @@ def use_nvcc(arch: str) -> None:
         binary = PREBUILT.get(source_digest(str(code)))
         if binary is not None:
             return binary
-        return (nvcc_fatbin if shutil.which("nvcc") else _nvrtc)(str(code), arch)
+        return (nvcc_fatbin if find_nvcc() else _nvrtc)(str(code), arch)
     tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_cuda, override=True)
 
 
@@ -140,7 +140,7 @@ def nvcc_fatbin(code: str, arch: str) -> bytes:
         src, out = Path(d) / "k.cu", Path(d) / "k.fatbin"
         src.write_text(code)
         num = arch[3:]
-        r = subprocess.run(["nvcc", "--fatbin", "-O3", f"-gencode=arch=compute_{num},code=sm_{num}",
+        r = subprocess.run([find_nvcc(), "--fatbin", "-O3", f"-gencode=arch=compute_{num},code=sm_{num}",
                             "-o", str(out), str(src)], capture_output=True, text=True)
         if r.returncode:
             raise TileError(f"nvcc failed on TVM's CUDA source:\n{r.stderr[-2000:]}")
