@@ -1,0 +1,63 @@
+"""`tilelang tune` (grid search, table, heat maps) and `tilelang bench` on the command line.
+
+Timing needs a GPU; here the search runs the reference interpreter on CPU tensors with a
+stand-in timer, which is what the GPU path runs around `timing.time_us`."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tilelang.bench import tune
+from tilelang.diagnostics import TileError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _args(**kw) -> argparse.Namespace:
+    base = dict(kernel="gemv", shape="M=1,K=96,N=40", sweep="BN,BK", values=["BN=16/32", "BK=32/64/128"],
+                const=["STAGES=2"], backend="reference", plot=None, out=None)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_tune_times_every_configuration_and_draws_the_heat_map(tmp_path, capsys):
+    times = iter([5.0, 3.0, RuntimeError("launch failed: too many resources"), 4.0, 2.0, 6.0])
+
+    def timer(fn):
+        t = next(times)
+        if isinstance(t, Exception):
+            raise t
+        return t
+    assert tune.run(_args(plot=str(tmp_path / "heat.png"), out=str(tmp_path / "t.md")), timer, "cpu") == 0
+    out = capsys.readouterr().out
+    assert "| 32 | 64 | 2.00 | 1.00x | best |" in out
+    assert "| 16 | 128 | - | - | RuntimeError: launch failed: too many resources |" in out
+    heat = out.split("```")[1].strip().splitlines()
+    assert heat[0].split() == ["BN", "\\", "BK", "32", "64", "128"]
+    assert heat[1].split() == ["16", "5.00", "3.00", "x"] and heat[2].split() == ["32", "4.00", "2.00", "6.00"]
+    png = (tmp_path / "heat.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "t.md").read_text().startswith("## gemv")
+
+
+def test_tune_names_what_is_missing_or_unknown():
+    with pytest.raises(TileError, match="needs the size 'N' of 'W'"):
+        tune.run(_args(shape="M=1,K=96"), lambda fn: 1.0, "cpu")
+    with pytest.raises(TileError, match="has no int constant 'BQ' to sweep"):
+        tune.run(_args(sweep="BQ", values=[]), lambda fn: 1.0, "cpu")
+    with pytest.raises(TileError, match="declares no candidates"):
+        tune.run(_args(sweep="BM", values=[]), lambda fn: 1.0, "cpu")
+    with pytest.raises(TileError, match="the kernel library has no kernel 'gemvv'"):
+        tune.run(_args(kernel="gemvv"), lambda fn: 1.0, "cpu")
+
+
+@pytest.mark.parametrize("cmd", [["tune", "gemv", "--shape", "M=1,K=64,N=64", "--sweep", "BN"], ["bench", "--quick"]])
+def test_tune_and_bench_without_a_gpu_say_so(cmd):
+    pytest.importorskip("torch")
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    r = subprocess.run([sys.executable, "-m", "tilelang.cli", *cmd], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1 and "on a CUDA GPU, and torch sees none here" in r.stderr
