@@ -76,3 +76,26 @@ def test_a_gradient_through_an_operator_is_a_clear_error():
     y = ops.softmax(x)  # forward is fine: inference code need not say no_grad
     with pytest.raises(TileError, match="torch.ops.tilelang.softmax has no backward"):
         y.sum().backward()
+
+
+@pytest.mark.gpu
+def test_gpu_operators_under_cuda_graph_capture_and_torch_compile():
+    """On CUDA tensors the operators run Triton kernels on torch's stream: a captured graph replays
+    them on new inputs, and torch.compile(fullgraph=True) traces them."""
+    torch.manual_seed(2)
+    h, i = 1024, 512
+    wn, wg, wu = (torch.randn(*s, dtype=torch.float16, device="cuda") * 0.05 for s in ((h,), (i, h), (i, h)))
+    x = torch.randn(16, h, dtype=torch.float16, device="cuda")
+    _block(x, wn, wg, wu)  # compiles and tunes before capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = _block(x, wn, wg, wu)
+    x.copy_(torch.randn_like(x))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert rel_err(y.float(), _reference(x, wn, wg, wu)) < TOL
+    compiled = torch.compile(_block, fullgraph=True, dynamic=True)
+    for m in (1, 7):
+        x = torch.randn(m, h, dtype=torch.float16, device="cuda")
+        assert rel_err(compiled(x, wn, wg, wu).float(), _reference(x, wn, wg, wu)) < TOL
