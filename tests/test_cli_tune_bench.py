@@ -24,13 +24,13 @@ def _args(**kw) -> argparse.Namespace:
 
 
 def test_tune_times_every_configuration_and_draws_the_heat_map(tmp_path, capsys):
-    times = iter([5.0, 3.0, RuntimeError("launch failed: too many resources"), 4.0, 2.0, 6.0])
+    us = {(16, 32): 5, (16, 64): 3, (32, 32): 4, (32, 64): 2, (32, 128): 6}
 
-    def timer(fn):
-        t = next(times)
-        if isinstance(t, Exception):
-            raise t
-        return t
+    def timer(run, config):  # the autotuner's timer interface: seconds per launch
+        run()
+        if (config["BN"], config["BK"]) not in us:
+            raise RuntimeError("launch failed: too many resources")
+        return us[config["BN"], config["BK"]] * 1e-6
     assert tune.run(_args(plot=str(tmp_path / "heat.png"), out=str(tmp_path / "t.md")), timer, "cpu") == 0
     out = capsys.readouterr().out
     assert "| 32 | 64 | 2.00 | 1.00x | best |" in out
@@ -44,13 +44,13 @@ def test_tune_times_every_configuration_and_draws_the_heat_map(tmp_path, capsys)
 
 def test_tune_names_what_is_missing_or_unknown():
     with pytest.raises(TileError, match="needs the size 'N' of 'W'"):
-        tune.run(_args(shape="M=1,K=96"), lambda fn: 1.0, "cpu")
+        tune.run(_args(shape="M=1,K=96"), lambda run, config: 1e-6, "cpu")
     with pytest.raises(TileError, match="has no int constant 'BQ' to sweep"):
-        tune.run(_args(sweep="BQ", values=[]), lambda fn: 1.0, "cpu")
+        tune.run(_args(sweep="BQ", values=[]), lambda run, config: 1e-6, "cpu")
     with pytest.raises(TileError, match="declares no candidates"):
-        tune.run(_args(sweep="BM", values=[]), lambda fn: 1.0, "cpu")
+        tune.run(_args(sweep="BM", values=[]), lambda run, config: 1e-6, "cpu")
     with pytest.raises(TileError, match="the kernel library has no kernel 'gemvv'"):
-        tune.run(_args(kernel="gemvv"), lambda fn: 1.0, "cpu")
+        tune.run(_args(kernel="gemvv"), lambda run, config: 1e-6, "cpu")
 
 
 @pytest.mark.parametrize("cmd", [["tune", "gemv", "--shape", "M=1,K=64,N=64", "--sweep", "BN"], ["bench", "--quick"]])

@@ -1,10 +1,11 @@
 """`tilelang tune KERNEL --shape ... --sweep BN,BK [--plot heat.png]`: a grid search over a kernel's constants.
 
-Every combination of the swept constants' values (their declared candidates, or
-`--values NAME=a,b,c`) is compiled and timed on the GPU with CUDA-graph replay
-(`timing.time_us`); every other int constant is pinned (to `--const` or its default), so
-nothing else is autotuned underneath.  A combination that does not lower, compile or run is
-kept in the table with the reason.  The table lists every trial; the heat map (text, and PNG
+It is the autotuner's own search (`runtime.autotune.Autotuner.search`: every combination of
+the swept constants' values, their declared candidates or `--values NAME=a/b/c`, compiled in
+parallel, then launched and timed on the GPU with CUDA graphs on clones of the arguments),
+shown whole instead of keeping the winner; every other int constant is pinned (to `--const`
+or its default).  A combination that does not lower, compile or run is kept in the table with
+the reason.  The table lists every trial; the heat map (text, and PNG
 with `--plot`) shows the first two swept constants, the others at the fastest trial's values:
 darker is faster, as in the seed report's GEMV study of TILE_S x TILE_R, which
 `scripts/gpu_tune_bench.sh` reproduces over `gemv`'s own tiles (BN outputs per block x BK of
@@ -13,10 +14,8 @@ the reduction per step) at GPT-2-medium and Llama shapes.
 from __future__ import annotations
 
 import argparse
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .. import progress
 from ..diagnostics import TileError
@@ -24,8 +23,9 @@ from ..ir import nodes as N
 from ..ir.dtypes import DTYPES, packed_row_bytes
 from ..kernel import TileKernel, load
 from ..layout import png
+from ..runtime import autotune
+from ..runtime.args import bind
 
-Timer = Callable[[Callable[[], None]], float]  # microseconds per call
 
 
 @dataclass
@@ -118,26 +118,20 @@ def sweep_space(kernel: TileKernel, names: list[str], values: dict[str, str]) ->
 
 
 def tune(kernel: TileKernel, args: tuple, space: dict[str, list[int]], pins: dict[str, object], backend: str,
-         timer: Timer) -> list[Trial]:
-    """Compile, check and time every configuration of `space` (others pinned to `pins` or defaults)."""
+         timer: autotune.Timer | None = None) -> list[Trial]:
+    """Every configuration of `space`, timed (others pinned to `pins` or defaults), in grid order."""
     fixed = {c.name: c.default for c in kernel.ir.consts if c.kind == "int" and c.name not in space}
-    fixed.update(pins)
-    configs = [dict(zip(space, vs)) for vs in itertools.product(*space.values())]
-    trials = []
-    for i, config in enumerate(configs, 1):
-        progress.step(i, len(configs), ",".join(f"{k}={v}" for k, v in config.items()))
-        trial = Trial(config)
-        try:
-            def run(config=config):
-                kernel(*args, backend=backend, **fixed, **config)
-            run()  # compiles; a failure is recorded, not raised
-            trial.us = timer(run)
-        except Exception as e:  # noqa: BLE001 - any failing configuration is a result of the search
-            msg = e.message if isinstance(e, TileError) else f"{type(e).__name__}: {e}"
-            trial.error = msg.splitlines()[0][:100]
-        trials.append(trial)
-    progress.done()
-    return trials
+    call = bind(kernel.ir, args, {**fixed, **pins})
+    try:
+        choice = autotune.Autotuner(timer).search(kernel.ir, space, call,
+                                                  lambda consts: kernel.compile(backend, None, **consts), progress.step)
+        timings, skipped = choice.timings, choice.skipped
+    except TileError as e:  # nothing ran: every configuration failed, with its reason in the message
+        timings, skipped = {}, {autotune.label(c): e.message for c in autotune.configs(space)}
+    finally:
+        progress.done()
+    return [Trial(c, timings[autotune.label(c)] * 1e6 if autotune.label(c) in timings else None,
+                  skipped.get(autotune.label(c), "")[:100]) for c in autotune.configs(space)]
 
 
 def table(trials: list[Trial]) -> str:
@@ -219,7 +213,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", metavar="MD", help="also write the table and heat map to this markdown file")
 
 
-def run(args: argparse.Namespace, timer: Timer | None = None, device: str = "cuda") -> int:
+def run(args: argparse.Namespace, timer: autotune.Timer | None = None, device: str = "cuda") -> int:
     """The command; tests pass a timer and a device (the reference backend on CPU arrays)."""
     kernel = resolve_kernel(args.kernel)
     if timer is None:
@@ -227,8 +221,6 @@ def run(args: argparse.Namespace, timer: Timer | None = None, device: str = "cud
         if not torch.cuda.is_available():
             raise TileError("tilelang tune times kernels on a CUDA GPU, and torch sees none here",
                             hint="run it on a machine with an NVIDIA GPU (scripts/gpu_tune_bench.sh)")
-        from .timing import time_us
-        timer = lambda fn: time_us(fn)[0]  # noqa: E731
     shape = parse_pairs(args.shape, "--shape")
     pins = {k: int(v) if v.lstrip("-").isdigit() else v for pair in args.const
             for k, v in parse_pairs(pair, "--const").items()}
