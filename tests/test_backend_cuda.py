@@ -96,7 +96,9 @@ def test_build_aot_writes_source_cubin_and_ptx(tmp_path):
         pytest.skip("nvcc is not installed")
     tk = kernel("gemm", "gemm").lower(BM=32, BN=32)
     paths = cuda.build_aot(tk, tmp_path / "out")
-    assert [p.name for p in paths] == ["gemm.cu", "gemm.cubin", "gemm.ptx"]
+    assert [p.name for p in paths] == ["gemm.cu", "gemm.cubin", "gemm.ptx", "gemm.json"]
+    launch = json.loads(paths[3].read_text())  # what load_aot needs to launch the cubin without a compiler
+    assert launch["name"] == "gemm" and launch["threads"] == tk.threads and launch["params"][0] == ["tensor", "A"]
     ptx = paths[2].read_text()
     assert ".visible .entry gemm(" in ptx and "mma.sync.aligned.m16n8k16" in ptx
     assert paths[1].read_bytes()[:4] == b"\x7fELF"
