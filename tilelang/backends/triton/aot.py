@@ -66,6 +66,7 @@ def compile_binary(tk, target: str | None = None, program: Program | None = None
 
 def build_aot(tk, out: Path, target: str | None = None) -> list[Path]:
     """Write `<kernel>.ptx`, `<kernel>.cubin` and `<kernel>.json` (its launch) under `out`; their paths."""
+    import triton
     program = lower(tk)
     kernel = compile_binary(tk, target, program)
     md = kernel.metadata
@@ -74,7 +75,7 @@ def build_aot(tk, out: Path, target: str | None = None) -> list[Path]:
             "types": {name: _SCALAR[tk.kernel.param(name).dtype.name] for kind, name in program.args
                       if kind == "scalar"},
             "scratch_params": entry.count(".param") - len(program.args),  # Triton's global and profile scratch
-            "global_scratch_size": md.global_scratch_size, "triton": md.triton_version}
+            "global_scratch_size": md.global_scratch_size, "triton": triton.__version__}
     paths = []
     for ext, data in (("ptx", kernel.asm["ptx"]), ("cubin", kernel.asm["cubin"]), ("json", json.dumps(meta, indent=1))):
         path = Path(out) / f"{tk.kernel.name}.{ext}"
