@@ -6,6 +6,7 @@
 # The venv sees this machine's packages (--system-site-packages: torch, TVM, Triton are large), but
 # tilelang itself, its kernels included, comes from the wheel.  Usage: bash scripts/install_check.sh [WORKDIR]
 set -euo pipefail
+unset PYTHONPATH  # the installed package, not a checkout, must answer
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-$(mktemp -d)}
 PY=${PYTHON:-python3}
