@@ -26,7 +26,7 @@ if [ "$what" = tests ] || [ "$what" = all ]; then
     rc=${PIPESTATUS[0]}
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
-    python3 benchmarks/bench_gpu.py --out "$OUT/BENCH.md" "$@" 2>&1 | tee "$OUT/bench.log" | grep -v "^|" | tail -20
+    python3 -m tilelang.cli bench --out "$OUT/BENCH.md" "$@" 2>&1 | tee "$OUT/bench.log" | grep -v "^|" | tail -20
     echo; cat "$OUT/BENCH.md"
 fi
 if [ "$what" = dispatch ]; then

@@ -92,7 +92,9 @@ def test_build_aot_writes_source_cubin_and_ptx(tmp_path):
         pytest.skip("nvcc is not installed")
     tk = kernel("gemm", "gemm").lower(BM=32, BN=32)
     paths = cuda.build_aot(tk, tmp_path / "out")
-    assert [p.name for p in paths] == ["gemm.cu", "gemm.cubin", "gemm.ptx"]
+    assert [p.name for p in paths] == ["gemm.cu", "gemm.cubin", "gemm.ptx", "gemm.json"]
+    launch = json.loads(paths[3].read_text())  # what load_aot needs to launch the cubin without a compiler
+    assert launch["name"] == "gemm" and launch["threads"] == tk.threads and launch["params"][0] == ["tensor", "A"]
     ptx = paths[2].read_text()
     assert ".visible .entry gemm(" in ptx and "mma.sync.aligned.m16n8k16" in ptx
     assert paths[1].read_bytes()[:4] == b"\x7fELF"
@@ -123,8 +125,9 @@ def test_compile_without_cupy_or_gpu_says_what_is_missing():
         cuda.compile(kernel("gemm", "gemm").lower())
 
 
-def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch):
-    """compile() and the launcher against a stand-in for CuPy: what reaches cuLaunchKernel."""
+def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch, tmp_path):
+    """compile() and the launcher against a stand-in for CuPy: what NVRTC compiles, that the cubin goes
+    through the shared disk cache, and what reaches cuLaunchKernel."""
     import ctypes
     import sys
     import types
@@ -135,13 +138,15 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
         kernel = types.SimpleNamespace(ptr=0xF00)  # the CUfunction on the current device
 
     class Module:
-        def __init__(self, code, options):
-            seen.update(code=code, options=options)
+        def __init__(self, path):
+            seen["cubin"] = Path(path).read_bytes()
 
         def get_function(self, name):
             return Kernel()
 
     class Device:
+        compute_capability = "80"
+
         def __init__(self, index):
             seen["device"] = index
 
@@ -150,6 +155,24 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
 
         def __exit__(self, *exc):
             return False
+
+    class Nvrtc:  # cupy_backends.cuda.libs.nvrtc: the compiler the backend calls
+        NVRTCError = RuntimeError
+
+        def createProgram(self, code, name, headers, includes):
+            seen["code"] = code
+
+        def compileProgram(self, prog, options):
+            seen["options"] = options
+
+        def getCUBIN(self, prog):
+            return b"\x7fELF fake cubin"
+
+        def destroyProgram(self, prog):
+            pass
+
+        def getVersion(self):
+            return (13, 0)
 
     def launch_kernel(f, gx, gy, gz, bx, by, bz, smem, stream, params, extra):
         seen.update(function=f, grid=(gx, gy, gz), block=(bx, by, bz), smem=smem, stream=stream, extra=extra)
@@ -165,6 +188,10 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
                                       get_current_stream=lambda: types.SimpleNamespace(ptr=0x5EA),
                                       driver=types.SimpleNamespace(launchKernel=launch_kernel),
                                       compiler=types.SimpleNamespace(CompileException=RuntimeError))
+    for name in ("cupy_backends", "cupy_backends.cuda", "cupy_backends.cuda.libs"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.nvrtc", Nvrtc())
+    monkeypatch.setenv("TILELANG_CACHE_DIR", str(tmp_path))
     monkeypatch.setitem(sys.modules, "cupy", fake)
 
     class CupyArray:  # what tilelang.runtime.args reads of a cupy array
@@ -181,7 +208,9 @@ def test_launcher_packs_arguments_and_raises_the_shared_memory_limit(monkeypatch
     call = bind(k.ir, (*arrays, 0.125), {})
     launcher = cuda.compile(k.lower(**call.consts))
     launcher(call)
-    assert seen["options"][0] == "-std=c++17" and 'extern "C" __global__' in seen["code"]
+    assert seen["options"][0] == "-std=c++17" and "--gpu-architecture=sm_80" in seen["options"]
+    assert 'extern "C" __global__' in seen["code"] and seen["cubin"] == b"\x7fELF fake cubin"
+    assert [p.name for p in tmp_path.glob("cuda/*/*/kernel.cubin")] == ["kernel.cubin"]
     assert seen["grid"] == (2, 4, 2) and seen["block"] == (128, 1, 1) and seen["device"] == 1
     assert seen["function"] == 0xF00 and seen["stream"] == 0x5EA and seen["extra"] == 0  # CuPy's stream: cupy arrays
     assert seen["smem"] > 48 * 1024 and launcher.kernel.max_dynamic_shared_size_bytes == seen["smem"]

@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("-o", "--output", default="build")
     b.add_argument("--target", default=None, help="e.g. sm_90, sm_90a, llvm")
     b.set_defaults(fn=cmd_build)
+    from .bench.commands import register
+    register(sub)  # tune, bench
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -3,7 +3,10 @@
 A backend module exposes `NAME`, `SOURCE_SUFFIX`, `generate(tk, target) -> str` (the
 source `tilelang build` writes), `compile(tk, target) -> Launcher`, where a launcher
 is called with a `BoundCall` (arguments already checked by
-`tilelang.runtime.args.bind`), and optionally `build_aot(tk, out_dir[, target])`.
+`tilelang.runtime.args.bind`), and optionally the ahead-of-time trio behind `tilelang build` and
+`tilelang.load_build`: `build_aot(tk, out_dir, target) -> [files written]`, `aot_target(target)`
+(the full name of the target built for) and `aot_artifact(files) -> (file, has_binary)`, with
+`load_aot(tk, file) -> Launcher`, which needs no compiler where `has_binary`.
 A launcher may also offer `fast(call) -> Launch | None`: a launch prepared once for
 every later call with `call`'s signature (`tilelang.runtime.dispatch`), which takes
 just the call's tensors and scalars.  Backends never import each other.

@@ -140,6 +140,12 @@ def torch_name(dt: DType) -> str | None:
     return next((t for t, n in _TORCH.items() if n == dt.name), None)
 
 
+def torch_dtypes() -> dict:
+    """Tile dtype name -> the torch dtype that stores it (the dtypes torch has)."""
+    import torch
+    return {n: getattr(torch, t) for t, n in _TORCH.items() if hasattr(torch, t)}
+
+
 def from_user(v) -> DType | None:
     """The dtype a caller gives as a dtype parameter's value, or None if `v` names none.
 

@@ -1,10 +1,9 @@
 """Compiling generated CUDA with NVRTC (through CuPy) and launching it on torch or cupy arrays.
 
 CuPy is imported only here, lazily: generating code or building cubins with nvcc
-needs no GPU.  CuPy picks the architecture of the current device, except on sm_90
-(H100/H200), where the code is generated for sm_90a (wgmma) and NVRTC is asked for an
-sm_90a cubin directly (`_cubin`: CuPy would add its own sm_90); shared memory
-beyond 48 KB per block is enabled with `cudaFuncSetAttribute`
+needs no GPU.  NVRTC compiles for the current device's architecture, sm_90a on sm_90
+(H100/H200, for wgmma), straight to a cubin kept in the shared disk cache (`_cubin`);
+shared memory beyond 48 KB per block is enabled with `cudaFuncSetAttribute`
 (`RawKernel.max_dynamic_shared_size_bytes`).  Kernels are launched with `cuLaunchKernel`
 directly (`Launcher`), on torch's current stream when the arguments are torch tensors,
 else on CuPy's.
@@ -32,29 +31,14 @@ from ...ir.scalar import binop
 from ...passes.infer import TypedKernel
 from ...runtime import dispatch
 from ...runtime.args import BoundCall, runtime_values
-from ...runtime.cache import cache_root, write_atomic
+from ...runtime.cache import DiskCache, cache_key, cache_root
+from ...runtime.cubin import DEFAULT_SMEM, cupy_module, device_pointer, load_function
 from . import ctype
 from . import tma as TMA
 from .codegen import Source, generate_source
 from .errors import explain
 
 NVRTC_OPTIONS = ("-std=c++17",)
-DEFAULT_SMEM = 48 * 1024
-
-
-def _cupy():
-    try:
-        import cupy
-    except ImportError as e:
-        raise TileError(f"the CUDA backend needs CuPy to compile and launch kernels ({e})",
-                        hint="pip install cupy-cuda13x (or cupy-cuda12x), or use backend='triton'") from None
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no device")
-    except Exception as e:  # noqa: BLE001 - CUDA reports a missing driver in many ways
-        raise TileError(f"the CUDA backend found no usable GPU ({e})",
-                        hint="run on a machine with an NVIDIA GPU, or use backend='reference'") from None
-    return cupy
 
 
 def _include_options(cupy) -> tuple[str, ...]:
@@ -82,7 +66,7 @@ class Launcher:
     `TileKernel` reuse the one prepared for their signature (runtime/dispatch.py)."""
 
     def __init__(self, tk: TypedKernel, src: Source, kernel, fallback=None):
-        self.tk, self.src, self.kernel = tk, src, kernel
+        self.tk, self.src, self.kernel = tk, src, kernel  # kernel: from `cubin.load_function`
         self._fallback, self._fallback_launcher = fallback, None  # builds the variant without TMA
         self._functions: dict[int, int] = {}  # device -> CUfunction
 
@@ -97,12 +81,12 @@ class Launcher:
     def _prepare(self, call: BoundCall) -> dispatch.Launch:
         grid = grid_of(self.tk, call)
         for name, a in call.arrays.items():
-            _pointer(a, name)  # a TileError unless it is a GPU array
+            device_pointer(a, name)  # a TileError unless it is a GPU array
         if min(grid) <= 0:
             return lambda values: None
         for ld in self.src.tma:  # the signature fixes pointer alignment and dims, so this holds for all its calls
             a = call.arrays[ld.tensor]
-            if not TMA.usable(_pointer(a, ld.tensor), tuple(int(d) for d in a.shape), ld.elem_bytes):
+            if not TMA.usable(device_pointer(a, ld.tensor), tuple(int(d) for d in a.shape), ld.elem_bytes):
                 if self._fallback_launcher is None:
                     self._fallback_launcher = self._fallback()
                 return self._fallback_launcher._prepare(call)
@@ -236,68 +220,53 @@ def _eval(e: N.Expr, env: dict):
     raise TileError(f"cannot evaluate grid extent {type(e).__name__} on the host", getattr(e, "loc", None))
 
 
-def _pointer(a, name: str) -> int:
-    mod = type(a).__module__.split(".")[0]
-    if mod == "torch":
-        if a.device.type != "cuda":
-            raise TileError(f"argument '{name}' is on {a.device}; the CUDA backend needs GPU tensors",
-                            hint="move it with .cuda()")
-        return a.data_ptr()
-    if mod == "cupy":
-        return a.data.ptr
-    raise TileError(f"argument '{name}' is a {type(a).__name__}; the CUDA backend takes torch or cupy GPU arrays",
-                    hint="use torch.tensor(..., device='cuda') or cupy.asarray(...)")
-
-
-def device_arch(cupy) -> str | None:
-    """The arch to generate for: "sm_90a" on compute capability 9.0 (wgmma), else None (portable code)."""
-    dev = cupy.cuda.Device(getattr(cupy.cuda.runtime, "getDevice", lambda: 0)())
-    return "sm_90a" if getattr(dev, "compute_capability", None) == "90" else None
+def device_arch(cupy) -> str:
+    """The current device's arch: "sm_90a" on compute capability 9.0 (wgmma), else sm_XY (portable code)."""
+    cc = cupy.cuda.Device(getattr(cupy.cuda.runtime, "getDevice", lambda: 0)()).compute_capability
+    return "sm_90a" if cc == "90" else f"sm_{cc}"
 
 
 def compile(tk: TypedKernel, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name
     """Generate, compile with NVRTC and load; `target` (e.g. "sm_90a", "sm_80") overrides the device's arch."""
-    cupy = _cupy()
+    cupy = cupy_module()
     arch = target if target is not None else device_arch(cupy)
     return _launcher(cupy, tk, arch, tma=arch == "sm_90a")
 
 
-def _launcher(cupy, tk: TypedKernel, arch: str | None, tma: bool) -> Launcher:
+def _launcher(cupy, tk: TypedKernel, arch: str, tma: bool) -> Launcher:
     src = generate_source(tk, arch, tma)
     options = NVRTC_OPTIONS + _include_options(cupy)
     try:
-        if arch is not None and arch.endswith("a"):
-            module = cupy.RawModule(path=str(_cubin(cupy, src.code, arch, options)))
-        else:
-            module = cupy.RawModule(code=src.code, options=options)
-        kernel = module.get_function(src.name)
+        kernel = load_function(_cubin(cupy, tk, src.code, arch, options), src.name,
+                               src.smem_bytes)
     except cupy.cuda.compiler.CompileException as e:
         raise explain(str(e), src.code, src.name, "NVRTC") from None
     return Launcher(tk, src, kernel, (lambda: _launcher(cupy, tk, arch, False)) if src.tma else None)
 
 
-def _cubin(cupy, code: str, arch: str, options: tuple[str, ...]) -> Path:
-    """NVRTC straight to a cubin for an arch-specific target (cached on disk by source and options).
+def _cubin(cupy, tk: TypedKernel, code: str, arch: str, options: tuple[str, ...]) -> Path:
+    """NVRTC straight to a cubin for `arch`, kept in the shared disk cache (`runtime/cache.py`).
 
-    CuPy's RawModule always appends its own `-arch=sm_XY` (from the device, without the "a"
-    suffix that wgmma needs), so architecture-specific targets bypass it: NVRTC through CuPy's
-    bindings, the cubin then loaded with RawModule(path=...)."""
+    Keyed like every backend's artifacts (`cache_key`), plus the source (with or without TMA),
+    the options and NVRTC's version.  CuPy's RawModule(code=...) would append its own
+    `-arch=sm_XY` (without the "a" suffix that wgmma needs) and cache elsewhere, so the cubin
+    is made here, through CuPy's NVRTC bindings, and loaded with RawModule(path=...)."""
     from cupy_backends.cuda.libs import nvrtc
     opts = options + (f"--gpu-architecture={arch}", "-ftz=true")  # CuPy's path adds -ftz=true too
-    key = hashlib.sha256("\0".join((code, *opts, str(nvrtc.getVersion()))).encode()).hexdigest()[:24]
-    path = cache_root() / "cuda" / f"{key}.cubin"
-    if path.exists():
-        return path
-    prog = nvrtc.createProgram(code, "tilelang_kernel.cu", (), ())
-    try:
+    extra = "\0".join((hashlib.sha256(code.encode()).hexdigest(), *opts, str(nvrtc.getVersion())))
+    key = cache_key(tk, "cuda", arch, tools=("cupy", "cupy-cuda12x", "cupy-cuda13x"), extra=extra)
+    cache = DiskCache(cache_root() / "cuda")
+    entry = cache.get(key)
+    if entry is None:
+        prog = nvrtc.createProgram(code, "tilelang_kernel.cu", (), ())
         try:
-            nvrtc.compileProgram(prog, opts)
-        except nvrtc.NVRTCError:
-            raise cupy.cuda.compiler.CompileException(nvrtc.getProgramLog(prog), code, "tilelang_kernel.cu",
-                                                      opts) from None
-        cubin = nvrtc.getCUBIN(prog)
-    finally:
-        nvrtc.destroyProgram(prog)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, cubin)
-    return path
+            try:
+                nvrtc.compileProgram(prog, opts)
+            except nvrtc.NVRTCError:
+                raise cupy.cuda.compiler.CompileException(nvrtc.getProgramLog(prog), code, "tilelang_kernel.cu",
+                                                          opts) from None
+            cubin = nvrtc.getCUBIN(prog)
+        finally:
+            nvrtc.destroyProgram(prog)
+        entry = cache.put(key, {"kernel.cubin": cubin})
+    return entry / "kernel.cubin"
