@@ -219,7 +219,7 @@ class Let:
     loc: SourceLoc = _loc()
 
     def reads(self) -> frozenset:
-        return frozenset()
+        return _names(self.value)
 
     def writes(self) -> frozenset:
         return frozenset()
