@@ -3,6 +3,7 @@
 One run on the GPU, side by side: for Llama-3-8B projection shapes (K x N = 4096 x 14336,
 14336 x 4096, 4096 x 4096), bf16 activations, 4-bit weights with group-128 scales, M = 1 and
 16: `torch.ops.aten._weight_int4pack_mm` (tinygemm), the fp16 cuBLAS GEMV on the dense weight,
+the plain-packed `gemv_wNa16` (the same weights in `[N, K]` bytes: the layout before this kernel),
 and our packed kernel over a few tile configurations (BN rows per block, BK columns per
 k-step, WK warp groups splitting k, pipeline STAGES: the order depends on BN, BK and WK, so each
 is packed separately). Weights rotate over enough copies to exceed L2. Every configuration is
@@ -22,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tilelang  # noqa: E402
-from harness import _graph_time  # noqa: E402
-from tilelang.quant import dequantize, quantize, unpack  # noqa: E402
+import tilelang
+from tilelang.bench.timing import copy_bandwidth_gbs, time_us
+from tilelang.quant import dequantize, quantize, unpack
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 SHAPES = [(4096, 14336), (14336, 4096), (4096, 4096)]
@@ -35,14 +35,6 @@ CONFIGS = [  # (BN, BK, WK, STAGES)
 ]
 G = 128
 L2_BYTES = 200 << 20
-
-
-def copy_bandwidth() -> float:
-    """Device-to-device copy rate, GB/s counting read + write."""
-    a = torch.empty(1 << 28, dtype=torch.uint8, device="cuda")
-    b = torch.empty_like(a)
-    t = _graph_time(lambda: b.copy_(a), 5, 7)
-    return 2 * a.numel() / (t * 1e-6) / 1e9
 
 
 def rotating(make, nbytes: int):
@@ -63,14 +55,30 @@ def int4pack(q: torch.Tensor, scale: torch.Tensor):
     return wp, torch.stack([s, 8 * s], dim=-1).contiguous()
 
 
+def _plain(gemv, x, plain, s, y, ref, weight_bytes) -> float | str:
+    """The plain-packed GEMV (CUDA backend, default tiles): the speed before the packed order."""
+    w = torch.from_numpy(plain).cuda()
+    try:
+        gemv(x, w, s, y, TW="u4", G=G, backend="cuda")
+        torch.cuda.synchronize()
+        err = ((y.float() - ref).norm() / ref.norm()).item()
+        if not err < 1e-2:
+            return f"wrong ({err:.2e})"
+        rot = rotating(lambda: w.clone(), weight_bytes)
+        return time_us(lambda: gemv(x, rot(), s, y, TW="u4", G=G, backend="cuda"))[0]
+    except Exception as e:  # noqa: BLE001 - report and go on
+        return f"error: {type(e).__name__}: {str(e)[:120]}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    kern = tilelang.load(KERNELS / "gemm_wNa16.tile")["wNa16_packed"]
+    lib = tilelang.load(KERNELS / "gemm_wNa16.tile")
+    kern, gemv = lib["wNa16_packed"], lib["gemv_wNa16"]
     gpu = torch.cuda.get_device_name()
-    bw = copy_bandwidth()
+    bw = copy_bandwidth_gbs()
     print(f"{gpu}: copy bandwidth {bw:.0f} GB/s", flush=True)
     configs = CONFIGS[:3] if args.quick else CONFIGS
     tables = {1: [], 16: []}
@@ -99,9 +107,10 @@ def main() -> int:
             def i4():
                 wq, sz4 = tiny()
                 torch.ops.aten._weight_int4pack_mm(x, wq, G, sz4)
-            row["int4pack"] = _graph_time(i4, 20, 7)
+            row["int4pack"] = time_us(i4)[0]
             xf = x.half()
-            row["fp16 cuBLAS"] = _graph_time(lambda: torch.matmul(xf, dense().t()), 20, 7)
+            row["fp16 cuBLAS"] = time_us(lambda: torch.matmul(xf, dense().t()))[0]
+            row["plain gemv_wNa16"] = _plain(gemv, x, plain, s, y, ref, weight_bytes)
             best = None
             for cfg, (pw, _) in packs.items():
                 bn, bk, wk, stages = cfg
@@ -115,7 +124,7 @@ def main() -> int:
                         row[str(cfg)] = f"wrong ({err:.2e})"
                         continue
                     rot = rotating(lambda pw=pw: dataclasses.replace(pw, data=pw.data.clone()), weight_bytes)
-                    t = _graph_time(lambda: kern(x, rot(), s, y, G=G, BM=bm, STAGES=stages, backend="cuda"), 20, 7)
+                    t = time_us(lambda: kern(x, rot(), s, y, G=G, BM=bm, STAGES=stages, backend="cuda"))[0]
                 except Exception as e:  # noqa: BLE001 - report and go on
                     row[str(cfg)] = f"error: {type(e).__name__}: {str(e)[:120]}"
                     continue
@@ -133,14 +142,16 @@ def main() -> int:
     for m, rows in tables.items():
         cols = [str(c) for c in configs]
         lines += [f"## M={m} (us; config = (BN, BK, WK, STAGES))", "",
-                  "| case | int4pack | fp16 cuBLAS | " + " | ".join(cols) + " | best | int4pack/best | % copy bw |",
-                  "|" + "---|" * (len(cols) + 6)]
+                  "| case | int4pack | fp16 cuBLAS | plain gemv_wNa16 | " + " | ".join(cols) + " | best | int4pack/best | % copy bw |",
+                  "|" + "---|" * (len(cols) + 7)]
         for r in rows:
             b = r["best"]
             cells = [f"{r[c]:.1f}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols]
             k_, n_ = map(int, r["case"].split()[1].split("x"))
             wb = n_ * k_ // 2 + n_ * (k_ // G) * 2
-            lines.append(f"| {r['case']} | {r['int4pack']:.1f} | {r['fp16 cuBLAS']:.1f} | " + " | ".join(cells) +
+            plain_t = r["plain gemv_wNa16"]
+            plain_cell = f"{plain_t:.1f}" if isinstance(plain_t, float) else plain_t
+            lines.append(f"| {r['case']} | {r['int4pack']:.1f} | {r['fp16 cuBLAS']:.1f} | {plain_cell} | " + " | ".join(cells) +
                          f" | {b[1]:.1f} {b[0]} | {r['int4pack'] / b[1]:.2f}x | {wb / (b[1] * 1e-6) / 1e9 / bw * 100:.0f}% |"
                          if b else f"| {r['case']} | - |")
         lines.append("")

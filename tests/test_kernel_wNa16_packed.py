@@ -142,8 +142,9 @@ def test_misuse_is_a_located_error(tmp_path):
         kern(x, forged, s, y, G=32)
     with pytest.raises(TileError, match="do not fit u4"):
         kern.pack("W", q + 16, TW="u4", G=32)
-    with pytest.raises(TileError, match="plain \\[N, K\\] packing"):
-        kern(x, pw, s, y, G=32, backend="triton")
+    for backend in ("triton", "tvm"):
+        with pytest.raises(TileError, match=f"the {backend} backend reads 'W' only in the plain \\[N, K\\] packing"):
+            kern(x, pw, s, y, G=32, backend=backend)
     from safetensors.numpy import save_file
     save_file({"weight": pw.data}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(TileError, match="no tilelang packing metadata"):
