@@ -152,6 +152,128 @@ def attention_decode_combine(Op: f32[B, HKV, NS, G, D], Mp: f32[B, HKV, NS, G], 
     copy(o, O[b, h, 0, 0])
 
 
+@tile_kernel
+def attention_prefill_qkv(QKV: T[B, S, C], O: T[B, S, HQD], sm_scale: f32, T: dtype = f16, D: const = 64,
+                          BM: const = 64, BN: const = 64):
+    launch(grid=(cdiv(S, BM), HQD // D, B), threads=128)
+    pid_m = block_id(0)
+    h = block_id(1)
+    b = block_id(2)
+    hkv = (C - HQD) // (2 * D)
+    g = HQD // D // hkv
+    kvh = h // g
+    qcol = kvh * (g + 2) + h % g
+    kcol = kvh * (g + 2) + g
+    qk_scale = sm_scale * 1.4426950408889634
+    q = shared(T[BM, D])
+    k = shared(T[BN, D])
+    v = shared(T[BN, D])
+    acc = register(f32[BM, D])
+    m = register(f32[BM, 1], init=-inf)
+    l = register(f32[BM, 1])
+    copy(QKV[b, pid_m, qcol], q)
+    rows = iota((BM, BN), axis=0) + pid_m * BM
+    for j in range(min(cdiv((pid_m + 1) * BM, BN), cdiv(S, BN))):
+        copy(QKV[b, j, kcol], k)
+        copy(QKV[b, j, kcol + 1], v)
+        qk = register(f32[BM, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BM, BN), axis=1) + j * BN
+        sc = where(cols <= rows, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        pt = T(p)
+        gemm(pt, v, acc)
+        m = m_new
+    o = acc / l
+    copy(o, O[b, pid_m, h])
+
+
+@tile_kernel
+def attention_decode_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAXS, D], O: T[B, HKV, G, D],
+                          Lens: i32[B, 1], sm_scale: f32, T: dtype = f16, BG: const = 16, BN: const = 64,
+                          BD: const = 128):
+    launch(grid=(HKV, B), threads=128)
+    h = block_id(0)
+    b = block_id(1)
+    qk_scale = sm_scale * 1.4426950408889634
+    n = register(i32[1, 1])
+    copy(Lens[b, 0], n)
+    q = shared(T[BG, BD])
+    k = shared(T[BN, BD])
+    v = register(T[BN, BD])
+    acc = register(f32[BG, BD])
+    m = register(f32[BG, 1], init=-inf)
+    l = register(f32[BG, 1])
+    copy(Q[b, h, 0, 0], q)
+    for j in range(cdiv(MAXS, BN)):
+        copy(K[b, h, j, 0], k)
+        copy(V[b, h, j, 0], v)
+        qk = register(f32[BG, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BG, BN), axis=1) + j * BN
+        sc = where(cols < n, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        vrows = iota((BN, BD), axis=0) + j * BN
+        vm = where(vrows < n, v, 0.0)
+        pt = T(p)
+        gemm(pt, vm, acc)
+        m = m_new
+    o = acc / l
+    copy(o, O[b, h, 0, 0])
+
+
+@tile_kernel
+def attention_decode_split_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAXS, D],
+                                Op: f32[B, HKV, NS, G, D], Mp: f32[B, HKV, NS, G], Lp: f32[B, HKV, NS, G],
+                                Lens: i32[B, 1], sm_scale: f32, T: dtype = f16, BG: const = 16, BN: const = 64,
+                                BD: const = 128):
+    launch(grid=(NS, HKV, B), threads=128)
+    sp = block_id(0)
+    h = block_id(1)
+    b = block_id(2)
+    qk_scale = sm_scale * 1.4426950408889634
+    per_split = cdiv(cdiv(MAXS, BN), NS)
+    n = register(i32[1, 1])
+    copy(Lens[b, 0], n)
+    q = shared(T[BG, BD])
+    k = shared(T[BN, BD])
+    v = register(T[BN, BD])
+    acc = register(f32[BG, BD])
+    m = register(f32[BG, 1], init=-1e30)
+    l = register(f32[BG, 1])
+    copy(Q[b, h, 0, 0], q)
+    for j in range(sp * per_split, min((sp + 1) * per_split, cdiv(MAXS, BN))):
+        copy(K[b, h, j, 0], k)
+        copy(V[b, h, j, 0], v)
+        qk = register(f32[BG, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BG, BN), axis=1) + j * BN
+        sc = where(cols < n, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        vrows = iota((BN, BD), axis=0) + j * BN
+        vm = where(vrows < n, v, 0.0)
+        pt = T(p)
+        gemm(pt, vm, acc)
+        m = m_new
+    copy(acc, Op[b, h, sp, 0, 0])
+    mt = trans(m)
+    lt = trans(l)
+    copy(mt, Mp[b, h, sp, 0])
+    copy(lt, Lp[b, h, sp, 0])
+
+
 # ---------------------------------------------------------------- kernels/elementwise.tile
 
 @tile_kernel
@@ -163,6 +285,43 @@ def add(X: T[M, N], Y: T[M, N], Z: T[M, N], T: dtype = f16, BM: const = 4, BN: c
     copy(Y[block_id(0), block_id(1)], y)
     z = x + y
     copy(z, Z[block_id(0), block_id(1)])
+
+
+@tile_kernel
+def add_bias(X: T[M, N], Bias: TB[N], Y: T[M, N], T: dtype = f16, TB: dtype = f16, BM: const = 4, BN: const = 512):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    x = register(f32[BM, BN])
+    b = register(f32[BN])
+    copy(X[block_id(0), block_id(1)], x)
+    copy(Bias[block_id(1)], b)
+    y = x + b
+    copy(y, Y[block_id(0), block_id(1)])
+
+
+@tile_kernel
+def add_bias_gelu(X: T[M, N], Bias: TB[N], Y: T[M, N], T: dtype = f16, TB: dtype = f16, BM: const = 4,
+                  BN: const = 512):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    x = register(f32[BM, BN])
+    b = register(f32[BN])
+    copy(X[block_id(0), block_id(1)], x)
+    copy(Bias[block_id(1)], b)
+    y = gelu_tanh(x + b)
+    copy(y, Y[block_id(0), block_id(1)])
+
+
+@tile_kernel
+def add_bias_residual(X: T[M, N], Bias: TB[N], R: T[M, N], Y: T[M, N], T: dtype = f16, TB: dtype = f16,
+                      BM: const = 4, BN: const = 512):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    x = register(f32[BM, BN])
+    b = register(f32[BN])
+    r = register(f32[BM, BN])
+    copy(X[block_id(0), block_id(1)], x)
+    copy(Bias[block_id(1)], b)
+    copy(R[block_id(0), block_id(1)], r)
+    y = r + x + b
+    copy(y, Y[block_id(0), block_id(1)])
 
 
 # ---------------------------------------------------------------- kernels/fused_mlp.tile
@@ -341,6 +500,29 @@ def gemv(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, B
     copy(acc, Y[pid_m, pid_n])
 
 
+# ---------------------------------------------------------------- kernels/kv_cache.tile
+
+@tile_kernel
+def decode_positions(Pos: i32[B, 1], Cur: i32[B, 1], Tok: i64[2, B], Slots: i64[B, HKV2], maxs: i32, BB: const = 16,
+                     BC: const = 32):
+    launch(grid=(cdiv(B, BB),), threads=32)
+    pid = block_id(0)
+    p = register(i32[BB, 1])
+    copy(Pos[pid, 0], p)
+    copy(p, Cur[pid, 0])
+    p64 = i64(p)
+    seq = iota((2, BB), axis=1) + pid * BB
+    tok = i64(seq) * maxs + trans(p64) + i64(iota((2, BB), axis=0))
+    copy(tok, Tok[0, pid])
+    for cb in range(cdiv(HKV2, BC)):
+        b = iota((BB, BC), axis=0) + pid * BB
+        c = iota((BB, BC), axis=1) + cb * BC
+        rows = i64((c % 2 * B + b) * (HKV2 // 2) + c // 2) * maxs + p64
+        copy(rows, Slots[pid, cb])
+    p1 = p + 1
+    copy(p1, Pos[pid, 0])
+
+
 # ---------------------------------------------------------------- kernels/layernorm.tile
 
 @tile_kernel
@@ -368,6 +550,38 @@ def layernorm(X: T[M, H], W: TW[H], Bias: TW[H], Y: TY[M, H], eps: f32, T: dtype
         copy(W[h3], w)
         copy(Bias[h3], b)
         y = (x - mean) * rstd * w + b
+        copy(y, Y[pid, h3])
+
+
+@tile_kernel
+def add_layernorm(X: T[M, H], R: T[M, H], W: TW[H], Bias: TW[H], Y: TY[M, H], eps: f32, T: dtype = f16,
+                  TW: dtype = f16, TY: dtype = f16, BM: const = 1, BH: const = 1024):
+    launch(grid=(cdiv(M, BM),), threads=128)
+    pid = block_id(0)
+    x = register(f32[BM, BH])
+    r = register(f32[BM, BH])
+    acc = register(f32[BM, BH])
+    for h in range(cdiv(H, BH)):
+        copy(X[pid, h], x)
+        copy(R[pid, h], r)
+        s = T(x + r)
+        copy(s, R[pid, h])
+        acc = acc + f32(s)
+    mean = sum(acc, axis=1) / H
+    sq = register(f32[BM, BH])
+    for h2 in range(cdiv(H, BH)):
+        copy(R[pid, h2], r)
+        cols = iota((BM, BH), axis=1) + h2 * BH
+        d = where(cols < H, r - mean, 0.0)
+        sq = sq + d * d
+    rstd = rsqrt(sum(sq, axis=1) / H + eps)
+    w = register(f32[BH])
+    b = register(f32[BH])
+    for h3 in range(cdiv(H, BH)):
+        copy(R[pid, h3], r)
+        copy(W[h3], w)
+        copy(Bias[h3], b)
+        y = (r - mean) * rstd * w + b
         copy(y, Y[pid, h3])
 
 
@@ -452,6 +666,28 @@ def linear_bias_gelu(X: T[M, K], W: T[N, K], Bias: TB[N], Y: TY[M, N], T: dtype 
     copy(y, Y[pid_m, pid_n])
 
 
+@tile_kernel
+def linear_bias_residual(X: T[M, K], W: T[N, K], Bias: TB[N], R: TY[M, N], Y: TY[M, N], T: dtype = f16,
+                         TB: dtype = f16, TY: dtype = f16, BM: const[64, 128] = 64, BN: const[64, 128, 256] = 64,
+                         BK: const[32, 64] = 32, STAGES: const[3, 4] = 3, THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        copy(W[pid_n, k], w)
+        gemm(x, w, acc, trans_b=True)
+    b = register(f32[BN])
+    r = register(f32[BM, BN])
+    copy(Bias[pid_n], b)
+    copy(R[pid_m, pid_n], r)
+    y = acc + b + r
+    copy(y, Y[pid_m, pid_n])
+
+
 # ---------------------------------------------------------------- kernels/rmsnorm.tile
 
 @tile_kernel
@@ -517,6 +753,27 @@ def rotary(X: T[NT, NH, D], Cos: TC[P, DC], Sin: TC[P, DC], O: T[NT, NH, D], pos
     o2 = x2 * c + x1 * s
     copy(o1, O[t, hb, 0])
     copy(o2, O[t, hb, 1])
+
+
+@tile_kernel
+def rotary_qk(X: T[NT, HKV, GH, D], Cos: TC[NT, DC], Sin: TC[NT, DC], T: dtype = f16, TC: dtype = f32,
+              D: const = 128, BH: const = 8):
+    launch(grid=(NT, HKV), threads=128)
+    t = block_id(0)
+    g = block_id(1)
+    x1 = register(f32[BH, D // 2])
+    x2 = register(f32[BH, D // 2])
+    c = register(f32[1, D // 2])
+    s = register(f32[1, D // 2])
+    copy(X[t, g, 0, 0], x1)
+    copy(X[t, g, 0, 1], x2)
+    copy(Cos[t, 0], c)
+    copy(Sin[t, 0], s)
+    head = iota((BH, D // 2), axis=0)
+    o1 = where(head < GH - 1, x1 * c - x2 * s, x1)
+    o2 = where(head < GH - 1, x2 * c + x1 * s, x2)
+    copy(o1, X[t, g, 0, 0])
+    copy(o2, X[t, g, 0, 1])
 
 
 # ---------------------------------------------------------------- kernels/softmax.tile
