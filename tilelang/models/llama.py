@@ -1,0 +1,71 @@
+"""Llama: RMSNorm, rotary positions (with Llama 3's scaling), grouped-query attention, a SwiGLU MLP
+(tilelang/models/model.py)."""
+from __future__ import annotations
+
+import torch
+
+from .config import rope_inv_freq
+from .layers import DECODE_ROWS, Linear
+from .model import Model, Pass, next_pow2
+from .quantize import QuantizedWeight
+
+
+class Llama(Model):
+    arch = "llama"
+
+    def __init__(self, config, weights, **kwargs):
+        super().__init__(config, weights, **kwargs)
+        self.gate = [Linear(weights[f"layers.{i}.gate.weight"]) for i in range(config.layers)]
+        self.up = [Linear(weights[f"layers.{i}.up.weight"]) for i in range(config.layers)]
+        self.down = [Linear(weights[f"layers.{i}.down.weight"]) for i in range(config.layers)]
+        self.cos = self.sin = None
+        self.rope_positions(min(config.max_positions, 4096))
+
+    def rope_positions(self, positions: int) -> None:
+        """cos, sin [positions, D/2] (float32) of every position up to `positions` (grown on demand)."""
+        if self.cos is not None and self.cos.shape[0] >= positions:
+            return
+        angles = torch.arange(positions, dtype=torch.float32)[:, None] * rope_inv_freq(self.config)[None, :]
+        self.cos, self.sin = angles.cos().to(self.device), angles.sin().to(self.device)
+
+    def rmsnorm(self, weight: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        pinned = {} if self.schedule.reduction else self.lib.untuned("rmsnorm")
+        self.lib("rmsnorm", x, self.weights[weight], y, self.config.norm_eps, **pinned)
+
+    def embed_and_norm(self, p: Pass, h: torch.Tensor, n: torch.Tensor) -> None:
+        self.gather(self.embed, p.ids, out=h)
+        self.rmsnorm("layers.0.norm1.weight", h, n)
+
+    def norm1(self, layer: int, h: torch.Tensor, n: torch.Tensor) -> None:
+        self.rmsnorm(f"layers.{layer}.norm1.weight", h, n)
+
+    def rotary(self, p: Pass, qkv: torch.Tensor) -> None:
+        c = self.config
+        cos, sin = self.gather(self.cos, p.positions), self.gather(self.sin, p.positions)
+        self.lib("rotary_qk", self.grouped(qkv), cos, sin, D=c.head_dim, BH=next_pow2(c.group + 2))
+
+    def mlp(self, layer: int, h: torch.Tensor) -> None:
+        c, lib, sched = self.config, self.lib, self.schedule
+        m = h.shape[0]
+        decode = m <= DECODE_ROWS
+        dense = not isinstance(self.gate[layer].weight, QuantizedWeight)
+        matmul = sched.gemv if decode else sched.gemm
+        hid = torch.empty(m, c.intermediate, dtype=self.dtype, device=self.device)
+        gate, up = self.gate[layer].weight, self.up[layer].weight
+        if dense and matmul and decode and sched.reduction:  # the norm, both projections and SiLU * up in one
+            lib("fused_mlp_gate_up", h, self.weights[f"layers.{layer}.norm2.weight"], gate, up, hid, c.norm_eps)
+        else:
+            n = torch.empty_like(h)
+            self.rmsnorm(f"layers.{layer}.norm2.weight", h, n)
+            if dense and matmul:
+                tiles = dict(BM=DECODE_ROWS, candidates=dict(BN=[32, 64], BK=[64, 128])) if decode else {}
+                lib("mlp_gate_up", n, gate, up, hid, **tiles)
+            else:
+                g, u = torch.empty_like(hid), torch.empty_like(hid)
+                self.gate[layer](lib, sched, n, g)
+                self.up[layer](lib, sched, n, u)
+                lib("silu_mul", g, u, hid)
+        self.down[layer](lib, sched, hid, h, residual=h)
+
+    def final_norm(self, h: torch.Tensor, n: torch.Tensor) -> None:
+        self.rmsnorm("norm.weight", h, n)
