@@ -125,6 +125,17 @@ class Model:
                  cache_slots(self.config, 1, s, [0], s).to(self.device), 1, s)
         return self.forward(p, cache, out)
 
+    def save_quantized(self, folder):
+        """Write this quantized model as a folder `load` reads back (tilelang/models/quantize.py)."""
+        from .quantize import save_quantized
+        if not self.quantized:
+            raise TileError("the model is not quantized", hint="load it with quant=... first")
+        dense = {k: v for k, v in self.weights.items() if not isinstance(v, QuantizedWeight)}
+        if self.config.tie_embeddings:
+            dense.pop("head.weight", None)
+        return save_quantized(folder, self.config.to_hf(), dense, {k: self.weights[k] for k in self.quantized},
+                              self.source)
+
     def encode(self, prompt) -> list[int]:
         if isinstance(prompt, str):
             if self.tokenizer is None:
