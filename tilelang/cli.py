@@ -1,4 +1,4 @@
-"""The `tilelang` command: check, show and build `.tile` kernels."""
+"""The `tilelang` command: check, show and build `.tile` kernels, and the model commands of models/cli.py."""
 from __future__ import annotations
 
 import argparse
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("-o", "--output", default="build")
     b.add_argument("--target", default=None, help="e.g. sm_90, sm_90a, llvm")
     b.set_defaults(fn=cmd_build)
+    from .models.cli import register
+    register(sub)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -18,6 +18,7 @@ from ..diagnostics import TileError
 ARCHITECTURES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # the tanh approximation, what linear_bias_gelu computes
 ROPE_TYPES = ("default", "linear", "llama3")
+RUN_DTYPES = ("f16", "bf16", "f32")  # the dtypes a model runs in (activations and dense weights)
 
 
 @dataclass(frozen=True)

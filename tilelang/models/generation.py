@@ -153,7 +153,7 @@ class Generator:
         while steps < max_new_tokens - 1 and not all(done):
             step() if step is not None else decode_step(model, state, params)
             steps += 1
-            if on_token or steps % 32 == 0 or steps == max_new_tokens - 1:
+            if on_token or (stop_tokens and steps % 32 == 0):  # a host sync: only to stream or to stop early
                 new = state.tokens[torch.arange(batch, device=model.device),
                                    torch.tensor([len(p) + steps for p in prompts], device=model.device)].tolist()
                 for b in range(batch):

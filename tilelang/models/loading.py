@@ -9,7 +9,7 @@ import torch
 
 from ..diagnostics import TileError
 from .checkpoint import Checkpoint
-from .config import ModelConfig, builtin, from_hf
+from .config import RUN_DTYPES, ModelConfig, builtin, from_hf
 from .gpt2 import GPT2
 from .llama import Llama
 from .model import Model
@@ -18,7 +18,7 @@ from .schedule import FULL, Schedule
 from .tokenizer import ByteTokenizer, generation_defaults, load_tokenizer
 from .weights import LINEARS, from_checkpoint
 
-DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}
+DTYPES = dict(zip(RUN_DTYPES, (torch.float16, torch.bfloat16, torch.float32)))
 ARCH = {"gpt2": GPT2, "llama": Llama}
 
 

@@ -27,6 +27,7 @@ from .layers import Linear
 from .library import Library
 from .quantize import QuantizedWeight
 from .schedule import FULL, Schedule
+from .tokenizer import GenerationDefaults
 
 
 @dataclass
@@ -82,9 +83,17 @@ class Model:
         self.random_weights = False
         self.source = None  # the folder the weights came from
         self.tokenizer = None
-        self.generation = None  # tokenizer.GenerationDefaults
+        self.generation = GenerationDefaults(eos_token_ids=config.eos_token_ids)
         self.quant_errors: dict[str, float] = {}
         self._generator = None
+
+    def with_schedule(self, schedule: Schedule) -> "Model":
+        """The same model (weights shared) running another schedule: the ablation's variants."""
+        other = type(self)(self.config, self.weights, dtype=self.dtype, device=self.device, backend=self.lib.backend,
+                           schedule=schedule, attention_splits=self.attention_splits)
+        for attr in ("random_weights", "source", "tokenizer", "generation", "quant_errors"):
+            setattr(other, attr, getattr(self, attr))
+        return other
 
     @property
     def generator(self):
