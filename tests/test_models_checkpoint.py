@@ -128,8 +128,9 @@ def test_a_pickle_with_code_is_refused(bases, tmp_path):
 def test_index_naming_a_missing_shard(bases, tmp_path):
     folder = copy(bases, "llama", tmp_path)
     (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
-        "model.norm.weight": "model-00001-of-00002.safetensors", "lm_head.weight": "model-00002-of-00002.safetensors"}}))
+    shards = {"model.norm.weight": "model-00001-of-00002.safetensors",
+              "lm_head.weight": "model-00002-of-00002.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": shards}))
     raises(folder, "model-00002-of-00002.safetensors", "missing")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import tilelang.models as tm
 from tilelang.models.generation import DecodeState, decode_step

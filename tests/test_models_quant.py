@@ -14,7 +14,6 @@ from tilelang import TileError
 from tilelang.models.evaluate import perplexity
 from tilelang.models.loading import build, quantized_names
 from tilelang.models.quantize import QuantizedWeight, QuantSpec, save_quantized
-from tilelang.quant import dequantize
 from tiny_models import logits_tolerance, rel, write_gpt2, write_llama
 
 PROMPT = [5, 77, 140, 23, 9, 200, 61, 3]
@@ -42,16 +41,7 @@ def test_bad_specs_say_what_is_accepted(text):
 
 def dequantized(model) -> dict:
     """The model's weights with every quantized one replaced by the floats it stands for."""
-    out = {}
-    for name, w in model.weights.items():
-        if isinstance(w, QuantizedWeight):
-            q = w.qweight.view(torch.uint8).cpu().numpy()
-            z = None if w.zeros is None else w.zeros.float().cpu().numpy()
-            out[name] = torch.from_numpy(dequantize(q, w.spec.bits, w.k, w.spec.signed, w.scales.float().cpu().numpy(),
-                                                    w.group, z))
-        else:
-            out[name] = w
-    return out
+    return {name: w.dequantize() if isinstance(w, QuantizedWeight) else w for name, w in model.weights.items()}
 
 
 @pytest.mark.parametrize("arch,spec", [("llama", "w4g32"), ("gpt2", "w8pc"), ("llama", "w3g64zp"),

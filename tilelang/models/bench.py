@@ -190,12 +190,13 @@ def ablation(model: Model, ids: list[int], repeats: int, progress) -> tuple[str,
     base = results[0]
     how = "replayed from a CUDA graph" if model.device.type == "cuda" else "eager"
     lines = [f"### Ablation, {model.config.name} shapes ({len(ids)}-token prefill {how}, 64 new tokens; "
-             f"{_device_name(model)})", "", "| schedule | prefill tok/s | prefill speedup | decode tok/s | decode speedup | "
-             "launches/token |", "|---|---|---|---|---|---|"]
+             f"{_device_name(model)})", "",
+             "| schedule | prefill tok/s | prefill speedup | decode tok/s | decode speedup | launches/token |",
+             "|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['schedule']} | {r['prefill_tok_s']:,.1f} | {r['prefill_tok_s'] / base['prefill_tok_s']:.1f}x"
-                     f" | {r['decode_tok_s']:,.1f} | {r['decode_tok_s'] / base['decode_tok_s']:.1f}x | "
-                     f"{r['launches_per_token']} |")
+        speedups = r["prefill_tok_s"] / base["prefill_tok_s"], r["decode_tok_s"] / base["decode_tok_s"]
+        lines.append(f"| {r['schedule']} | {r['prefill_tok_s']:,.1f} | {speedups[0]:.1f}x | {r['decode_tok_s']:,.1f} | "
+                     f"{speedups[1]:.1f}x | {r['launches_per_token']} |")
     return "\n".join(lines), results
 
 
@@ -214,7 +215,7 @@ def run(args) -> int:
         margs = type(args)(**{**vars(args), "model_dir": model_dir, "model": name, "quant": None})
         model = load_model(margs)
         ids = prompt_ids(model, args.prompt_tokens)
-        where = f"{_device_name(model)}, {model.lib.backend or ('triton' if model.device.type == 'cuda' else 'reference')}"
+        where = f"{_device_name(model)}, {model.backend}"
         title = f"{name or model_dir}: {len(ids)}-token prompt, batch 1, {str(model.dtype).replace('torch.', '')}, " \
                 f"{where}" + (" (random weights)" if model.random_weights else "")
         steps = 2 + (args.quant is not None) + len(peers)

@@ -19,7 +19,8 @@ def _model_args(p: argparse.ArgumentParser, quant: bool = True) -> None:
     p.add_argument("--dtype", choices=RUN_DTYPES, help="default: f16 on a GPU, f32 on the CPU")
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda if there is one)")
     if quant:
-        p.add_argument("--quant", metavar="SPEC", help="quantize every linear layer at load, e.g. w4g128, w8pc, w3g64zp")
+        p.add_argument("--quant", metavar="SPEC",
+                       help="quantize every linear layer at load, e.g. w4g128, w8pc, w3g64zp")
 
 
 def load_model(args, progress=None):
@@ -66,7 +67,7 @@ def cmd_generate(args) -> int:
                           "decode_tok_s": timing.decode_tok_s,
                           "launches_per_token": sum(timing.launches_per_step.values()),
                           "model": args.model or str(args.model_dir), "random_weights": model.random_weights,
-                          "backend": model.lib.backend or ("triton" if model.device.type == "cuda" else "reference"),
+                          "backend": model.backend,
                           "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
                           "quant": args.quant}))
     else:

@@ -87,6 +87,11 @@ class Model:
         self.quant_errors: dict[str, float] = {}
         self._generator = None
 
+    @property
+    def backend(self) -> str:
+        """The backend its kernels run on: the one asked for, else TileKernel's choice for the device's arrays."""
+        return self.lib.backend or ("triton" if self.device.type == "cuda" else "reference")
+
     def with_schedule(self, schedule: Schedule) -> "Model":
         """The same model (weights shared) running another schedule: the ablation's variants."""
         other = type(self)(self.config, self.weights, dtype=self.dtype, device=self.device, backend=self.lib.backend,

@@ -82,6 +82,12 @@ class QuantizedWeight:
     def group(self) -> int:
         return self.spec.group_for(self.k)
 
+    def dequantize(self) -> torch.Tensor:
+        """The float32 [n, k] weights the codes stand for (tilelang.quant.dequantize: dequant's semantics)."""
+        z = None if self.zeros is None else self.zeros.float().cpu().numpy()
+        return torch.from_numpy(dequantize(self.qweight.view(torch.uint8).cpu().numpy(), self.spec.bits, self.k,
+                                           self.spec.signed, self.scales.float().cpu().numpy(), self.group, z))
+
     def to(self, device) -> "QuantizedWeight":
         return QuantizedWeight(self.qweight.to(device), self.scales.to(device),
                                None if self.zeros is None else self.zeros.to(device), self.spec, self.k)
@@ -90,19 +96,17 @@ class QuantizedWeight:
 def quantize_weight(w: torch.Tensor, spec: QuantSpec, dtype: torch.dtype) -> tuple[QuantizedWeight, float]:
     """Quantize one [n, k] weight; also its relative error ||W - dequant(Q)|| / ||W||, measured with the
     scales rounded to `dtype` as the kernels read them."""
-    n, k = w.shape
+    k = w.shape[1]
     w32 = w.detach().to(torch.float32).cpu().numpy()
     packed, scale, zero = quantize(w32, spec.bits, spec.group_for(k), signed=spec.signed,
                                    zero_point=spec.zero_point)
-    scales = torch.from_numpy(scale).to(dtype)
-    zeros = None if zero is None else torch.from_numpy(zero).to(dtype)
-    deq = dequantize(packed, spec.bits, k, spec.signed, scales.float().numpy(), spec.group_for(k),
-                     None if zeros is None else zeros.float().numpy())
-    err = float(np.linalg.norm(deq - w32) / max(np.linalg.norm(w32), 1e-30))
     q = torch.from_numpy(packed)
     if spec.bits == 8 and spec.signed:
         q = q.view(torch.int8)  # 8-bit codes are not packed: the kernel reads an int8 array for TW=i8
-    return QuantizedWeight(q, scales, zeros, spec, k), err
+    zeros = None if zero is None else torch.from_numpy(zero).to(dtype)
+    out = QuantizedWeight(q, torch.from_numpy(scale).to(dtype), zeros, spec, k)
+    err = float(np.linalg.norm(out.dequantize().numpy() - w32) / max(np.linalg.norm(w32), 1e-30))
+    return out, err
 
 
 def quantize_all(weights: dict[str, torch.Tensor], names: list[str], spec: QuantSpec, dtype: torch.dtype,
