@@ -131,7 +131,8 @@ def args_bias(kind):
 
 
 def _grouped(rng, dt, lead, hkv, g, d):
-    return grouped_qkv(rand(rng, (*lead, hkv * g, d), dt), rand(rng, (*lead, hkv, d), dt), rand(rng, (*lead, hkv, d), dt))
+    q, k, v = rand(rng, (*lead, hkv * g, d), dt), rand(rng, (*lead, hkv, d), dt), rand(rng, (*lead, hkv, d), dt)
+    return grouped_qkv(q, k, v)
 
 
 def args_cache_lens(rng, dt):
@@ -175,3 +176,14 @@ def args_positions(rng, dt):
     pos = rng.integers(0, maxs - 1, (b, 1)).astype(np.int32)
     return [pos, np.full((b, 1), -7, np.int32), np.full((2, b), -7, np.int64), np.full((b, 2 * hkv), -7, np.int64),
             maxs], dict(BB=4, BC=4)
+
+
+def args_norm_linear(kind):
+    """Decode rows (M <= 16) through a norm fused into a linear layer."""
+    def make(rng, dt):
+        m, k, n = odd(rng, 1, 15), odd(rng, 33, 90), odd(rng, 17, 40)
+        x, wn, w = rand(rng, (m, k), dt), rand(rng, (k,), dt), rand(rng, (n, k), dt, 0.3)
+        if kind == "rms":
+            return [x, wn, w, poisoned((m, n), dt), 1e-5], dict(BN=32, BK=32)
+        return [x, wn, rand(rng, (k,), dt), w, rand(rng, (n,), dt), poisoned((m, n), dt), 1e-5], dict(BN=32, BK=32)
+    return make

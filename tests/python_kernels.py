@@ -688,6 +688,107 @@ def linear_bias_residual(X: T[M, K], W: T[N, K], Bias: TB[N], R: TY[M, N], Y: TY
     copy(y, Y[pid_m, pid_n])
 
 
+# ---------------------------------------------------------------- kernels/norm_linear.tile
+
+@tile_kernel
+def rmsnorm_linear(X: T[M, K], Wn: TN[K], W: T[N, K], Y: TY[M, N], eps: f32, T: dtype = f16, TN: dtype = f16,
+                   TY: dtype = f16, BM: const = 16, BN: const[32, 64] = 32, BK: const[64, 128, 256] = 128,
+                   STAGES: const[2, 3, 4] = 3):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    xf = register(f32[BM, BK])
+    sq = register(f32[BM, BK])
+    for k in range(cdiv(K, BK)):
+        copy(X[pid_m, k], xf)
+        sq = sq + xf * xf
+    rstd = rsqrt(sum(sq, axis=1) / K + eps)
+    wn = register(f32[BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k2 in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k2], xf)
+        copy(Wn[k2], wn)
+        xn = T(xf * rstd * wn)
+        copy(W[pid_n, k2], w)
+        gemm(xn, w, acc, trans_b=True)
+    copy(acc, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def layernorm_linear_bias(X: T[M, K], Wn: TN[K], Bn: TN[K], W: T[N, K], Bias: TB[N], Y: TY[M, N], eps: f32,
+                          T: dtype = f16, TN: dtype = f16, TB: dtype = f16, TY: dtype = f16, BM: const = 16,
+                          BN: const[32, 64] = 32, BK: const[64, 128, 256] = 128, STAGES: const[2, 3, 4] = 3):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    xf = register(f32[BM, BK])
+    total = register(f32[BM, BK])
+    for k in range(cdiv(K, BK)):
+        copy(X[pid_m, k], xf)
+        total = total + xf
+    mean = sum(total, axis=1) / K
+    sq = register(f32[BM, BK])
+    for k2 in range(cdiv(K, BK)):
+        copy(X[pid_m, k2], xf)
+        cols = iota((BM, BK), axis=1) + k2 * BK
+        d = where(cols < K, xf - mean, 0.0)
+        sq = sq + d * d
+    rstd = rsqrt(sum(sq, axis=1) / K + eps)
+    wn = register(f32[BK])
+    bn = register(f32[BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k3 in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k3], xf)
+        copy(Wn[k3], wn)
+        copy(Bn[k3], bn)
+        xn = T((xf - mean) * rstd * wn + bn)
+        copy(W[pid_n, k3], w)
+        gemm(xn, w, acc, trans_b=True)
+    b = register(f32[BN])
+    copy(Bias[pid_n], b)
+    y = acc + b
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def layernorm_linear_bias_gelu(X: T[M, K], Wn: TN[K], Bn: TN[K], W: T[N, K], Bias: TB[N], Y: TY[M, N], eps: f32,
+                               T: dtype = f16, TN: dtype = f16, TB: dtype = f16, TY: dtype = f16, BM: const = 16,
+                               BN: const[32, 64] = 32, BK: const[64, 128, 256] = 128, STAGES: const[2, 3, 4] = 3):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    xf = register(f32[BM, BK])
+    total = register(f32[BM, BK])
+    for k in range(cdiv(K, BK)):
+        copy(X[pid_m, k], xf)
+        total = total + xf
+    mean = sum(total, axis=1) / K
+    sq = register(f32[BM, BK])
+    for k2 in range(cdiv(K, BK)):
+        copy(X[pid_m, k2], xf)
+        cols = iota((BM, BK), axis=1) + k2 * BK
+        d = where(cols < K, xf - mean, 0.0)
+        sq = sq + d * d
+    rstd = rsqrt(sum(sq, axis=1) / K + eps)
+    wn = register(f32[BK])
+    bn = register(f32[BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k3 in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k3], xf)
+        copy(Wn[k3], wn)
+        copy(Bn[k3], bn)
+        xn = T((xf - mean) * rstd * wn + bn)
+        copy(W[pid_n, k3], w)
+        gemm(xn, w, acc, trans_b=True)
+    b = register(f32[BN])
+    copy(Bias[pid_n], b)
+    y = gelu_tanh(acc + b)
+    copy(y, Y[pid_m, pid_n])
+
+
 # ---------------------------------------------------------------- kernels/rmsnorm.tile
 
 @tile_kernel

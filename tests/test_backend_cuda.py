@@ -296,6 +296,14 @@ def cases(name: str, dt: str, rng: np.random.Generator):
             pos = rng.integers(0, maxs - 1, (b, 1)).astype(np.int32)
             yield [pos, np.zeros((b, 1), np.int32), np.zeros((2, b), np.int64), np.zeros((b, 2 * hkv), np.int64),
                    maxs], {}
+    elif name in ("rmsnorm_linear", "layernorm_linear_bias", "layernorm_linear_bias_gelu"):
+        for m, k, n in [(1, 1030, 70), (16, 256, 96)]:
+            x, wn, w = rand(rng, (m, k), dt, 2) + 1, rand(rng, (k,), dt), rand(rng, (n, k), dt, 0.1)
+            y = poisoned((m, n), dt)
+            if name == "rmsnorm_linear":
+                yield [x, wn, w, y, 1e-5], {}
+            else:
+                yield [x, wn, rand(rng, (k,), dt), w, rand(rng, (n,), dt), y, 1e-5], {}
     elif name == "fused_mlp_gate_up":
         for m, h, i in [(5, 100, 70), (70, 64, 64)]:
             yield [rand(rng, (m, h), dt), rand(rng, (h,), dt), rand(rng, (i, h), dt, 0.2), rand(rng, (i, h), dt, 0.2),

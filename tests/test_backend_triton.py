@@ -34,8 +34,8 @@ from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
 from tolerance import Accumulation, accumulation, allowed, ulp  # noqa: E402
 from library_cases import (args_bias, args_binary, args_decode, args_decode_combine, args_decode_lens,  # noqa: E402
                            args_decode_split, args_decode_split_lens, args_gemv, args_linear, args_mlp,
-                           args_mlp_gate_up, args_norm, args_positions, args_prefill, args_prefill_qkv, args_quant,
-                           args_rotary, args_rotary_qk, args_softmax, odd)
+                           args_mlp_gate_up, args_norm, args_norm_linear, args_positions, args_prefill,
+                           args_prefill_qkv, args_quant, args_rotary, args_rotary_qk, args_softmax, odd)
 
 import tilelang  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
@@ -321,6 +321,9 @@ CASES = [
     Case("rmsnorm", "add_rmsnorm", args_norm("add_rmsnorm")),
     Case("layernorm", "layernorm", args_norm("layernorm")),
     Case("layernorm", "add_layernorm", args_norm("add_layernorm")),
+    Case("norm_linear", "rmsnorm_linear", args_norm_linear("rms")),
+    Case("norm_linear", "layernorm_linear_bias", args_norm_linear("layer")),
+    Case("norm_linear", "layernorm_linear_bias_gelu", args_norm_linear("layer")),
     Case("softmax", "softmax", args_softmax),
     Case("rotary", "rotary", args_rotary),
     Case("rotary", "rotary_qk", args_rotary_qk),
@@ -460,7 +463,8 @@ KEYS = [f"{c.id}@{dt}" for c in all_cases() for dt in c.dtypes]
 # round like the GPU), so kernels without sums agree bit for bit; sums (numpy's BLAS and pairwise
 # sums, in CPU-dependent orders) agree within tests/tolerance.py's bound. tanh is computed from exp:
 # up to 4 ulps apart near 0.
-EXTRA_ULPS = {"linear:linear_bias_gelu": 4, "elementwise:add_bias_gelu": 4}
+EXTRA_ULPS = {"linear:linear_bias_gelu": 4, "elementwise:add_bias_gelu": 4,
+              "norm_linear:layernorm_linear_bias_gelu": 4}
 
 
 @pytest.fixture(scope="module")

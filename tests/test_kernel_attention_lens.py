@@ -18,7 +18,8 @@ def _case(dt, b, hq, hkv, maxs, lens, d, rng):
     return q, grouped_qkv(q, k, v), kc, vc, np.array(lens, np.int32).reshape(b, 1)
 
 
-CASES = [(1, 1, 1, 16, [1], 16), (3, 4, 2, 50, [33, 1, 50], 24), (2, 8, 2, 40, [40, 7], 64), (3, 6, 3, 70, [17, 64, 3], 8)]
+CASES = [(1, 1, 1, 16, [1], 16), (3, 4, 2, 50, [33, 1, 50], 24), (2, 8, 2, 40, [40, 7], 64),
+         (3, 6, 3, 70, [17, 64, 3], 8)]
 
 
 @pytest.mark.parametrize("dt", ["f16", "bf16"])

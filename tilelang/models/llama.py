@@ -28,21 +28,20 @@ class Llama(Model):
         angles = torch.arange(positions, dtype=torch.float32)[:, None] * rope_inv_freq(self.config)[None, :]
         self.cos, self.sin = angles.cos().to(self.device), angles.sin().to(self.device)
 
-    def rmsnorm(self, weight: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    def norm(self, name: str, x: torch.Tensor, y: torch.Tensor) -> None:
         pinned = {} if self.schedule.reduction else self.lib.untuned("rmsnorm")
-        self.lib("rmsnorm", x, self.weights[weight], y, self.config.norm_eps, **pinned)
+        self.lib("rmsnorm", x, self.weights[name + ".weight"], y, self.config.norm_eps, **pinned)
 
-    def embed_and_norm(self, p: Pass, h: torch.Tensor, n: torch.Tensor) -> None:
-        self.gather(self.embed, p.ids, out=h)
-        self.rmsnorm("layers.0.norm1.weight", h, n)
+    def norm_linear(self, name: str, linear: Linear, x: torch.Tensor, y: torch.Tensor, gelu: bool = False) -> None:
+        self.lib("rmsnorm_linear", x, self.weights[name + ".weight"], linear.weight, y, self.config.norm_eps)
 
-    def norm1(self, layer: int, h: torch.Tensor, n: torch.Tensor) -> None:
-        self.rmsnorm(f"layers.{layer}.norm1.weight", h, n)
+    def embed(self, p: Pass, h: torch.Tensor) -> None:
+        self.gather(self.embed_table, p.ids, out=h)
+        p.rope = self.gather(self.cos, p.positions), self.gather(self.sin, p.positions)
 
     def rotary(self, p: Pass, qkv: torch.Tensor) -> None:
         c = self.config
-        cos, sin = self.gather(self.cos, p.positions), self.gather(self.sin, p.positions)
-        self.lib("rotary_qk", self.grouped(qkv), cos, sin, D=c.head_dim, BH=next_pow2(c.group + 2))
+        self.lib("rotary_qk", self.grouped(qkv), *p.rope, D=c.head_dim, BH=next_pow2(c.group + 2))
 
     def mlp(self, layer: int, h: torch.Tensor) -> None:
         c, lib, sched = self.config, self.lib, self.schedule
@@ -56,7 +55,7 @@ class Llama(Model):
             lib("fused_mlp_gate_up", h, self.weights[f"layers.{layer}.norm2.weight"], gate, up, hid, c.norm_eps)
         else:
             n = torch.empty_like(h)
-            self.rmsnorm(f"layers.{layer}.norm2.weight", h, n)
+            self.norm(f"layers.{layer}.norm2", h, n)
             if dense and matmul:
                 tiles = dict(BM=DECODE_ROWS, candidates=dict(BN=[32, 64], BK=[64, 128])) if decode else {}
                 lib("mlp_gate_up", n, gate, up, hid, **tiles)
@@ -67,5 +66,3 @@ class Llama(Model):
                 lib("silu_mul", g, u, hid)
         self.down[layer](lib, sched, hid, h, residual=h)
 
-    def final_norm(self, h: torch.Tensor, n: torch.Tensor) -> None:
-        self.rmsnorm("norm.weight", h, n)

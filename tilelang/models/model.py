@@ -3,8 +3,8 @@
 `forward(p, cache)` runs one pass over M = B * S token rows: prefill (S prompt tokens of B
 sequences, from position 0) or decode (one token per sequence).  Per layer:
 
-    n    = norm1(h)                          (GPT-2's first: add_layernorm of the two embeddings)
-    qkv  = n @ Wqkv^T (+ b)                  [M, C], grouped per kv head (tilelang/models/weights.py)
+    qkv  = norm1(h) @ Wqkv^T (+ b)           [M, C], grouped per kv head (tilelang/models/weights.py); at
+                                             decode one kernel (norm_linear.tile), in prefill two
     rotary_qk(qkv)                           (Llama: queries and keys, rows gathered by position)
     cache[rows of p.slots] = keys, values    (torch index_put_)
     o    = attention(qkv, cache)             prefill: attention_prefill_qkv; decode: attention_decode(_split)_lens
@@ -23,7 +23,7 @@ import torch
 
 from ..diagnostics import TileError
 from .config import ModelConfig
-from .layers import Linear
+from .layers import DECODE_ROWS, Linear
 from .library import Library
 from .quantize import QuantizedWeight
 from .schedule import FULL, Schedule
@@ -39,6 +39,7 @@ class Pass:
     batch: int
     seq: int
     lens: torch.Tensor | None = None  # decode: [batch, 1] int32, each sequence's length after this step
+    rope: tuple | None = None  # Llama: the rotary cos, sin rows of the pass's positions, gathered once per pass
 
     @property
     def decode(self) -> bool:
@@ -74,12 +75,12 @@ class Model:
         self.attention_splits = attention_splits  # None: enough splits to fill the GPU (1 on the CPU)
         self.weights = weights
         self.quantized = sorted(k for k, v in weights.items() if isinstance(v, QuantizedWeight))
-        self.embed = weights["embed"]
+        self.embed_table = weights["embed"]
         self.qkv = [Linear(weights[f"layers.{i}.qkv.weight"], weights.get(f"layers.{i}.qkv.bias"))
                     for i in range(config.layers)]
         self.out = [Linear(weights[f"layers.{i}.out.weight"], weights.get(f"layers.{i}.out.bias"))
                     for i in range(config.layers)]
-        self.head = Linear(weights.get("head.weight", self.embed))
+        self.head = Linear(weights.get("head.weight", self.embed_table))
         self.random_weights = False
         self.source = None  # the folder the weights came from
         self.tokenizer = None
@@ -159,11 +160,16 @@ class Model:
         return list(prompt)
 
     # ---------------------------------------------------------------- the architecture's parts
-    def embed_and_norm(self, p: Pass, h: torch.Tensor, n: torch.Tensor) -> None:
-        """h = the token rows' embeddings, n = layer 0's norm1(h)."""
+    def embed(self, p: Pass, h: torch.Tensor) -> torch.Tensor | None:
+        """h = the token rows' embeddings; returns layer 0's norm1(h) where computing it came for free."""
         raise NotImplementedError
 
-    def norm1(self, layer: int, h: torch.Tensor, n: torch.Tensor) -> None:
+    def norm(self, name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        """y = the norm `name` (e.g. "layers.3.norm1", "norm") of x."""
+        raise NotImplementedError
+
+    def norm_linear(self, name: str, linear: Linear, x: torch.Tensor, y: torch.Tensor, gelu: bool = False) -> None:
+        """y = linear(norm `name` of x) in one kernel (kernels/norm_linear.tile; see `fuses_norm`)."""
         raise NotImplementedError
 
     def rope_positions(self, positions: int) -> None:
@@ -176,8 +182,20 @@ class Model:
         """h += mlp(norm2(h)), in place."""
         raise NotImplementedError
 
-    def final_norm(self, h: torch.Tensor, n: torch.Tensor) -> None:
-        raise NotImplementedError
+    def fuses_norm(self, rows: int, linear: Linear) -> bool:
+        """Whether the norm before `linear` runs inside its GEMM: decode rows, a dense weight, and both
+        the GEMV and the reduction classes in their optimized forms."""
+        return (rows <= DECODE_ROWS and self.schedule.gemv and self.schedule.reduction
+                and not isinstance(linear.weight, QuantizedWeight))
+
+    def normed(self, name: str, linear: Linear, x: torch.Tensor, y: torch.Tensor, gelu: bool = False) -> None:
+        """y = linear(norm `name` of x): fused where `fuses_norm`, else the norm kernel then the linear one."""
+        if self.fuses_norm(x.shape[0], linear):
+            self.norm_linear(name, linear, x, y, gelu)
+            return
+        n = torch.empty_like(x)
+        self.norm(name, x, n)
+        linear(self.lib, self.schedule, n, y, gelu=gelu)
 
     # ---------------------------------------------------------------- shared
     def new_cache(self, batch: int, maxs: int) -> torch.Tensor:
@@ -194,14 +212,14 @@ class Model:
         (all rows if None) into `logits` [rows, V] (float32)."""
         c, lib, m = self.config, self.lib, p.ids.shape[0]
         h = torch.empty(m, c.hidden, dtype=self.dtype, device=self.device)
-        n = torch.empty_like(h)
         qkv = torch.empty(m, c.qkv_width, dtype=self.dtype, device=self.device)
         o = torch.empty(m, c.heads * c.head_dim, dtype=self.dtype, device=self.device)
-        self.embed_and_norm(p, h, n)
+        n0 = self.embed(p, h)
         for i in range(c.layers):
-            if i:
-                self.norm1(i, h, n)
-            self.qkv[i](lib, self.schedule, n, qkv)
+            if i == 0 and n0 is not None:
+                self.qkv[0](lib, self.schedule, n0, qkv)
+            else:
+                self.normed(f"layers.{i}.norm1", self.qkv[i], h, qkv)
             self.rotary(p, qkv)
             self.write_cache(cache[i], qkv, p.slots)
             self.attention(i, p, qkv, cache[i], o)
@@ -209,7 +227,7 @@ class Model:
             self.mlp(i, h)
         rows = h if logit_rows is None else self.gather(h, logit_rows)
         nf = torch.empty_like(rows)
-        self.final_norm(rows, nf)
+        self.norm("norm", rows, nf)
         self.head(lib, self.schedule, nf, logits)
         return logits
 
