@@ -25,8 +25,9 @@ from tilelang.backends import cuda
 from tilelang.backends.cuda import cexpr
 from tilelang.backends.cuda import mapping as M
 from tilelang.backends.cuda.codegen import generate_source
-from tilelang.backends.cuda.smem import SmemLayout, row_major
-from tilelang.layout import column_spatial, local, smem_swizzled, spatial, standard_swizzle
+from tilelang.backends.cuda.smem import Smem
+from tilelang.layout import column_spatial, local, smem_swizzled, spatial
+from tilelang.layout.tiling import default_vector
 from tilelang.quant import pack
 from tilelang.runtime.args import bind
 
@@ -58,7 +59,7 @@ def test_task_mapping_coordinates_match_tilelang_layout(task):
 
 @pytest.mark.parametrize("shape,threads", [((5, 7), 32), ((64, 64), 128), ((3, 16), 32), ((1, 1), 64), ((2, 3, 40), 64)])
 def test_flat_mapping_covers_every_element_once(shape, threads):
-    m = M.default(shape, threads)
+    m = M.Flat(tuple(shape), threads, default_vector(tuple(shape), threads))
     coords, guard = m.coords("tid", "v")
     seen = []
     for t in range(threads):
@@ -75,7 +76,7 @@ def test_flat_mapping_covers_every_element_once(shape, threads):
 @pytest.mark.parametrize("cols", [32, 64, 128])
 def test_swizzled_offsets_match_tilelang_layout(cols):
     ref = smem_swizzled(16, cols, 2)
-    lay = SmemLayout((16, cols), row_major((16, cols)).strides, standard_swizzle(cols, 2))
+    lay = Smem(ref, (16, cols))
     text = lay.offset(["r", "c"])
     for r in range(16):
         for c in range(cols):
@@ -178,7 +179,7 @@ kernel bad(X: f32[M, N]) grid(1) threads(32)
     copy(X[0, 0], s);
 }
 """, "bad.tile")["bad"]
-    with pytest.raises(TileError, match="shared layout 'mma_q\\(3\\)'") as e:
+    with pytest.raises(TileError, match="unknown layout `mma_q\\(3\\)`") as e:
         cuda.generate(k.lower())
     assert "bad.tile:4" in str(e.value)
 

@@ -1,11 +1,12 @@
-"""Shared tiles of the tensor-core kernels are conflict-free as inferred, for 4 and 8 warps.
+"""Bank conflicts of the tensor-core kernels' shared tiles as planned for mma.sync (sm_80), for 4 and 8 warps.
 
 The kernels' thread counts are literals (`threads(128)`), so the 8-warp variant is the
 kernel text with `threads(256)` (or, where the count is a const parameter, that const).
-Conflicts are checked twice: the plan's own count, and independently from the plan's
-byte offsets with `swizzle.bank_conflicts` on every warp-wide access: each copy's
-vectors as its mapping moves them, and every aligned 8x8 matrix that ldmatrix reads
-(one 8-lane phase: 8 rows of 16 contiguous bytes).
+Conflicts are counted twice: the plan's own count, and independently from the plan's
+byte offsets with `swizzle.bank_conflicts` on every warp-wide access the code makes: each
+copy's and dequant's vectors as its threads move them, each element of a resident tile as
+its value is stored, and every aligned 8x8 matrix that ldmatrix reads (one 8-lane phase: 8
+rows of 16 contiguous bytes). The two counts must agree, and be zero but where listed.
 """
 
 import itertools
@@ -18,7 +19,8 @@ import tilelang
 from tilelang.ir import nodes as N
 from tilelang.ir.visit import walk_stmts
 from tilelang.layout import bank_conflicts, infer_layouts
-from tilelang.layout.plan import CopyPlan, DequantPlan, GemmPlan
+from tilelang.layout.plan import AssignPlan, CopyPlan, DequantPlan, GemmPlan
+from tilelang.layout.tiling import flat
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 FILES = ["gemm.tile", "gemm_wNa16.tile", "fused_mlp.tile", "linear.tile", "attention.tile"]
@@ -52,14 +54,22 @@ def _with_threads(text: str, name: str, threads: int) -> str:
 
 
 def copy_accesses(plan, tk):
-    """(tile, byte addresses of 32 lanes, bytes per lane) of every shared write/read by copies."""
+    """(tile, byte addresses of 32 lanes, bytes per lane) of every shared write/read by copies and
+    dequants, and of every element a resident tile's value is stored as."""
     for p in plan.stmts:
+        if isinstance(p, AssignPlan) and plan.tile(p.stmt.name).storage == "resident":
+            m, elem = p.mapping, plan.shared(p.stmt.name).elem_bytes
+            for w, v in itertools.product(range(m.num_threads // 32), range(m.values_per_thread)):
+                yield p.stmt.name, [plan.byte_offset(p.stmt.name, m(32 * w + lane, v)) for lane in range(32)], elem
         if isinstance(p, (CopyPlan, DequantPlan)):
             sides = [p.stmt.src, p.stmt.dst] if isinstance(p, CopyPlan) else [p.stmt.dst]
             for side in sides:
-                if isinstance(side, N.TileRef) and tk.tiles[side.name].scope == "shared":
+                if isinstance(side, N.TileRef) and plan.tile(side.name).shared is not None:
                     vec = max(i.vector for i in p.instrs if "shared" in i.name or "cp.async" in i.name)
-                    m = p.mapping
+                    shape = tuple(tk.tiles[side.name].shape)
+                    m = p.mapping or flat(shape, tk.threads, p.vector)  # None: threads sweep the tile
+                    if m is None or m.num_threads % 32:
+                        continue
                     elem = plan.shared(side.name).elem_bytes
                     for w, g in itertools.product(range(m.num_threads // 32), range(m.values_per_thread // vec)):
                         addrs = [plan.byte_offset(side.name, m(32 * w + lane, g * vec)) for lane in range(32)]
@@ -67,12 +77,12 @@ def copy_accesses(plan, tk):
 
 
 def ldmatrix_phases(plan, tk):
-    """(tile, 8 row addresses) of every aligned 8x8 matrix of every shared gemm operand."""
+    """(tile, 8 row addresses) of every aligned 8x8 matrix of every shared gemm operand of mma.sync."""
     for p in plan.stmts:
-        if not isinstance(p, GemmPlan) or p.atom is None:
+        if not isinstance(p, GemmPlan) or p.kind != "mma":
             continue
         for ref in (p.stmt.a, p.stmt.b):
-            if tk.tiles[ref.name].scope != "shared":
+            if plan.tile(ref.name).shared is None:
                 continue
             rows, cols = tk.tiles[ref.name].shape
             e = plan.shared(ref.name).elem_bytes
@@ -89,6 +99,15 @@ def ldmatrix_phases(plan, tk):
 
 
 CASES = [(f, t) for f in FILES for t in (128, 256)]
+# Conflicts the code has today, counted by the plan and by the independent check alike. A
+# fix makes its test fail here until the entry is removed.
+KNOWN = {
+    ("gemm_wNa16", "w"): "dequant stores 32-element runs: lanes 2 chunks apart share a bank group",
+    ("gemm_wNa16_zp", "w"): "dequant stores 32-element runs: lanes 2 chunks apart share a bank group",
+    ("fused_mlp_gate_up", "xn"): "the normalized row is stored element by element from runs of 8",
+    ("attention_decode", "vm"): "the masked V rows are stored element by element from runs of 8",
+    ("attention_decode_split", "vm"): "the masked V rows are stored element by element from runs of 8",
+}
 
 
 @pytest.mark.parametrize("file,threads", CASES, ids=[f"{f[:-5]}-{t}" for f, t in CASES])
@@ -96,26 +115,25 @@ def test_inferred_shared_tiles_are_conflict_free(file, threads):
     kernels = lowered(KERNELS / file, threads)
     assert kernels
     for name, tk in kernels.items():
-        plan = infer_layouts(tk)
-        for t in plan.tiles:
-            if t.shared is not None:
-                assert t.bank_conflicts == 0, f"{name}: '{t.name}' ({t.expr}) has {t.bank_conflicts} conflicts"
-        assert plan.cost.bank_conflicts == 0
-        seen = set()
+        plan = infer_layouts(tk, "sm_80")
+        found: dict[str, int] = {}
         for tile, addrs, nbytes in copy_accesses(plan, tk):
-            assert bank_conflicts(addrs, nbytes) == 0, f"{name}: copy into/out of '{tile}' conflicts"
-            seen.add(tile)
+            found[tile] = found.get(tile, 0) + bank_conflicts(addrs, nbytes)
         for tile, segs in ldmatrix_phases(plan, tk):
-            assert bank_conflicts(segs, 16) == 0, f"{name}: ldmatrix phase of '{tile}' conflicts"
-            seen.add(tile)
-        assert seen == {t.name for t in plan.tiles if t.shared is not None}
+            found[tile] = found.get(tile, 0) + bank_conflicts(segs, 16)
+        shared = {t.name: t for t in plan.tiles if t.shared is not None}
+        assert set(found) == set(shared)
+        for t in shared.values():
+            assert t.bank_conflicts == found[t.name], f"{name}: the plan counts {t.bank_conflicts} in '{t.name}'"
+            assert (t.bank_conflicts > 0) == ((name, t.name) in KNOWN), f"{name}: '{t.name}' ({t.expr})"
+        assert plan.cost.bank_conflicts == sum(found.values())
 
 
 @pytest.mark.parametrize("threads", [128, 256])
 def test_row_major_gemm_operands_do_conflict(threads):
     """The control: without the swizzle the same checks find conflicts (they can fail)."""
     for name, tk in lowered(KERNELS / "gemm.tile", threads, layouts="row_major").items():
-        plan = infer_layouts(tk)
+        plan = infer_layouts(tk, "sm_80")
         assert all(str(t.expr) == "row_major" for t in plan.tiles if t.shared is not None)
         assert plan.cost.bank_conflicts > 0
         assert any(bank_conflicts(segs, 16) > 0 for _, segs in ldmatrix_phases(plan, tk))
@@ -123,6 +141,8 @@ def test_row_major_gemm_operands_do_conflict(threads):
 
 def test_eight_warps_change_the_warp_grid():
     (tk,) = lowered(KERNELS / "gemm.tile", 256).values()
-    grids = [p.grid for p in infer_layouts(tk).stmts if isinstance(p, GemmPlan)]
-    assert [g.wm * g.wn for g in grids] == [8]
+    tilings = [p.tiling for p in infer_layouts(tk, "sm_80").stmts if isinstance(p, GemmPlan)]
+    assert [t.wm * t.wn for t in tilings] == [8]
+    tilings = [p.tiling for p in infer_layouts(tk, "sm_90a").stmts if isinstance(p, GemmPlan)]
+    assert [t.wgm * t.wgn for t in tilings] == [2]
     assert not [s for s in walk_stmts(tk.kernel.body) if isinstance(s, N.Alloc) and s.layout is not None]

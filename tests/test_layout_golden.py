@@ -1,7 +1,9 @@
-"""Golden layouts: the inferred plan of every kernel in kernels/*.tile, at its default constants.
+"""Golden layouts: the plan of every kernel in kernels/*.tile at its default constants, for Hopper
+(sm_90a: wgmma) and for the portable target (sm_80: mma.sync). These are the plans the CUDA and
+TVM backends emit (tests/test_plan_is_what_runs.py checks that against the generated code).
 
 Each plan is rendered with `tilelang.layout.show.layouts_text` and compared with
-tests/golden/layouts/<file>.<kernel>.txt. A difference means inference changed (or the
+tests/golden/layouts/<file>.<kernel>.<target>.txt. A difference means inference changed (or the
 kernel did): read the diff, and if the new layouts are intended, rewrite the files with
 
     TILELANG_UPDATE_GOLDEN=1 python -m pytest tests/test_layout_golden.py
@@ -23,19 +25,23 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "layouts"
 UPDATE = os.environ.get("TILELANG_UPDATE_GOLDEN") == "1"
 
 
+TARGETS = ("sm_90a", "sm_80")
+
+
 def kernels():
     for f in sorted((ROOT / "kernels").glob("*.tile")):
         for name in tilelang.load(f):
-            yield f, name
+            for target in TARGETS:
+                yield f, name, target
 
 
 CASES = list(kernels())
 
 
-@pytest.mark.parametrize("path,name", CASES, ids=[f"{f.stem}.{n}" for f, n in CASES])
-def test_golden_layouts(path, name):
-    text = layouts_text(tilelang.load(path)[name].lower())
-    golden = GOLDEN / f"{path.stem}.{name}.txt"
+@pytest.mark.parametrize("path,name,target", CASES, ids=[f"{f.stem}.{n}.{t}" for f, n, t in CASES])
+def test_golden_layouts(path, name, target):
+    text = layouts_text(tilelang.load(path)[name].lower(), target=target)
+    golden = GOLDEN / f"{path.stem}.{name}.{target}.txt"
     if UPDATE:
         GOLDEN.mkdir(parents=True, exist_ok=True)
         golden.write_text(text)
@@ -49,7 +55,7 @@ def test_golden_layouts(path, name):
 
 
 def test_no_stale_golden_files():
-    wanted = {f"{f.stem}.{n}.txt" for f, n in CASES}
+    wanted = {f"{f.stem}.{n}.{t}.txt" for f, n, t in CASES}
     stale = sorted(p.name for p in GOLDEN.glob("*.txt") if p.name not in wanted)
     if UPDATE:
         for name in stale:
@@ -59,8 +65,11 @@ def test_no_stale_golden_files():
 
 
 def test_golden_text_shows_what_a_reviewer_needs():
-    text = (GOLDEN / "gemm.gemm.txt").read_text()
-    for needle in ("tile a: shared f16[64, 32]", "layout  swizzle(2, 3, 3)", "0 bank conflicts",
+    text = (GOLDEN / "gemm.gemm.sm_80.txt").read_text()
+    for needle in ("for sm_80", "tile a: shared f16[64, 32]", "layout  swizzle(2, 3, 3)", "0 bank conflicts",
                    "tile acc: register f32[64, 64]", "T0V0", "cp.async.16", "ldmatrix.x4.trans",
                    "mma.m16n8k16.f32.f16", "2x2 warps"):
+        assert needle in text
+    text = (GOLDEN / "gemm.gemm.sm_90a.txt").read_text()
+    for needle in ("for sm_90a", "1x1 warpgroups", "wgmma.m64n64k16.f32.f16", "operands by descriptor"):
         assert needle in text

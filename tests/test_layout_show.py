@@ -35,7 +35,7 @@ def test_text_has_every_tile_with_a_full_tv_grid_for_small_tiles():
     plan = infer_layouts(tk)
     text = layouts_text(tk, plan)
     lines = text.splitlines()
-    assert lines[0] == "layouts of kernel small: 32 threads (1 warps)"
+    assert lines[0] == "layouts of kernel small for sm_90a: 32 threads (1 warps)"
     for name in ("x", "s", "y"):
         assert f"tile {name}: " in text
     start = lines.index("  holders [rows 0-3, cols 0-15] (T thread, V register index; lowest thread if replicated):")
@@ -99,6 +99,8 @@ def test_draw_writes_a_readable_picture_per_tile(tmp_path):
 def test_cli_show_layouts_and_draw(tmp_path, capsys):
     assert main(["show", str(KERNELS / "gemm.tile"), "--layouts", "--draw", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "layouts of kernel gemm" in out and "mma.m16n8k16.f32.f16" in out
+    assert "layouts of kernel gemm for sm_90a" in out and "wgmma.m64n64k16.f32.f16" in out
+    assert main(["show", str(KERNELS / "gemm.tile"), "--layouts", "--target", "sm_80"]) == 0
+    assert "mma.m16n8k16.f32.f16" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gemm.a.png", "gemm.acc.png", "gemm.b.png"]
     decode_png((tmp_path / "gemm.acc.png").read_bytes())

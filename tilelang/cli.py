@@ -28,8 +28,10 @@ def _errors(e: TileError) -> list[TileError]:
     return list(e.errors) if isinstance(e, TileErrors) else [e]
 
 
-def check_file(path: Path) -> list[TileError]:
-    """Parse, build and type-check every kernel of a file with its default constants."""
+def check_file(path: Path, target: str | None = None) -> list[TileError]:
+    """Parse, build, type-check and plan the layouts of every kernel of a file with its default
+    constants, for `target` (default: the default GPU target): the verdict every build gives."""
+    from .layout import infer_layouts
     try:
         module = parse_file(path)
     except TileError as e:
@@ -37,7 +39,7 @@ def check_file(path: Path) -> list[TileError]:
     errors: list[TileError] = []
     for k in module.kernels:
         try:
-            lower(k)
+            infer_layouts(lower(k), target)
         except TileError as e:
             errors += _errors(e)
     return errors
@@ -45,7 +47,7 @@ def check_file(path: Path) -> list[TileError]:
 
 def cmd_check(args) -> int:
     files = tile_files(args.paths)
-    errors = [e for f in files for e in check_file(f)]
+    errors = [e for f in files for e in check_file(f, args.target)]
     for e in errors:
         print(e.render(), file=sys.stderr)
     n = len(files)
@@ -76,10 +78,11 @@ def cmd_show(args) -> int:
         tk = lower(k, given)
         print(kernel_str(tk.kernel, tk))
         if args.layouts or args.draw:
+            from .layout import infer_layouts
             from .layout.show import draw_layouts, layouts_text
-            print(layouts_text(tk))
+            print(layouts_text(tk, target=args.target))
             if args.draw:
-                for path in draw_layouts(tk, Path(args.draw)):
+                for path in draw_layouts(tk, Path(args.draw), infer_layouts(tk, args.target)):
                     print(f"wrote {path}")
         print()
     return 0
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="parse and verify .tile files, reporting every error")
     c.add_argument("paths", nargs="+")
+    c.add_argument("--target", default=None, help="plan layouts for this GPU (default sm_90a; e.g. sm_80)")
     c.set_defaults(fn=cmd_check)
     s = sub.add_parser("show", help="print a file's kernels as typed IR")
     s.add_argument("file")
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--const", action="append", default=[], metavar="NAME=VALUE", help="compile-time constant")
     s.add_argument("--layouts", action="store_true", help="print each tile's layout and task mapping")
     s.add_argument("--draw", metavar="DIR", help="write a PNG per tile showing its layout")
+    s.add_argument("--target", default=None, help="plan layouts for this GPU (default sm_90a; e.g. sm_80)")
     s.set_defaults(fn=cmd_show)
     b = sub.add_parser("build", help="compile every .tile file in a folder for a backend")
     b.add_argument("dir")

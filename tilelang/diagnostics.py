@@ -62,3 +62,16 @@ def _excerpt(loc: SourceLoc | None) -> list[str]:
     text = loc.source_line.rstrip("\n")
     caret = " " * (max(loc.col, 1) - 1) + "^" * max(1, min(loc.length, len(text) - loc.col + 1))
     return [f"    {text}", f"    {caret}"]
+
+
+class InternalError(TileError):
+    """A bug in tilelang itself (a pass produced something its own checks reject), not in the kernel.
+
+    Says so, names the pass and the kernel, and points at the statement being compiled."""
+
+    def __init__(self, message: str, where: str, kernel: str, loc: SourceLoc | None = None):
+        self.where = where
+        self.kernel = kernel
+        super().__init__(f"internal compiler error in {where} (kernel '{kernel}'): {message}", loc,
+                         hint="this is a bug in tilelang, not in your kernel: please report it with the kernel; "
+                              "annotating the tile's layout may work around it")

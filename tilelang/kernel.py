@@ -9,6 +9,7 @@ from .diagnostics import TileError
 from .frontend.python_frontend import build_function
 from .frontend.tile_parser import parse_file, parse_module
 from .ir.nodes import Kernel
+from .layout import infer_layouts
 from .passes import TypedKernel, lower
 from .passes.specialize import resolve_consts, with_candidates
 from .runtime import autotune
@@ -47,6 +48,8 @@ class TileKernel:
         tk = self.lower(**consts)
         key = (backend, target, _key(tk.consts))
         if key not in self._launchers:
+            # one verdict on the kernel's layouts for every backend (the CPU ones take the GPU plan's)
+            infer_layouts(tk, target if backend in ("cuda", "tvm") else None)
             self._launchers[key] = get_backend(backend).compile(tk, target)
         return self._launchers[key]
 

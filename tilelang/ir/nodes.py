@@ -173,6 +173,31 @@ class LayoutExpr:
         return self.name + (f"({', '.join(str(a) for a in self.args)})" if self.args else "")
 
 
+# ----------------------------------------------------------------------------- what statements touch
+
+def _names(*parts) -> frozenset:
+    """Names of the tiles (`TileRef`) and tensors (`GlobalRef`, or a tensor named by a string)
+    inside expressions, windows and plain names."""
+    out = set()
+    stack = list(parts)
+    while stack:
+        x = stack.pop()
+        if x is None or isinstance(x, (int, float, bool, Var, Const, BlockId)):
+            continue
+        if isinstance(x, str):
+            out.add(x)
+        elif isinstance(x, TileRef):
+            out.add(x.name)
+        elif isinstance(x, GlobalRef):
+            out.add(x.tensor)
+            stack.extend(x.indices)
+        elif isinstance(x, tuple):
+            stack.extend(x)
+        elif hasattr(x, "__dataclass_fields__"):
+            stack.extend(getattr(x, f) for f in x.__dataclass_fields__ if f not in ("loc", "op", "dtype", "kind", "name"))
+    return frozenset(out)
+
+
 # ----------------------------------------------------------------------------- statements
 
 SCOPES = ("register", "shared")
@@ -193,6 +218,12 @@ class Let:
     value: Expr
     loc: SourceLoc = _loc()
 
+    def reads(self) -> frozenset:
+        return frozenset()
+
+    def writes(self) -> frozenset:
+        return frozenset()
+
 
 @dataclass(frozen=True)
 class Alloc:
@@ -204,6 +235,12 @@ class Alloc:
     init: Expr | None = None
     layout: LayoutExpr | None = None
     loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return frozenset()
+
+    def writes(self) -> frozenset:
+        return frozenset({self.name})
 
 
 @dataclass(frozen=True)
@@ -218,6 +255,12 @@ class Assign:
     define: bool
     loc: SourceLoc = _loc()
 
+    def reads(self) -> frozenset:
+        return _names(self.value)
+
+    def writes(self) -> frozenset:
+        return frozenset({self.name})
+
 
 @dataclass(frozen=True)
 class Copy:
@@ -229,6 +272,12 @@ class Copy:
     pad: Expr | None = None
     loc: SourceLoc = _loc()
 
+    def reads(self) -> frozenset:
+        return _names(self.src.name if isinstance(self.src, TileRef) else self.src.tensor)
+
+    def writes(self) -> frozenset:
+        return _names(self.dst.name if isinstance(self.dst, TileRef) else self.dst.tensor)
+
 
 @dataclass(frozen=True)
 class Gemm:
@@ -239,6 +288,12 @@ class Gemm:
     trans_a: bool = False
     trans_b: bool = False
     loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return frozenset({self.a.name, self.b.name, self.acc.name})
+
+    def writes(self) -> frozenset:
+        return frozenset({self.acc.name})
 
 
 @dataclass(frozen=True)
@@ -256,6 +311,12 @@ class Dequant:
     zero: str | None = None
     loc: SourceLoc = _loc()
 
+    def reads(self) -> frozenset:
+        return frozenset({self.src.tensor, self.scale} | ({self.zero} if self.zero else set()))
+
+    def writes(self) -> frozenset:
+        return frozenset({self.dst.name})
+
 
 @dataclass(frozen=True)
 class For:
@@ -266,6 +327,12 @@ class For:
     body: tuple["Stmt", ...]
     stages: Expr | None = None
     loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return frozenset().union(*(s.reads() for s in self.body))
+
+    def writes(self) -> frozenset:
+        return frozenset().union(*(s.writes() for s in self.body))
 
 
 Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For]

@@ -1,9 +1,11 @@
 """Author layout annotations (`layout=` on `shared(...)` / `register(...)`) read as layouts, and back.
 
 A shared tile takes a storage layout: `row_major`, `col_major`, `padded(n)`,
-`swizzle(bits, base, shift)` (XOR-swizzled row-major). A register tile takes a
+`swizzle(bits, base, shift)` (XOR-swizzled row-major), `gmma` (the canonical wgmma layout:
+rows of up to 128 bytes swizzled, longer rows cut into 128-byte column blocks). A register tile takes a
 task mapping, `spatial(...) * local(...)` compositions (also `column_spatial`,
-`column_local`, `repeat`, `replicate`), or an mma fragment role `mma_a`,
+`column_local`, `repeat`, `replicate`) over up to the block's threads (threads past the
+mapping's hold none of the tile), or an mma fragment role `mma_a`,
 `mma_b`, `mma_c` that the gemm using the tile tiles over warps. A mapping
 smaller than the tile repeats over it (an outer `local`). Layout inference
 writes every layout it chooses in this same form, so a plan's layouts can be
@@ -12,25 +14,25 @@ pasted back as annotations and reproduce the plan.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ..diagnostics import TileError
 from ..ir.nodes import LayoutExpr
 from ..ir.types import TileType
 from . import tv
-from .algebra import make_layout_row_major
 from .cost import offset_table
 from .errors import LayoutError
-from .shared import SharedLayout, smem_col_major, smem_padded, smem_row_major, smem_swizzled, standard_swizzle
-from .swizzle import ComposedLayout, Swizzle
+from .shared import (SharedLayout, shared_dims, smem_col_major, smem_gmma, smem_padded, smem_row_major,
+                     smem_swizzled, standard_swizzle)
+from .swizzle import Swizzle
 from .task_mapping import TaskMapping, column_local, column_spatial, local, replicate, spatial
 
-SHARED_LAYOUTS = ("row_major", "col_major", "padded", "swizzle")
+SHARED_LAYOUTS = ("row_major", "col_major", "padded", "swizzle", "gmma")
 FRAGMENTS = {"mma_a": "A", "mma_b": "B", "mma_c": "C"}
 _MAPPING_ATOMS = {"spatial": spatial, "local": local, "repeat": local, "column_spatial": column_spatial,
                   "column_local": column_local, "replicate": replicate}
-_ALL = "row_major, col_major, padded(n), swizzle(bits, base, shift), mma_a, mma_b, mma_c, spatial(...) * local(...)"
+_ALL = ("row_major, col_major, padded(n), swizzle(bits, base, shift), gmma, mma_a, mma_b, mma_c, "
+        "spatial(...) * local(...)")
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,6 @@ class Fragment:
     tiled over warps as the gemm that uses it chooses."""
 
     role: str
-
-
-def shared_dims(shape: tuple[int, ...]) -> tuple[int, int]:
-    """A shared tile as (rows, cols): leading axes flattened into rows, the last axis contiguous."""
-    return (math.prod(shape[:-1]), shape[-1])
 
 
 def elem_bytes(tile: TileType) -> int:
@@ -60,7 +57,14 @@ def shared_layout(expr: LayoutExpr, tile: TileType) -> SharedLayout:
                                        "or make the tile a register(...) tile")
     if expr.name not in SHARED_LAYOUTS:
         raise TileError(f"unknown layout `{expr}`", expr.loc, hint=f"layouts: {_ALL}")
-    args = _int_args(expr, {"row_major": 0, "col_major": 0, "padded": 1, "swizzle": 3}[expr.name])
+    args = _int_args(expr, {"row_major": 0, "col_major": 0, "padded": 1, "swizzle": 3, "gmma": 0}[expr.name])
+    if expr.name == "gmma":
+        out = smem_gmma(rows, cols, nbytes) if len(tile.shape) == 2 else None
+        if out is None:
+            raise TileError(f"`gmma` needs a 2-d tile of 8k rows whose rows are a multiple of 32 bytes; this one is "
+                            f"{rows} x {cols} of {nbytes}-byte elements", expr.loc,
+                            hint="use swizzle(...) or padded(n), or a tile shape such as 64 x 64")
+        return out
     try:
         if expr.name == "row_major":
             return smem_row_major(rows, cols, nbytes)
@@ -71,11 +75,7 @@ def shared_layout(expr: LayoutExpr, tile: TileType) -> SharedLayout:
         sw = Swizzle(*args)
     except LayoutError as e:
         raise TileError(f"layout `{expr}`: {e}", expr.loc) from None
-    if _is_standard(sw, cols, nbytes):
-        out = smem_swizzled(rows, cols, nbytes)
-    else:
-        out = SharedLayout(rows, cols, nbytes, ComposedLayout(sw, make_layout_row_major((rows, cols))), rows * cols,
-                           f"row-major, offsets swizzled by {sw}")
+    out = smem_swizzled(rows, cols, nbytes, None if _is_standard(sw, cols, nbytes) else sw)
     offs = offset_table(out)
     if sorted(offs.ravel().tolist()) != list(range(rows * cols)):
         raise TileError(f"`{expr}` does not permute the {rows} x {cols} offsets of this tile", expr.loc,
@@ -107,10 +107,11 @@ def register_layout(expr: LayoutExpr, tile: TileType, threads: int) -> TaskMappi
     if not m.is_valid_for(shape):
         raise TileError(f"layout `{expr}` covers {_dims(m.shape)}, which does not divide the tile's {_dims(shape)}",
                         expr.loc, hint="make each extent of the mapping divide the tile's")
-    if m.num_threads != threads:
+    if m.num_threads > threads:
         raise TileError(f"layout `{expr}` spreads the tile over {m.num_threads} threads but the kernel runs "
                         f"{threads}", expr.loc,
-                        hint=f"make the spatial (and replicate) factors multiply to {threads}")
+                        hint=f"make the spatial (and replicate) factors multiply to at most {threads} "
+                             f"(threads past them hold none of the tile)")
     reps = tuple(s // e for s, e in zip(shape, m.shape))
     return tv.canonical(local(*reps) * m)
 

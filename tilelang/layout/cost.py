@@ -25,7 +25,7 @@ import numpy as np
 from . import tiling, tv
 from .algebra import Layout
 from .shared import SharedLayout
-from .swizzle import ComposedLayout, bank_conflicts, wavefronts
+from .swizzle import bank_conflicts, wavefronts
 from .task_mapping import TaskMapping
 
 
@@ -60,18 +60,9 @@ class Cost:
 @lru_cache(maxsize=1024)
 def offset_table(layout: SharedLayout) -> np.ndarray:
     """`[rows, cols]` element offsets of a shared layout."""
-    r = np.arange(layout.rows)[:, None]
-    c = np.arange(layout.cols)[None, :]
-    inner = layout.layout.layout if isinstance(layout.layout, ComposedLayout) else layout.layout
-    if isinstance(inner, Layout) and isinstance(inner.stride, tuple) and all(isinstance(s, int) for s in inner.stride):
-        off = r * inner.stride[0] + c * inner.stride[1]
-    else:
-        off = np.array([[inner((i, j)) for j in range(layout.cols)] for i in range(layout.rows)])
-    if isinstance(layout.layout, ComposedLayout):
-        sw = layout.layout.swizzle
-        yyy = off & sw.yyy_mask
-        off = off ^ (yyy >> sw.shift if sw.shift >= 0 else yyy << -sw.shift)
-    return np.asarray(off, dtype=np.int64)
+    r = np.arange(layout.rows, dtype=np.int64)[:, None]
+    c = np.arange(layout.cols, dtype=np.int64)[None, :]
+    return np.asarray(layout.offsets(r, c), dtype=np.int64)
 
 
 @lru_cache(maxsize=1024)
@@ -109,7 +100,7 @@ class FragmentAccess:
     m: int
     n: int
     k: int
-    grid: tiling.WarpGrid
+    grid: tiling.MmaTiling
     trans_tile: bool
     fragment: TaskMapping  # fallback when no 16-byte run exists: per-thread loads of the fragment
     elem_bytes: int
@@ -131,16 +122,33 @@ class Realized:
 
 
 @lru_cache(maxsize=4096)
+def fragment_instr(layout: SharedLayout, access: "FragmentAccess") -> tuple[str, int, bool | None]:
+    """The instruction a warp reads its fragments of a shared operand with, without counting wavefronts:
+    (name, elements per lane, whether ldmatrix reads along the k axis: None for plain loads)."""
+    y = tiling.y_axis(access.role, access.trans_tile)
+    if access.elem_bytes == 2:
+        for along_y, axis in ((True, y), (False, 1 - y)):
+            if contiguity(layout, axis) >= 8:
+                return ("ldmatrix.x4" if _x4(access) else "ldmatrix.x2") + ("" if along_y else ".trans"), 8, along_y
+    vec = min(tv.vector_run(access.fragment, y), contiguity(layout, y), max(16 // access.elem_bytes, 1))
+    return f"ld.shared.{_width(vec * access.elem_bytes)}", vec, None
+
+
+def _x4(access: "FragmentAccess") -> bool:
+    g = access.grid
+    warp_x = (access.m // g.wm) if access.role == "A" else (access.n // g.wn)
+    return access.role == "A" or warp_x % 16 == 0
+
+
+@lru_cache(maxsize=4096)
 def realize(layout: SharedLayout, access: Access) -> Realized:
     if isinstance(access, FragmentAccess):
+        name, vec, along_y = fragment_instr(layout, access)
+        if along_y is not None:
+            _, lanes = tiling.ldmatrix_lanes(access.role, access.m, access.n, access.k, access.grid,
+                                             access.trans_tile, along_y)
+            return _count(layout, name, 8, lanes, 16)
         y = tiling.y_axis(access.role, access.trans_tile)
-        if access.elem_bytes == 2:
-            for along_y, axis in ((True, y), (False, 1 - y)):
-                if contiguity(layout, axis) >= 8:
-                    name, lanes = tiling.ldmatrix_lanes(access.role, access.m, access.n, access.k, access.grid,
-                                                        access.trans_tile, along_y)
-                    return _count(layout, name, 8, lanes, 16)
-        vec = min(tv.vector_run(access.fragment, y), contiguity(layout, y), max(16 // access.elem_bytes, 1))
         return _mapping_access(layout, "ld.shared", access.fragment, vec, access.elem_bytes, y)
     vec = min(access.vec, contiguity(layout, 1))
     op = "ld.shared" if access.kind == "read" else "st.shared"
@@ -153,7 +161,11 @@ def _mapping_access(layout: SharedLayout, op: str, mapping: TaskMapping, vec: in
     lin = tv.table(mapping)[:, ::vec]  # each vector's first element
     rows, cols = divmod(lin, layout.cols)
     t, g = lin.shape
-    lanes = np.stack([rows, cols], axis=-1).reshape(t // tiling.WARP, tiling.WARP, g, 2).transpose(0, 2, 1, 3)
+    lanes = np.stack([rows, cols], axis=-1)
+    pad = -t % tiling.WARP  # a mapping over part of a warp: the other lanes access nothing
+    if pad:
+        lanes = np.concatenate([lanes, np.full((pad, g, 2), -1, dtype=lanes.dtype)])
+    lanes = lanes.reshape(-1, tiling.WARP, g, 2).transpose(0, 2, 1, 3)
     nbytes = vec * elem_bytes
     return _count(layout, f"{op}.{_width(nbytes)}", vec, lanes.reshape(-1, tiling.WARP, 2), nbytes)
 

@@ -1,80 +1,106 @@
-"""Layout inference: give every tile a layout and every statement its instructions.
+"""Layout inference: give every tile a layout and every statement its instructions, for a target.
 
-`infer_layouts(tk) -> LayoutPlan`. The rules, applied greedily in the order Tilus uses:
+`infer_layouts(tk, target) -> LayoutPlan` is the single source of every layout decision the
+backends make: each register tile's task mapping, each shared tile's layout, each gemm's
+instruction and warp (group) grid, each copy's and dequant's vector width, and which tiles are
+kept in shared memory or recomputed instead of stored. The CUDA backend and the TVM cuda
+lowering emit what it says; `tilelang show --layouts` prints it.
 
-1. author annotations are fixed from the start;
-2. gemms: an mma.sync.m16n8k16 atom tiled over a warp grid fixes the fragments of the
-   accumulator and of register operands (shared operands are read with ldmatrix);
-3. elementwise propagation to a fixed point: an assignment's value, its operands and its
-   target share one mapping, broadcasting operands take it with the broadcast axes
-   replicated, a reduction's result is its input's with the reduced axis replicated,
-   `trans` swaps axes; known mappings flow forward into undefined targets and backward
-   into operand tiles that have none yet;
-4. when propagation is stuck, seed the largest tile loaded from memory with a coalesced
-   mapping (16-byte vectors along the contiguous axis), then tiles only stored, then the
-   rest, and propagate again;
-5. shared layouts last: each shared tile takes the candidate (row-major, the standard
-   swizzle, padding, column-major) whose accesses (cp.async / st.shared writes, ldmatrix
-   or ld.shared reads) cause the fewest bank conflicts;
-6. instructions and vector widths per statement; a validation pass re-checks every
-   statement's layouts.
+The steps, in order (each statement kind's part is its rule in `rules.py`):
 
-Where the greedy rules leave a choice (the warp grid of each gemm) every candidate is
-solved and the cheapest plan under `cost.Cost` wins (ties: the first, rows-first grids).
-A mapping that meets a different one inside an expression is converted there (free when
-each thread already holds its values, else through shared memory, at a cost); a tile
-that two hard constraints (an annotation, a gemm fragment role) want in incompatible
-layouts is a TileError naming both source lines.
+1. what the IR says before any choice: tiles defined by iota/full alone are *virtual*
+   (recomputed where used); register tiles defined once and read only by gemms are
+   *resident* (kept in shared memory, where the gemm reads them);
+2. the rules' `infer`, statement kinds in `rules.ORDER`: author annotations (one reading of
+   them for every backend: `annotations.py`), gemm candidates, the groups of tiles an
+   elementwise statement or a register copy computes at the same coordinates, dequant runs;
+3. gemm instructions (`gemm.py`): mma.sync where dtypes and shapes allow, wgmma on sm_90a
+   where every gemm into an accumulator can;
+4. shared layouts: the author's, else the canonical wgmma swizzle for wgmma operands, else
+   the standard swizzle for mma operands of 16-bit types (conflict-free ldmatrix), else
+   row-major; then wgmma's descriptors are read off the chosen layouts (an accumulator any of
+   whose operands they cannot express stays on mma.sync) and mma operands that ldmatrix
+   cannot read make their gemm a SIMT loop;
+5. register mappings: accumulators take their instruction's fragments, annotated tiles their
+   annotation; each group of tiles computed together takes a fixed mapping of one of its
+   members, else the flat mapping (runs of up to 16 bytes dealt to the threads in turn, longer
+   runs where packed weights are dequantized, so each thread loads whole 16-byte words);
+6. statement plans and a validation of each.
+
+A tile that two hard constraints want in incompatible layouts (an annotation and the
+accumulator fragment, a fragment annotation of the wrong role) is a TileError naming both
+source lines. An operand held in another mapping than its expression needs is converted
+(through shared memory, at a cost the plan shows).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..diagnostics import SourceLoc, TileError
+from ..diagnostics import InternalError, SourceLoc, TileError
 from ..ir import nodes as N
-from ..ir.dtypes import bf16, f16
 from ..ir.printer import stmt_lines
 from ..ir.types import TileType
-from ..ir.visit import rewrite_stmt, walk_stmts
+from ..ir.visit import rewrite_stmt, sub_exprs, walk_stmts
 from ..passes.infer import TypedKernel, tile_names_in_order
 from ..passes.infer import infer as infer_types
+from . import gemm as G
 from . import tv
-from .annotations import Fragment, elem_bytes, register_layout, shared_dims, shared_layout
+from . import wgmma as WG
+from .annotations import Fragment, elem_bytes, register_layout, shared_layout
 from .atoms import ATOMS, get_atom
-from .cost import REGISTER_BUDGET, Cost, CopyAccess, FragmentAccess, contiguity, offset_table, realize
+from .cost import REGISTER_BUDGET, Cost, CopyAccess, FragmentAccess, fragment_instr, offset_table
 from .plan import (AssignPlan, Conversion, CopyPlan, DequantPlan, GemmPlan, Instr, LayoutPlan, Path, ReducePlan,
-                   StmtPlan, TileLayout, children)
-from .shared import standard_swizzle
+                   TileLayout, children)
+from .rules import ORDER, RULES, register
+from .shared import SharedLayout, shared_dims, smem_gmma, smem_row_major, smem_swizzled, standard_swizzle
+from .errors import LayoutError
+from .target import Target, layout_target
 from .task_mapping import TaskMapping
-from .tiling import WARP, WarpGrid, coalesced, mma_fragments, mma_shape_ok, warp_grids
+from .tiling import coalesced, default_vector, flat, mma_fragments, mma_tiling
 
-MAX_CANDIDATES = 64
 _ROLE_NAMES = {"A": "A operand", "B": "B operand", "C": "accumulator"}
 
 
-def infer_layouts(tk: TypedKernel) -> LayoutPlan:
-    """The cheapest valid plan over the warp-grid choices of the kernel's gemms."""
-    ctx = _Context(tk)
-    best: LayoutPlan | None = None
-    first_error: TileError | None = None
-    for combo in ctx.grid_combos():
-        try:
-            plan = _Solver(ctx, combo).solve()
-        except _Unsat as e:
-            first_error = first_error or e.error
-            continue
-        if best is None or plan.cost < best.cost:
-            best = plan
-    if best is None:
-        assert first_error is not None
-        raise first_error
-    return best
+def infer_layouts(tk: TypedKernel, target: str | Target | None = None) -> LayoutPlan:
+    """The plan of `tk` for `target` (an arch such as "sm_90a" or "sm_80"; None: the default GPU).
+
+    Remembered on the typed kernel per target, so every backend compiling it asks for (and
+    refers by identity to the statements of) the same plan."""
+    t = layout_target(target)
+    plan = tk.plans.get(t)
+    if plan is None:
+        plan = tk.plans[t] = _infer(tk, t)
+    return plan
+
+
+def _infer(tk: TypedKernel, target: Target) -> LayoutPlan:
+    st = _State(tk, target)
+    for kind in ORDER:
+        for _, s in st.stmts:
+            if type(s) is kind:
+                RULES[kind].infer(st, s)
+    _choose_gemms(st)
+    _choose_shared(st)
+    _describe_wgmma(st)
+    _fix_fragments(st)
+    _resolve_mappings(st)
+    _ldmatrix_fallback(st)
+    plans, cost = [], Cost()
+    for i, s in st.stmts:
+        p, c = _rule(st, s).plan(st, i, s)
+        if p is not None:
+            plans.append(p)
+            cost += c
+    accesses = _shared_accesses(st, plans)
+    regs = sum(-(-m.values_per_thread * st.tile(n).dtype.bits // 32) for n, m in st.maps.items())
+    cost += Cost(register_excess=max(regs - REGISTER_BUDGET, 0), registers=regs)
+    plan = LayoutPlan(tk.kernel.name, st.T, target, _tile_layouts(st, accesses), tuple(plans), cost)
+    _validate(st, plan)
+    return plan
 
 
 def pin_layouts(tk: TypedKernel, plan: LayoutPlan) -> TypedKernel:
@@ -91,11 +117,12 @@ def pin_layouts(tk: TypedKernel, plan: LayoutPlan) -> TypedKernel:
     return infer_types(dataclasses.replace(tk.kernel, body=body), tk.consts)
 
 
-class _Unsat(Exception):
-    """A candidate whose hard constraints conflict (the error is reported if every candidate fails)."""
-
-    def __init__(self, error: TileError):
-        self.error = error
+def _rule(st: "_State", s: N.Stmt):
+    r = RULES.get(type(s))
+    if r is None:
+        raise InternalError(f"no layout rule for statement kind {type(s).__name__}", "layout inference",
+                            st.tk.kernel.name, s.loc)
+    return r
 
 
 def _text(s: N.Stmt) -> str:
@@ -106,505 +133,622 @@ def _ebytes(dtype) -> int:
     return max(dtype.bits, 8) // 8
 
 
-# ----------------------------------------------------------------------------- what does not depend on choices
+# ----------------------------------------------------------------------------- state
 
-class _Context:
-    """The kernel's statements, annotations and gemm candidates."""
+class _State:
+    """What the rules share: the kernel's facts, their decisions so far."""
 
-    def __init__(self, tk: TypedKernel):
-        self.tk = tk
-        self.threads = tk.threads
+    def __init__(self, tk: TypedKernel, target: Target):
+        self.tk, self.target, self.T = tk, target, tk.threads
         self.stmts: list[tuple[int, N.Stmt]] = list(enumerate(walk_stmts(tk.kernel.body)))
         self.order = tile_names_in_order(tk.kernel)
         self.allocs = {s.name: s for _, s in self.stmts if isinstance(s, N.Alloc)}
         self.defs = {s.name: s for _, s in self.stmts if isinstance(s, N.Assign) and s.define}
-        self.map_ann: dict[str, tuple[TaskMapping, N.LayoutExpr]] = {}
-        self.frag_ann: dict[str, tuple[Fragment, N.LayoutExpr]] = {}
-        self.shared_ann: dict = {}
-        for name, s in self.allocs.items():
-            if s.layout is None:
-                continue
-            tile = tk.tiles[name]
-            if tile.scope == "shared":
-                self.shared_ann[name] = (shared_layout(s.layout, tile), s.layout)
-            else:
-                got = register_layout(s.layout, tile, self.threads)
-                (self.frag_ann if isinstance(got, Fragment) else self.map_ann)[name] = (got, s.layout)
-        self.gemms = [(i, s) for i, s in self.stmts if isinstance(s, N.Gemm)]
-        self.grids = [self._grids(s) for _, s in self.gemms]
+        self.gemms = [s for _, s in self.stmts if isinstance(s, N.Gemm)]
+        self.virtual = _virtual_tiles(self)
+        self.resident = _gemm_only_tiles(self)
+        # annotations
+        self.ann_map: dict[str, tuple[TaskMapping, N.LayoutExpr]] = {}
+        self.ann_frag: dict[str, tuple[Fragment, N.LayoutExpr]] = {}
+        self.ann_shared: dict[str, tuple[SharedLayout, N.LayoutExpr]] = {}
+        # gemm instructions
+        self.mma: dict[int, object] = {}           # id(Gemm) -> MmaTiling
+        self.mma_accs: dict[str, object] = {}      # accumulator -> MmaTiling
+        self.wg_accs: dict[str, object] = {}       # accumulator -> WgmmaTiling (candidates, then final)
+        self.wgmma: dict[int, tuple] = {}          # id(Gemm) -> (WgmmaTiling, OperandPlan a, OperandPlan b)
+        self.gemm_why: dict[int, str] = {}
+        # tiles
+        self.shared: dict[str, tuple] = {}         # name -> (SharedLayout, LayoutExpr, origin)
+        self.fixed: dict[str, tuple[TaskMapping, str, SourceLoc | None]] = {}
+        self.roles: dict[str, tuple[str, N.Gemm]] = {}
+        self.parent: dict[str, str] = {}           # union-find of tiles computed at the same coordinates
+        self.dequant_runs: dict[str, int] = {}
+        self.maps: dict[str, TaskMapping] = {}
+        self.why: dict[str, tuple[str, SourceLoc | None]] = {}
+        for name in self.order:  # register tiles held in registers, each its own group to start with
+            if self.is_reg(name) and name not in self.virtual and name not in self.resident:
+                self.parent[name] = name
 
     def tile(self, name: str) -> TileType:
         return self.tk.tiles[name]
 
-    def gemm_dims(self, s: N.Gemm) -> tuple[int, int, int]:
-        a, c = self.tile(s.a.name), self.tile(s.acc.name)
-        k = a.shape[0] if s.trans_a else a.shape[1]
-        return c.shape[0], c.shape[1], k
+    def is_reg(self, name: str) -> bool:
+        return self.tile(name).scope == "register"
 
-    def mma_ok(self, s: N.Gemm) -> bool:
-        a, c = self.tile(s.a.name), self.tile(s.acc.name)
-        return a.dtype in (f16, bf16) and mma_shape_ok(*self.gemm_dims(s)) and c.scope == "register"
+    def in_shared(self, name: str) -> bool:
+        """Whether a gemm reads this operand from shared memory without a conversion."""
+        return self.tile(name).scope == "shared" or name in self.resident
 
-    def _grids(self, s: N.Gemm) -> tuple[WarpGrid | None, ...]:
-        if self.tile(s.acc.name).scope != "register":
-            raise TileError(f"the gemm accumulator '{s.acc.name}' must be a register tile", s.acc.loc,
-                            hint="declare it with register(...) and copy it to shared memory afterwards if needed")
-        if not self.mma_ok(s):
-            return (None,)
-        m, n, _ = self.gemm_dims(s)
-        return warp_grids(m, n, self.threads // WARP)
-
-    def grid_combos(self):
-        total = math.prod(len(g) for g in self.grids)
-        if total <= MAX_CANDIDATES:
-            return itertools.product(*self.grids)
-        # too many: give every gemm its i-th candidate (or its last)
-        return [tuple(g[min(i, len(g) - 1)] for g in self.grids) for i in range(max(map(len, self.grids)))]
-
-
-# ----------------------------------------------------------------------------- one candidate
-
-@dataclass
-class _Why:
-    text: str
-    loc: SourceLoc | None
-
-
-class _Solver:
-    def __init__(self, ctx: _Context, combo: tuple):
-        self.ctx = ctx
-        self.tk = ctx.tk
-        self.T = ctx.threads
-        self.grid_of = {i: g for (i, _), g in zip(ctx.gemms, combo)}
-        self.maps: dict[str, TaskMapping] = {}
-        self.why: dict[str, _Why] = {}
-        self.roles: dict[str, tuple[str, N.Gemm]] = {}
-        for name, (m, expr) in ctx.map_ann.items():
-            self._set(name, m, f"annotated `{expr}`", expr.loc)
-
-    # --------------------------------------------------------------- helpers
-    def _set(self, name: str, m: TaskMapping, text: str, loc) -> None:
-        self.maps[name] = m
-        self.why[name] = _Why(text, loc)
-
-    def _is_reg(self, name: str) -> bool:
-        return self.ctx.tile(name).scope == "register"
-
-    def _type(self, e) -> TileType | None:
+    def type_of(self, e) -> TileType | None:
         t = self.tk.type_of(e)
         return t if isinstance(t, TileType) else None
 
-    # --------------------------------------------------------------- driver
-    def solve(self) -> LayoutPlan:
-        for i, s in self.ctx.gemms:
-            self._gemm(i, s)
-        self._fragment_annotations()
-        while True:
-            self._propagate()
-            if not self._seed():
-                break
-        shared = self._shared_layouts()
-        stmts, cost = self._statements(shared)
-        regs = sum(-(-m.values_per_thread * self.ctx.tile(n).dtype.bits // 32) for n, m in self.maps.items())
-        cost += Cost(register_excess=max(regs - REGISTER_BUDGET, 0), registers=regs)
-        tiles = self._tile_layouts(shared)
-        plan = LayoutPlan(self.tk.kernel.name, self.T, tiles, stmts, cost)
-        _validate(self.ctx, plan)
-        return plan
+    def set_map(self, name: str, m: TaskMapping, why: str, loc) -> None:
+        self.maps[name] = m
+        self.why[name] = (why, loc)
 
-    # --------------------------------------------------------------- 2. gemms
-    def _gemm(self, i: int, s: N.Gemm) -> None:
-        grid = self.grid_of[i]
-        if grid is None:  # SIMT fallback: only the accumulator's mapping matters here
-            acc = self.ctx.tile(s.acc.name)
-            if s.acc.name not in self.maps:
-                self._set(s.acc.name, coalesced(acc.shape, _ebytes(acc.dtype), self.T),
-                          f"the accumulator of `{_text(s)}` (no mma atom fits: fma loop)", s.loc)
-            return
-        fr = mma_fragments(*self.ctx.gemm_dims(s), grid, s.trans_a, s.trans_b)
-        for ref, m, role in ((s.acc, fr.c, "C"), (s.a, fr.a, "A"), (s.b, fr.b, "B")):
-            if self._is_reg(ref.name):
-                self._require(ref.name, m, role, s, grid)
+    # union-find over register tiles held in registers
+    def member(self, name: str) -> bool:
+        return name in self.parent
 
-    def _require(self, name: str, m: TaskMapping, role: str, s: N.Gemm, grid: WarpGrid) -> None:
-        tile = self.ctx.tile(name)
-        ann = self.ctx.frag_ann.get(name)
-        if ann is not None and ann[0].role != role:
-            raise _Unsat(TileError(
-                f"register tile '{name}' is annotated `{ann[1]}` (the mma {_ROLE_NAMES[ann[0].role]} fragment) but "
-                f"this gemm uses it as its {_ROLE_NAMES[role]}", s.loc,
-                related=((f"'{name}' is annotated here", ann[1].loc),),
-                hint=f"annotate it layout=mma_{role.lower()} or drop the annotation; or convert through shared "
-                     f"memory: {_copy_hint(name, tile, role)}"))
-        if name not in self.maps:
-            self._set(name, m, f"the {_ROLE_NAMES[role]} of `{_text(s)}` ({grid})", s.loc)
-            self.roles[name] = (role, s)
-            return
-        if tv.conversion_kind(self.maps[name], m) == "shared":
-            why = self.why[name]
-            if name in self.ctx.map_ann:
-                msg = (f"register tile '{name}' is annotated `{self.ctx.map_ann[name][1]}`, but this gemm needs it in "
-                       f"the mma.m16n8k16 {_ROLE_NAMES[role]} fragment layout ({m!r})")
-                note = f"'{name}' is annotated here"
-                hint = (f"drop the annotation or write layout=mma_{role.lower()}; or keep the annotation and convert "
-                        f"through shared memory: {_copy_hint(name, tile, role)}")
-            else:
-                prev_role = self.roles.get(name, (None, None))[0]
-                other = f"the {_ROLE_NAMES[prev_role]} of the gemm" if prev_role else why.text
-                msg = (f"register tile '{name}' is the {_ROLE_NAMES[role]} of this gemm and {other} at {why.loc}: "
-                       f"the two mma fragments give its elements to different threads")
-                note = f"'{name}' is {other} here" if prev_role else f"'{name}' gets its layout here"
-                hint = (f"a register tile has one layout: give this gemm its own tile, {_copy_hint(name, tile, role)} "
-                        f"(a conversion through shared memory), or keep '{name}' in shared memory, where ldmatrix "
-                        f"reads it in either role")
-            raise _Unsat(TileError(msg, s.loc, related=((note, why.loc),), hint=hint))
+    def find(self, n: str) -> str:
+        while self.parent[n] != n:
+            n = self.parent[n]
+        return n
 
-    def _fragment_annotations(self) -> None:
-        """Fragment-role annotations on tiles no gemm fixed: that role's fragment, default warp grid."""
-        warps = self.T // WARP
-        for name, (frag, expr) in self.ctx.frag_ann.items():
-            if name in self.maps:
+    def union(self, names: list[str]) -> None:
+        names = [n for n in names if n in self.parent]
+        for n in names[1:]:
+            self.parent[self.find(n)] = self.find(names[0])
+
+
+# ----------------------------------------------------------------------------- 1. what the IR says
+
+def _written_tile(s: N.Stmt) -> str | None:
+    if isinstance(s, (N.Copy, N.Dequant)) and isinstance(s.dst, N.TileRef):
+        return s.dst.name
+    if isinstance(s, N.Gemm):
+        return s.acc.name
+    if isinstance(s, N.Assign):
+        return s.name
+    return None
+
+
+def _virtual_tiles(st: _State) -> dict[str, N.Expr]:
+    """Tiles defined by iota/full/scalars alone, only read by expressions: cheaper to recompute than to hold."""
+    out: dict[str, N.Expr] = {}
+    uses_elsewhere, written = set(), set()
+    for _, s in st.stmts:
+        if isinstance(s, N.Copy) and isinstance(s.src, N.TileRef):
+            uses_elsewhere.add(s.src.name)
+        if isinstance(s, N.Gemm):
+            uses_elsewhere |= {s.a.name, s.b.name}
+        w = _written_tile(s)
+        if w is not None and not (isinstance(s, N.Assign) and s.define):
+            written.add(w)
+    for _, s in st.stmts:
+        if isinstance(s, N.Assign) and s.define and s.name not in uses_elsewhere | written:
+            leaves = [x for x in sub_exprs(s.value) if isinstance(x, (N.TileRef, N.Reduce))]
+            if all(isinstance(x, N.TileRef) and x.name in out for x in leaves):
+                out[s.name] = s.value
+    return out
+
+
+def _gemm_only_tiles(st: _State) -> set[str]:
+    """2-d tiles defined once by an expression and read only as gemm operands: the expression is
+    evaluated straight into a (swizzled) shared buffer, where the gemm reads it."""
+    out = set()
+    for name in set(st.defs) - set(st.virtual):
+        ok = True
+        for _, s in st.stmts:
+            if isinstance(s, N.For) or (isinstance(s, N.Assign) and s.define and s.name == name):
                 continue
-            shape = self.ctx.tile(name).shape
-            dims = {"A": (shape[0], 8, shape[-1]), "B": (16, shape[-1], shape[0]), "C": (shape[0], shape[-1], 16)}
-            m, n, k = dims[frag.role] if len(shape) == 2 else (0, 0, 0)
-            grids = warp_grids(m, n, warps) if mma_shape_ok(m, n, k) else ()
-            if not grids:
-                raise _Unsat(TileError(f"`{expr}` needs a 2-d tile whose extents are multiples of the "
-                                       f"mma.m16n8k16 {frag.role} fragment", expr.loc,
-                                       hint="use a tile shape such as 64 x 64, or a spatial(...) * local(...) layout"))
-            fr = mma_fragments(m, n, k, grids[0], False, False)
-            self._set(name, {"A": fr.a, "B": fr.b, "C": fr.c}[frag.role], f"annotated `{expr}`", expr.loc)
+            if isinstance(s, N.Gemm):
+                ok &= s.acc.name != name
+                continue
+            if name in s.reads() | s.writes():
+                ok = False
+        if ok and len(st.tile(name).shape) == 2:
+            out.add(name)
+    return out
 
-    # --------------------------------------------------------------- 3. elementwise propagation
-    def _propagate(self) -> None:
-        changed = True
-        while changed:
-            changed = False
-            for _, s in self.ctx.stmts:
-                if isinstance(s, N.Assign) and self._is_reg(s.name):
-                    changed |= self._assign_step(s)
-                elif isinstance(s, N.Copy) and all(isinstance(x, N.TileRef) and self._is_reg(x.name)
-                                                   for x in (s.src, s.dst)):
-                    a, b = s.src.name, s.dst.name
-                    for x, y in ((a, b), (b, a)):
-                        if x in self.maps and y not in self.maps:
-                            self._set(y, self.maps[x], f"copied with `{_text(s)}`", s.loc)
-                            changed = True
 
-    def _assign_step(self, s: N.Assign) -> bool:
-        tile = self.ctx.tile(s.name)
-        root = self.maps.get(s.name)
-        vshape = self._type(s.value).shape
-        if root is None:
-            nat = self._nat(s.value)
-            if nat is None or vshape != tile.shape:
-                return False
-            self._set(s.name, nat, f"the value of `{_text(s)}`", s.loc)
-            root = nat
-        return self._demand(s.value, _operand(root, tile.shape, vshape), s)
+# ----------------------------------------------------------------------------- 2. the rules
 
-    def _nat(self, e) -> TaskMapping | None:
-        """The mapping an expression has from its operands alone (None: not determined yet)."""
-        t = self._type(e)
-        if t is None:
-            return None
-        if isinstance(e, N.TileRef):
-            return self.maps.get(e.name)
-        if isinstance(e, N.Reduce):
-            x = self._nat(e.x)
-            return None if x is None else tv.collapse(x, [e.axis])
-        if isinstance(e, N.Transpose):
-            x = self._nat(e.x)
-            return None if x is None else tv.transpose(x)
-        if isinstance(e, (N.BinOp, N.Unary, N.Cast, N.Where)):
-            for c in children(e):
-                ct = self._type(c)
-                if ct is not None and ct.shape == t.shape:
-                    m = self._nat(c)
-                    if m is not None:
-                        return m
-        return None
+def _alloc_infer(st: _State, s: N.Alloc) -> None:
+    """Author annotations, read once for every backend; register tiles join the mapping groups."""
+    tile = st.tile(s.name)
+    if s.layout is None:
+        return
+    if tile.scope == "shared":
+        st.ann_shared[s.name] = (shared_layout(s.layout, tile), s.layout)
+    else:
+        got = register_layout(s.layout, tile, st.T)
+        if isinstance(got, Fragment):
+            st.ann_frag[s.name] = (got, s.layout)
+        else:
+            st.ann_map[s.name] = (got, s.layout)
 
-    def _demand(self, e, m: TaskMapping, s: N.Assign) -> bool:
-        """Give operand tiles without a mapping the one this expression needs of them."""
-        if isinstance(e, N.TileRef):
-            if e.name not in self.maps and self._is_reg(e.name):
-                self._set(e.name, m, f"an operand of `{_text(s)}`", s.loc)
-                return True
-            return False
-        changed = False
-        shape = self._type(e).shape
-        if isinstance(e, (N.BinOp, N.Unary, N.Cast, N.Where)):
-            for c in children(e):
-                ct = self._type(c)
-                if ct is not None:
-                    changed |= self._demand(c, _operand(m, shape, ct.shape), s)
-        elif isinstance(e, N.Broadcast):
-            changed |= self._demand(e.x, _operand(m, shape, self._type(e.x).shape), s)
-        elif isinstance(e, N.Transpose):
-            changed |= self._demand(e.x, tv.transpose(m), s)
-        return changed
 
-    # --------------------------------------------------------------- 4. seeds
-    def _seed(self) -> bool:
-        """Give one stuck register tile a coalesced mapping; False when none is left."""
-        loads, stores, shared_writes = [], [], []
-        for i, s in self.ctx.stmts:
-            if isinstance(s, N.Copy) and isinstance(s.dst, N.TileRef) and self._unmapped(s.dst.name):
-                loads.append((i, s.dst.name, s, self._elem_bytes_of(s.src)))
-            elif isinstance(s, N.Dequant) and self._unmapped(s.dst.name):
-                loads.append((i, s.dst.name, s, None))
-            elif isinstance(s, N.Copy) and isinstance(s.src, N.TileRef) and self._unmapped(s.src.name):
-                (stores if isinstance(s.dst, N.GlobalRef) else shared_writes).append(
-                    (i, s.src.name, s, self._elem_bytes_of(s.dst)))
-        for group, what in ((loads, "loaded by"), (stores, "stored by"), (shared_writes, "copied by")):
-            if group:
-                i, name, s, nbytes = min(group, key=lambda g: (-self.ctx.tile(g[1]).numel, g[0]))
-                shape = self.ctx.tile(name).shape
-                if nbytes is None:  # dequant: 16 bytes of packed integers per thread
-                    bits = self.tk.tensor(s.src.tensor).dtype.bits
-                    m = coalesced(shape, 1, self.T, max(128 // bits, 1))
-                else:
-                    m = coalesced(shape, nbytes, self.T)
-                self._set(name, m, f"coalesced, {what} `{_text(s)}`", s.loc)
-                return True
-        for name in self.ctx.order:
-            if self._unmapped(name):
-                t = self.ctx.tile(name)
-                self._set(name, coalesced(t.shape, _ebytes(t.dtype), self.T), "default (nothing constrains it)",
-                          (self.ctx.allocs.get(name) or self.ctx.defs.get(name)).loc)
-                return True
-        return False
+def _gemm_infer(st: _State, s: N.Gemm) -> None:
+    if st.tile(s.acc.name).scope != "register":
+        raise TileError(f"the gemm accumulator '{s.acc.name}' must be a register tile", s.acc.loc,
+                        hint="declare it with register(...) and copy it to shared memory afterwards if needed")
 
-    def _unmapped(self, name: str) -> bool:
-        return self._is_reg(name) and name not in self.maps
 
-    def _elem_bytes_of(self, x) -> int:
-        """Element size of one side of a copy (what limits its vectors there)."""
-        if isinstance(x, N.GlobalRef):
-            d = self.tk.tensor(x.tensor).dtype
-            return 1 if d.is_packed else _ebytes(d)
-        return _ebytes(self.ctx.tile(x.name).dtype)
+def _assign_infer(st: _State, s: N.Assign) -> None:
+    """The target and the operands read at its own coordinates share a mapping; so do the operands
+    of a reduction, at the reduction input's coordinates."""
+    if s.name in st.virtual or s.name in st.resident:
+        groups = []
+    else:
+        groups = [[s.name] + _elementwise_leaves(st, s.value, st.tile(s.name).shape)]
+    for r in (x for x in sub_exprs(s.value) if isinstance(x, N.Reduce)):
+        groups.append(_elementwise_leaves(st, r.x, st.type_of(r.x).shape))
+    for g in groups:
+        st.union(g)
 
-    # --------------------------------------------------------------- 5. shared layouts
-    def _shared_accesses(self) -> dict[str, list]:
-        acc: dict[str, list] = {n: [] for n in self.ctx.order if not self._is_reg(n)}
-        for i, s in self.ctx.stmts:
-            if isinstance(s, N.Copy):
-                for side, kind in ((s.src, "read"), (s.dst, "write")):
-                    if isinstance(side, N.TileRef) and side.name in acc:
-                        acc[side.name].append(self._copy_access(s, side.name, kind))
-            elif isinstance(s, N.Dequant) and s.dst.name in acc:
-                t = self.ctx.tile(s.dst.name)
-                e = _ebytes(t.dtype)
-                acc[s.dst.name].append(CopyAccess("write", coalesced(t.shape, e, self.T), max(16 // e, 1), e,
-                                                  shared_dims(t.shape)[1]))
-            elif isinstance(s, N.Gemm) and self.grid_of[i] is not None:
-                fr = mma_fragments(*self.ctx.gemm_dims(s), self.grid_of[i], s.trans_a, s.trans_b)
-                for ref, role, frag, trans in ((s.a, "A", fr.a, s.trans_a), (s.b, "B", fr.b, s.trans_b)):
-                    if ref.name in acc:
-                        t = self.ctx.tile(ref.name)
-                        acc[ref.name].append(FragmentAccess(role, *self.ctx.gemm_dims(s), self.grid_of[i], trans,
-                                                            frag, _ebytes(t.dtype), t.shape[1]))
-        return acc
 
-    def _copy_mapping(self, s: N.Copy) -> TaskMapping:
-        """Who moves which element: the register side's mapping, else coalesced over the tile."""
-        for side in (s.dst, s.src):
-            if isinstance(side, N.TileRef) and self._is_reg(side.name):
-                return self.maps[side.name]
-        name = (s.dst if isinstance(s.dst, N.TileRef) else s.src).name
-        return coalesced(self.ctx.tile(name).shape, max(self._elem_bytes_of(s.src), self._elem_bytes_of(s.dst)),
-                         self.T)
+def _copy_infer(st: _State, s: N.Copy) -> None:
+    if isinstance(s.src, N.TileRef) and isinstance(s.dst, N.TileRef):
+        st.union([x.name for x in (s.src, s.dst) if st.is_reg(x.name)])
 
-    def _copy_access(self, s: N.Copy, name: str, kind: str) -> CopyAccess:
-        """The shared side of a copy: vectors of up to 16 bytes on both sides of the copy."""
-        t = self.ctx.tile(name)
+
+def _dequant_infer(st: _State, s: N.Dequant) -> None:
+    """Register tiles dequantized from packed weights want runs of 16 bytes of packed fields (32
+    elements of 4 bits, 16 of 8), so that each thread loads whole 16-byte words of W."""
+    if st.is_reg(s.dst.name):
+        bits = st.tk.tensor(s.src.tensor).dtype.bits
+        if bits in (1, 2, 4, 8):
+            st.dequant_runs[s.dst.name] = max(st.dequant_runs.get(s.dst.name, 8), 128 // bits)
+
+
+def _squeeze(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape without leading 1s: [1, N] and [N] hold the same elements in the same order."""
+    i = 0
+    while i < len(shape) - 1 and shape[i] == 1:
+        i += 1
+    return tuple(shape[i:])
+
+
+def _elementwise_leaves(st: _State, e, shape) -> list[str]:
+    """Register tiles read at the value's own coordinates (no broadcast, transpose or reduction between)."""
+    t = st.type_of(e)
+    if t is None or _squeeze(t.shape) != _squeeze(tuple(shape)):
+        return []
+    if isinstance(e, N.TileRef):
+        return [] if e.name in st.virtual else [e.name]
+    kids = {N.BinOp: ("lhs", "rhs"), N.Unary: ("x",), N.Cast: ("x",), N.Where: ("cond", "a", "b")}.get(type(e), ())
+    return [n for k in kids for n in _elementwise_leaves(st, getattr(e, k), shape)]
+
+
+# ----------------------------------------------------------------------------- 3. gemm instructions
+
+def _choose_gemms(st: _State) -> None:
+    for g in st.gemms:
+        til = G.mma_accumulator(st.tk, g)
+        if til is not None:
+            st.mma_accs[g.acc.name] = til
+            st.mma[id(g)] = til
+        else:
+            st.gemm_why[id(g)] = "no mma.sync atom fits its dtypes and shapes"
+    if st.target.wgmma:
+        st.wg_accs = G.wgmma_accumulators(st.tk, st.gemms, st.in_shared)
+
+
+# ----------------------------------------------------------------------------- 4. shared layouts
+
+def _choose_shared(st: _State) -> None:
+    fed_gmma = {x.name for g in st.gemms if g.acc.name in st.wg_accs for x in (g.a, g.b)}
+    fed_mma = {x.name for g in st.gemms if id(g) in st.mma for x in (g.a, g.b) if st.tile(x.name).scope == "shared"}
+    fed_mma |= st.resident
+    names = [n for n in st.order if st.tile(n).scope == "shared"] + [n for n in st.order if n in st.resident]
+    for name in names:
+        tile = st.tile(name)
+        if name in st.ann_shared:
+            layout, expr = st.ann_shared[name]
+            st.shared[name] = (layout, expr, f"annotated `{expr}`")
+            continue
+        rows, cols = shared_dims(tile.shape)
+        eb = elem_bytes(tile)
+        layout = None
+        if name in fed_gmma and len(tile.shape) == 2:
+            layout, why = smem_gmma(rows, cols, eb), "a wgmma operand: the canonical layout its descriptor reads"
+        if layout is None and name in fed_mma and len(tile.shape) == 2 and eb == 2:
+            try:
+                layout, why = smem_swizzled(rows, cols, eb), "an mma operand: ldmatrix reads it without bank conflicts"
+            except LayoutError:
+                layout = None
+        if layout is None:
+            layout, why = smem_row_major(rows, cols, eb), "row-major (no instruction asks for another layout)"
+        if name in st.resident:
+            why = f"kept in shared memory (only gemms read it); {why}"
+        st.shared[name] = (layout, _shared_expr(layout), why)
+
+
+def _shared_expr(layout: SharedLayout) -> N.LayoutExpr:
+    """A layout as the annotation that gives it back."""
+    if layout.swizzle is not None and not layout.block:
+        sw = layout.swizzle
+        return N.LayoutExpr("swizzle", (sw.bits, sw.base, sw.shift))
+    if layout.block or layout.swizzle is not None:
+        return N.LayoutExpr("gmma")
+    if layout.row_stride == 1 and layout.rows > 1:
+        return N.LayoutExpr("col_major")
+    if layout.row_stride != layout.cols:
+        return N.LayoutExpr("padded", (layout.row_stride - layout.cols,))
+    return N.LayoutExpr("row_major")
+
+
+def _describe_wgmma(st: _State) -> None:
+    """Descriptors for the gemms of the wgmma accumulators, read off the chosen layouts; an
+    accumulator any of whose gemms' operands they cannot express stays on mma.sync."""
+    chosen = [(g, G.wgmma_operands(st.tk, g, st.wg_accs[g.acc.name], st.shared[g.a.name][0],
+                                   st.shared[g.b.name][0]))
+              for g in st.gemms if g.acc.name in st.wg_accs]
+    failed = {g.acc.name for g, d in chosen if d is None}
+    for g, d in chosen:
+        if g.acc.name in failed:
+            st.gemm_why[id(g)] = "not wgmma: an operand layout no wgmma descriptor can express"
+            continue
+        st.wgmma[id(g)] = (st.wg_accs[g.acc.name], *d)
+        st.mma.pop(id(g), None)
+    for acc in failed:
+        st.wg_accs.pop(acc)
+
+
+def _ldmatrix_fallback(st: _State) -> None:
+    """An mma operand in a layout ldmatrix cannot read makes its gemm a SIMT loop."""
+    for g in st.gemms:
+        if id(g) in st.mma and not all(G.ldmatrix_readable(st.shared[x.name][0]) for x in (g.a, g.b)
+                                       if x.name in st.shared):
+            del st.mma[id(g)]
+            st.gemm_why[id(g)] = "an operand layout ldmatrix cannot read (8 consecutive elements of a row apart)"
+
+
+# ----------------------------------------------------------------------------- 5. register mappings
+
+def _fix_fragments(st: _State) -> None:
+    """Accumulators take their instruction's fragments; annotated tiles their annotation; a tile
+    two of these want differently is the author's error."""
+    for name, (m, expr) in st.ann_map.items():
+        st.fixed[name] = (m, f"annotated `{expr}`", expr.loc)
+    for g in st.gemms:
+        name = g.acc.name
+        if name in st.wg_accs:
+            til = st.wg_accs[name]
+            frag, text = WG.accumulator(til), f"the accumulator of `{_text(g)}` (wgmma, {WG.describe(til)})"
+        elif name in st.mma_accs:
+            til = st.mma_accs[name]
+            frag = mma_fragments(til, 16, False, False).c
+            text = f"the accumulator of `{_text(g)}` (mma.sync, {til.wm}x{til.wn} warps)"
+        else:
+            continue
+        _require(st, name, frag, "C", g, text)
+    for g in st.gemms:  # operands annotated with a fragment role: that gemm's fragment of the role
+        til = st.mma_accs.get(g.acc.name)
+        if til is None:
+            continue
+        fr = mma_fragments(til, G.dims(st.tk, g)[2], g.trans_a, g.trans_b)
+        for ref, m, role in ((g.a, fr.a, "A"), (g.b, fr.b, "B")):
+            if ref.name in st.ann_frag:
+                _require(st, ref.name, m, role, g, f"the {_ROLE_NAMES[role]} of `{_text(g)}`")
+    for name, (frag, expr) in st.ann_frag.items():  # fragment roles no gemm gave a fragment
+        if name not in st.fixed:
+            st.fixed[name] = (_default_fragment(st, name, frag.role, expr), f"annotated `{expr}`", expr.loc)
+
+
+def _default_fragment(st: _State, name: str, role: str, expr: N.LayoutExpr) -> TaskMapping:
+    """The `role` fragment of an mma.sync over all warps that fits the tile's shape (A: warps down
+    the rows, B: warps across the columns)."""
+    shape = st.tile(name).shape
+    til = k = None
+    if len(shape) == 2:
+        r, c = shape
+        til, k = {"A": (mma_tiling(r, 8, st.T), c), "B": (mma_tiling(16, c, st.T), r),
+                  "C": (mma_tiling(r, c, st.T), 16)}[role]
+    if til is None or k % 16:
+        raise TileError(f"`{expr}` needs a 2-d tile whose extents are multiples of the mma.m16n8k16 {role} fragment "
+                        f"over the block's {st.T // 32} warps", expr.loc,
+                        hint="use a tile shape such as 64 x 64, or a spatial(...) * local(...) layout")
+    fr = mma_fragments(til, k, False, False)
+    return {"A": fr.a, "B": fr.b, "C": fr.c}[role]
+
+
+def _require(st: _State, name: str, m: TaskMapping, role: str, g: N.Gemm, text: str) -> None:
+    tile = st.tile(name)
+    ann = st.ann_frag.get(name)
+    if ann is not None and ann[0].role != role:
+        raise TileError(
+            f"register tile '{name}' is annotated `{ann[1]}` (the mma {_ROLE_NAMES[ann[0].role]} fragment) but "
+            f"this gemm uses it as its {_ROLE_NAMES[role]}", g.loc,
+            related=((f"'{name}' is annotated here", ann[1].loc),),
+            hint=f"annotate it layout=mma_{role.lower()} or drop the annotation; or convert through shared "
+                 f"memory: {_copy_hint(name, tile, role)}")
+    if name in st.ann_map and tv.conversion_kind(st.ann_map[name][0], m) != "none":
+        expr = st.ann_map[name][1]
+        raise TileError(
+            f"register tile '{name}' is annotated `{expr}`, but this gemm needs it in the "
+            f"{_ROLE_NAMES[role]} fragment layout of its instruction ({m!r})", g.loc,
+            related=((f"'{name}' is annotated here", expr.loc),),
+            hint=f"drop the annotation or write layout=mma_{role.lower()}; or keep the annotation and convert "
+                 f"through shared memory: {_copy_hint(name, tile, role)}")
+    prev = st.fixed.get(name)
+    if prev is not None and prev[0] != m and name not in st.ann_map:
+        raise TileError(f"register tile '{name}' is {text} and {prev[1]} at {prev[2]}: the two fragments give "
+                        f"its elements to different threads", g.loc, related=((f"'{name}' gets its layout here",
+                                                                              prev[2]),),
+                        hint=f"a register tile has one layout: give this gemm its own tile "
+                             f"({_copy_hint(name, tile, role)})")
+    if name not in st.ann_map:
+        st.fixed[name] = (m, text, g.loc)
+        st.roles[name] = (role, g)
+
+
+def _copy_hint(name: str, tile: TileType, role: str) -> str:
+    """How to route a tile through a conversion (a copy between register tiles goes through shared memory)."""
+    decl = f"{name}2 = register({tile.dtype}[{', '.join(map(str, tile.shape))}]);"
+    if role == "C":
+        return f"accumulate into `{decl}` and `copy({name}2, {name});` after the gemm"
+    return f"`{decl} copy({name}, {name}2);` and pass '{name}2' to this gemm"
+
+
+def _resolve_mappings(st: _State) -> None:
+    """Each group takes the first fixed mapping among its members, else the flat mapping."""
+    comps: dict[str, list[str]] = {}
+    for n in st.order:
+        if n in st.parent:
+            comps.setdefault(st.find(n), []).append(n)
+    for members in comps.values():
+        known = [n for n in members if n in st.fixed]
+        if known:
+            choice, why_known = st.fixed[known[0]][0], known[0]
+            vec = None
+        else:
+            choice, why_known = None, None
+            vec = default_vector(st.tile(members[0]).shape, st.T, max(st.dequant_runs.get(n, 8) for n in members))
+        for n in members:
+            shape = st.tile(n).shape
+            decl = st.allocs.get(n) or st.defs.get(n)
+            if n in st.fixed:
+                m, why, loc = st.fixed[n]
+                st.set_map(n, m, why, loc)
+            elif choice is not None and choice.shape == tuple(shape):
+                st.set_map(n, choice, f"computed together with '{why_known}'", decl.loc)
+            else:
+                v = vec if vec is not None else default_vector(shape, st.T)
+                m = _flat_default(tuple(shape), st.tile(n), st.T, v)
+                reason = f"flat, runs of {v}" + (" (whole 16-byte words of packed fields)" if v > 8 else "")
+                st.set_map(n, m, reason if choice is None else f"{reason} (its group's mapping has another shape)",
+                           decl.loc)
+
+
+# ----------------------------------------------------------------------------- 6. statement plans
+
+def _shared_accesses(st: _State, plans: list) -> dict[str, list]:
+    """How each shared tile (resident ones included) is written and read by the code the plan asks
+    for, for the bank-conflict cost: copies and dequants as their threads move vectors (a sweep
+    where no register tile takes part), resident values as their threads store them, mma operands
+    as ldmatrix reads them."""
+    acc: dict[str, list] = {}
+
+    def add(name: str, kind: str, m: TaskMapping | None, vec: int) -> None:
+        t = st.tile(name)
         e = _ebytes(t.dtype)
-        other = s.dst if kind == "read" else s.src
-        widest = e if isinstance(other, N.TileRef) and self._is_reg(other.name) else max(e, self._elem_bytes_of(other))
-        return CopyAccess(kind, self._copy_mapping(s), max(16 // widest, 1), e, shared_dims(t.shape)[1])
+        m = m or flat(tuple(t.shape), st.T, vec) or coalesced(tuple(t.shape), e, st.T)
+        acc.setdefault(name, []).append(CopyAccess(kind, m, min(vec, max(16 // e, 1)), e, shared_dims(t.shape)[1]))
 
-    def _shared_layouts(self) -> dict[str, tuple]:
-        """name -> (SharedLayout, LayoutExpr, accesses, origin)."""
-        out = {}
-        for name, accesses in self._shared_accesses().items():
-            tile = self.ctx.tile(name)
-            if name in self.ctx.shared_ann:
-                layout, expr = self.ctx.shared_ann[name]
-                out[name] = (layout, expr, accesses, f"annotated `{expr}`")
-                continue
-            best = None
-            for idx, expr in enumerate(_shared_candidates(tile)):
-                layout = shared_layout(expr, tile)
-                rs = [realize(layout, a) for a in accesses]
-                key = (sum(r.conflicts for r in rs), sum(r.wavefronts for r in rs), layout.cosize, idx)
-                if best is None or key < best[0]:
-                    best = (key, layout, expr)
-            why = "fewest bank conflicts" if accesses else "not accessed"
-            out[name] = (best[1], best[2], accesses, why)
-        return out
+    for p in plans:
+        s = p.stmt
+        if isinstance(p, (CopyPlan, DequantPlan)):
+            sides = ((s.src, "read"), (s.dst, "write")) if isinstance(s, N.Copy) else ((s.dst, "write"),)
+            for side, kind in sides:
+                if isinstance(side, N.TileRef) and side.name in st.shared:
+                    add(side.name, kind, p.mapping, p.vector)
+        elif isinstance(p, AssignPlan) and s.name in st.resident:
+            add(s.name, "write", p.mapping, 1)
+        elif isinstance(p, GemmPlan) and p.kind == "mma":
+            fr = mma_fragments(st.mma[id(s)], G.dims(st.tk, s)[2], s.trans_a, s.trans_b)
+            for ref, role, frag, trans in ((s.a, "A", fr.a, s.trans_a), (s.b, "B", fr.b, s.trans_b)):
+                if ref.name in st.shared:
+                    t = st.tile(ref.name)
+                    acc.setdefault(ref.name, []).append(FragmentAccess(role, *G.dims(st.tk, s), st.mma[id(s)], trans,
+                                                                       frag, _ebytes(t.dtype), t.shape[1]))
+    return acc
 
-    # --------------------------------------------------------------- 6. statements
-    def _statements(self, shared: dict) -> tuple[tuple[StmtPlan, ...], Cost]:
-        plans: list[StmtPlan] = []
-        cost = Cost()
-        for name, (layout, _, accesses, _) in shared.items():
-            rs = [realize(layout, a) for a in accesses]
-            cost += Cost(bank_conflicts=sum(r.conflicts for r in rs), smem_wavefronts=sum(r.wavefronts for r in rs))
-        for i, s in self.ctx.stmts:
-            if isinstance(s, N.Copy):
-                p, c = self._copy_plan(i, s, shared)
-            elif isinstance(s, N.Gemm):
-                p, c = self._gemm_plan(i, s, shared)
-            elif isinstance(s, N.Dequant):
-                p, c = self._dequant_plan(i, s, shared)
-            elif isinstance(s, N.Assign) and self._is_reg(s.name):
-                p, c = self._assign_plan(i, s)
-            else:
-                continue
-            plans.append(p)
-            cost += c
-        return tuple(plans), cost
 
-    def _global_instr(self, op: str, m: TaskMapping, dtype, role: str) -> tuple[Instr, Cost]:
-        """A global load/store moving each thread's contiguous run of `m` in vectors of up to 16 bytes."""
-        bits = dtype.bits if dtype.is_packed else _ebytes(dtype) * 8
-        vec = tv.vector_run(m, -1)
-        while vec > 1 and vec * bits not in (8, 16, 32, 64, 128):
-            vec //= 2
-        width = {8: "b8", 16: "b16", 32: "b32", 64: "v2.b32", 128: "v4.b32"}.get(vec * bits, "b8")
-        name = f"{op}.global.{width}"
-        count = m.num_threads * (m.values_per_thread // vec)
-        return Instr(name, role, vec, _atom_or_none(name)), Cost(global_instrs=count)
+def _run(m: TaskMapping) -> int:
+    return tv.vector_run(m, -1)
 
-    def _copy_plan(self, i: int, s: N.Copy, shared: dict) -> tuple[CopyPlan, Cost]:
-        m = self._copy_mapping(s)
-        src, dst = s.src, s.dst
-        instrs: list[Instr] = []
-        cost = Cost()
-        reg = lambda x: isinstance(x, N.TileRef) and self._is_reg(x.name)  # noqa: E731
-        conversion = "none"
-        if reg(src) and reg(dst):
-            conversion = tv.conversion_kind(self.maps[src.name], self.maps[dst.name])
-            if conversion == "shared":
-                cost += Cost(round_trips=1)
-            instrs.append(Instr("mov" if conversion != "shared" else "convert.shared", "convert"))
-        elif isinstance(src, N.GlobalRef) and isinstance(dst, N.TileRef) and not reg(dst):
-            layout = shared[dst.name][0]
-            src_t, dst_t = self.tk.tensor(src.tensor).dtype, self.ctx.tile(dst.name).dtype
-            ld, c = self._global_instr("ld", m, src_t, "load")
-            cost += c
-            vec = min(ld.vector, contiguity(layout, 1))
-            if src_t == dst_t and vec * _ebytes(dst_t) in (4, 8, 16):
-                n = vec * _ebytes(dst_t)
-                instrs.append(Instr(f"cp.async.{n}", "load", vec, get_atom(f"cp.async.{n}")))
-            else:
-                r = realize(layout, self._copy_access(s, dst.name, "write"))
-                instrs += [ld, Instr(r.instr, "store", r.vec, _atom_or_none(r.instr))]
+
+def _global_instr(op: str, vec: int, dtype, role: str) -> Instr:
+    bits = dtype.bits if dtype.is_packed else _ebytes(dtype) * 8
+    while vec > 1 and vec * bits not in (8, 16, 32, 64, 128):
+        vec //= 2
+    width = {8: "b8", 16: "b16", 32: "b32", 64: "v2.b32", 128: "v4.b32"}.get(vec * bits, "b8")
+    name = f"{op}.global.{width}"
+    return Instr(name, role, vec, _atom_or_none(name))
+
+
+def _in_pipeline(st: _State, s: N.Stmt) -> bool:
+    for _, loop in st.stmts:
+        if isinstance(loop, N.For) and loop.stages is not None and isinstance(loop.stages, N.Const) \
+                and loop.stages.value > 1 and any(x is s for x in loop.body):
+            return True
+    return False
+
+
+def _copy_plan(st: _State, i: int, s: N.Copy):
+    src, dst = s.src, s.dst
+    reg = lambda x: isinstance(x, N.TileRef) and st.is_reg(x.name) and x.name in st.maps  # noqa: E731
+    cost = Cost()
+    if isinstance(src, N.GlobalRef) and not reg(dst):  # global -> shared: 16-byte chunks where possible
+        t, p = st.tile(dst.name), st.tk.tensor(src.tensor)
+        layout = st.shared[dst.name][0]
+        n = 16 // _ebytes(t.dtype)
+        zero_pad = s.pad is None or (isinstance(s.pad, N.Const) and s.pad.value == 0)
+        vec = n if (p.dtype == t.dtype and not p.dtype.is_packed and zero_pad and t.shape[-1] % n == 0
+                    and layout.contiguous_run(n)) else 1
+        if vec > 1:
+            name = "cp.async.16" if _in_pipeline(st, s) else "ld.global.v4.b32"
+            instrs = (Instr(name, "load", vec, _atom_or_none(name)),) + \
+                (() if name.startswith("cp.async") else (Instr("st.shared.v4.b32", "store", vec),))
         else:
-            for side, op, role in ((src, "ld", "load"), (dst, "st", "store")):
-                if isinstance(side, N.GlobalRef):
-                    ins, c = self._global_instr(op, m, self.tk.tensor(side.tensor).dtype, role)
-                    instrs.append(ins)
-                    cost += c
-                elif not reg(side):
-                    r = realize(shared[side.name][0], self._copy_access(s, side.name, "read" if op == "ld" else "write"))
-                    instrs.append(Instr(r.instr, role, r.vec, _atom_or_none(r.instr)))
-        return CopyPlan(i, s, m, tuple(instrs), conversion, tv.replication(m)), cost
+            instrs = (_global_instr("ld", 1, p.dtype, "load"), Instr("st.shared", "store", 1))
+        cost += Cost(global_instrs=-(-t.numel // vec))
+        return CopyPlan(i, s, None, instrs, "none", 1, vec), cost
+    if isinstance(src, N.GlobalRef) or isinstance(dst, N.GlobalRef):
+        tile = dst if isinstance(src, N.GlobalRef) else src
+        g = src if isinstance(src, N.GlobalRef) else dst
+        p = st.tk.tensor(g.tensor)
+        op, role = ("ld", "load") if g is src else ("st", "store")
+        if reg(tile):
+            m = st.maps[tile.name]
+            vec = 1 if p.dtype.is_packed else _run(m)
+            ins = _global_instr(op, vec, p.dtype, role)
+            cost += Cost(global_instrs=m.num_threads * (m.values_per_thread // ins.vector))
+            return CopyPlan(i, s, m, (ins,), "none", tv.replication(m), vec), cost
+        ins = _global_instr(op, 1, p.dtype, role)  # shared -> global: the threads sweep the tile
+        cost += Cost(global_instrs=st.tile(tile.name).numel)
+        return CopyPlan(i, s, None, (ins, Instr("ld.shared", "load")), "none", 1, 1), cost
+    if reg(src) and reg(dst):
+        conversion = tv.conversion_kind(st.maps[src.name], st.maps[dst.name])
+        if conversion == "shared":
+            cost += Cost(round_trips=1)
+        return CopyPlan(i, s, st.maps[dst.name], (Instr("mov" if conversion != "shared" else "convert.shared",
+                                                        "convert"),), conversion), cost
+    side = dst if reg(dst) else src if reg(src) else None  # shared -> shared: the threads sweep the tile
+    return CopyPlan(i, s, st.maps[side.name] if side is not None else None,
+                    (Instr("ld.shared" if reg(dst) else "st.shared", "load" if reg(dst) else "store"),),
+                    "none", 1, 1), cost
 
-    def _gemm_plan(self, i: int, s: N.Gemm, shared: dict) -> tuple[GemmPlan, Cost]:
-        grid = self.grid_of[i]
-        if grid is None:
-            return GemmPlan(i, s, None, None, None, None, self.maps[s.acc.name],
-                            (Instr("fma.f32", "mma"),)), Cost()
-        m, n, k = self.ctx.gemm_dims(s)
-        fr = mma_fragments(m, n, k, grid, s.trans_a, s.trans_b)
-        ab = self.ctx.tile(s.a.name).dtype.name
-        acc = "f16" if self.ctx.tile(s.acc.name).dtype == f16 and ab == "f16" else "f32"
-        atom = get_atom(f"mma.m16n8k16.{acc}.{ab}")
-        instrs = []
+
+def _shared_dequant_run(shape: tuple[int, ...], bits: int, threads: int) -> int:
+    """Elements per run when dequantizing into a shared tile: up to 16 bytes of packed fields per
+    load while every thread still gets a run, at least 8 (one 16-byte store of f16 pairs)."""
+    runs = [v for v in (128 // bits, 64 // bits, 32 // bits, 8, 4, 2, 1) if v >= 1 and shape[-1] % v == 0]
+    numel = math.prod(shape)
+    return next((v for v in runs if numel // v >= threads or v <= 8), runs[-1])
+
+
+def _dequant_plan(st: _State, i: int, s: N.Dequant):
+    t = st.tile(s.dst.name)
+    p = st.tk.tensor(s.src.tensor)
+    if st.is_reg(s.dst.name):
+        m = st.maps[s.dst.name]
+        vec = _run(m)
+    else:  # into shared memory: the threads sweep the tile, `vec` fields at a time
+        m = None
+        vec = _shared_dequant_run(tuple(t.shape), p.dtype.bits, st.T)
+    chunk = vec
+    while chunk * p.dtype.bits > 128 and chunk % 2 == 0:
+        chunk //= 2
+    ld = _global_instr("ld", chunk, p.dtype, "load")
+    instrs = [ld]
+    cost = Cost(global_instrs=-(-t.numel // chunk))
+    if not st.is_reg(s.dst.name):
+        instrs.append(Instr("st.shared", "store", min(vec, 8)))
+    return DequantPlan(i, s, m, tuple(instrs), vec), cost
+
+
+def _gemm_plan(st: _State, i: int, s: N.Gemm):
+    m, n, k = G.dims(st.tk, s)
+    acc = st.maps[s.acc.name]
+    ab = st.tile(s.a.name).dtype.name
+    if id(s) in st.wgmma:
+        til, da, db = st.wgmma[id(s)]
+        name = f"wgmma.m64n{til.inst_n}k16.f32.{ab}"
+        return GemmPlan(i, s, "wgmma", None, til, None, None, acc, (Instr(name, "mma", 1),), da, db), Cost()
+    if id(s) in st.mma:
+        til = st.mma[id(s)]
+        fr = mma_fragments(til, k, s.trans_a, s.trans_b)
+        atom = get_atom(f"mma.m16n8k16.f32.{ab}")
+        instrs, cost = [], Cost()
         for ref, role, frag, trans in ((s.a, "A", fr.a, s.trans_a), (s.b, "B", fr.b, s.trans_b)):
-            if not self._is_reg(ref.name):
-                r = realize(shared[ref.name][0], FragmentAccess(role, m, n, k, grid, trans, frag,
-                                                                _ebytes(self.ctx.tile(ref.name).dtype),
-                                                                self.ctx.tile(ref.name).shape[1]))
-                instrs.append(Instr(r.instr, role, r.vec, _atom_or_none(r.instr)))
+            if ref.name in st.shared:
+                t = st.tile(ref.name)
+                name, vec, _ = fragment_instr(st.shared[ref.name][0], FragmentAccess(
+                    role, m, n, k, til, trans, frag, _ebytes(t.dtype), t.shape[1]))
+                instrs.append(Instr(name, role, vec, _atom_or_none(name)))
+            else:
+                instrs.append(Instr("convert.shared", role))  # staged to shared memory for ldmatrix
+                cost += Cost(round_trips=1)
         instrs.append(Instr(atom.name, "mma", 1, atom))
-        return GemmPlan(i, s, atom, grid, fr.a, fr.b, fr.c, tuple(instrs)), Cost()
+        return GemmPlan(i, s, "mma", atom, til, fr.a, fr.b, acc, tuple(instrs), why=st.gemm_why.get(id(s), "")), cost
+    return GemmPlan(i, s, "fma", None, None, None, None, acc, (Instr("fma.f32", "mma"),),
+                    why=st.gemm_why.get(id(s), "")), Cost()
 
-    def _dequant_plan(self, i: int, s: N.Dequant, shared: dict) -> tuple[DequantPlan, Cost]:
-        t = self.ctx.tile(s.dst.name)
-        if self._is_reg(s.dst.name):
-            m = self.maps[s.dst.name]
-        else:
-            m = coalesced(t.shape, _ebytes(t.dtype), self.T)
-        ld, cost = self._global_instr("ld", m, self.tk.tensor(s.src.tensor).dtype, "load")
-        instrs = [ld]
-        if not self._is_reg(s.dst.name):
-            e = _ebytes(t.dtype)
-            r = realize(shared[s.dst.name][0], CopyAccess("write", m, max(16 // e, 1), e, shared_dims(t.shape)[1]))
-            instrs.append(Instr(r.instr, "store", r.vec, _atom_or_none(r.instr)))
-        return DequantPlan(i, s, m, tuple(instrs)), cost
 
-    def _assign_plan(self, i: int, s: N.Assign) -> tuple[AssignPlan, Cost]:
-        tile = self.ctx.tile(s.name)
-        root = self.maps[s.name]
-        exprs: list[tuple[Path, TaskMapping]] = []
-        convs: list[Conversion] = []
-        reds: list[ReducePlan] = []
-        self._place(s.value, _operand(root, tile.shape, self._type(s.value).shape), (), exprs, convs, reds)
-        cost = Cost(round_trips=sum(c.kind == "shared" for c in convs) + sum(r.cross_warp > 1 for r in reds),
-                    shuffles=sum(len(r.xor_masks) for r in reds))
-        return AssignPlan(i, s, root, tuple(exprs), tuple(convs), tuple(reds)), cost
+def _assign_plan(st: _State, i: int, s: N.Assign):
+    if s.name in st.virtual:  # recomputed where it is used
+        return None, None
+    tile = st.tile(s.name)
+    # a resident tile's value is computed by threads in its operands' mapping, straight into shared memory
+    root = _inherited(st, s.value) if s.name in st.resident else st.maps[s.name]
+    exprs: list[tuple[Path, TaskMapping]] = []
+    convs: list[Conversion] = []
+    reds: list[ReducePlan] = []
+    _place(st, s.value, _operand(root, tile.shape, st.type_of(s.value).shape), (), exprs, convs, reds)
+    cost = Cost(round_trips=sum(c.kind == "shared" for c in convs) + sum(r.cross_warp > 1 for r in reds),
+                shuffles=sum(len(r.xor_masks) for r in reds))
+    return AssignPlan(i, s, root, tuple(exprs), tuple(convs), tuple(reds)), cost
 
-    def _place(self, e, m: TaskMapping, path: Path, exprs, convs, reds) -> None:
-        """Record the mapping every tile-valued node is consumed in, and where values convert."""
-        t = self._type(e)
-        if t is None:
-            return
-        exprs.append((path, m))
-        if isinstance(e, N.TileRef):
-            src = self.maps[e.name]
+
+def _inherited(st: _State, e) -> TaskMapping:
+    """The mapping an expression is computed in where it needs a temporary (a reduction's input, a
+    resident tile's value): a held tile's own; else the first of its operand tiles read at its
+    coordinates whose mapping is not flat (a fragment, an annotation), else the first such
+    operand's; else the flat mapping of its shape."""
+    if isinstance(e, N.TileRef) and e.name in st.maps:
+        return st.maps[e.name]
+    t = st.type_of(e)
+    found = [st.maps[n] for n in _elementwise_leaves(st, e, t.shape) if n in st.maps]
+    shaped = [m for m in found if not _is_flat(m, st.T)]
+    if shaped or found:
+        return (shaped or found)[0]
+    return _flat_default(tuple(t.shape), t, st.T)
+
+
+def _is_flat(m: TaskMapping, threads: int) -> bool:
+    return flat(m.shape, threads, tv.vector_run(m, -1)) == m
+
+
+def _flat_default(shape: tuple[int, ...], t: TileType, threads: int, vec: int | None = None) -> TaskMapping:
+    """The flat mapping (`coalesced` where runs do not split into whole passes over the threads)."""
+    v = default_vector(shape, threads) if vec is None else vec
+    return flat(shape, threads, v) or coalesced(shape, _ebytes(t.dtype), threads)
+
+
+def _place(st: _State, e, m: TaskMapping, path: Path, exprs, convs, reds) -> None:
+    """Record the mapping every tile-valued node is consumed in, and where values convert."""
+    t = st.type_of(e)
+    if t is None:
+        return
+    exprs.append((path, m))
+    if isinstance(e, N.TileRef):
+        src = st.maps.get(e.name)
+        if src is not None:
             kind = tv.conversion_kind(src, m)
             if kind != "none":
                 convs.append(Conversion(path, src, m, kind))
-        elif isinstance(e, (N.BinOp, N.Unary, N.Cast, N.Where)):
-            for j, c in enumerate(children(e)):
-                ct = self._type(c)
-                if ct is not None:
-                    self._place(c, _operand(m, t.shape, ct.shape), path + (j,), exprs, convs, reds)
-        elif isinstance(e, N.Broadcast):
-            self._place(e.x, _operand(m, t.shape, self._type(e.x).shape), path + (0,), exprs, convs, reds)
-        elif isinstance(e, N.Transpose):
-            self._place(e.x, tv.transpose(m), path + (0,), exprs, convs, reds)
-        elif isinstance(e, N.Reduce):
-            xt = self._type(e.x)
-            x = self._nat(e.x) or coalesced(xt.shape, _ebytes(xt.dtype), self.T)
-            self._place(e.x, x, path + (0,), exprs, convs, reds)
-            out = tv.collapse(x, [e.axis])
-            kind = tv.conversion_kind(out, m)
-            if kind != "none":
-                convs.append(Conversion(path, out, m, kind))
-            reds.append(_reduce_plan(path, e.axis, x, out))
+    elif isinstance(e, (N.BinOp, N.Unary, N.Cast, N.Where)):
+        for j, c in enumerate(children(e)):
+            ct = st.type_of(c)
+            if ct is not None:
+                _place(st, c, _operand(m, t.shape, ct.shape), path + (j,), exprs, convs, reds)
+    elif isinstance(e, N.Broadcast):
+        _place(st, e.x, _operand(m, t.shape, st.type_of(e.x).shape), path + (0,), exprs, convs, reds)
+    elif isinstance(e, N.Transpose):
+        _place(st, e.x, tv.transpose(m), path + (0,), exprs, convs, reds)
+    elif isinstance(e, N.Reduce):
+        x = _inherited(st, e.x)
+        _place(st, e.x, x, path + (0,), exprs, convs, reds)
+        out = tv.collapse(x, [e.axis])
+        kind = tv.conversion_kind(out, m)
+        if kind != "none":
+            convs.append(Conversion(path, out, m, kind))
+        reds.append(_reduce_plan(path, e.axis, x, out))
 
-    # --------------------------------------------------------------- tiles
-    def _tile_layouts(self, shared: dict) -> tuple[TileLayout, ...]:
-        out = []
-        for name in self.ctx.order:
-            t = self.ctx.tile(name)
-            if name in shared:
-                layout, expr, accesses, why = shared[name]
-                conflicts = sum(realize(layout, a).conflicts for a in accesses)
-                out.append(TileLayout(name, t, expr, shared=layout, bank_conflicts=conflicts, origin=why))
-            else:
-                m = self.maps[name]
-                out.append(TileLayout(name, t, tv.as_expr(m), mapping=m, origin=self.why[name].text))
-        return tuple(out)
-
-
-# ----------------------------------------------------------------------------- rules as functions
 
 def _operand(m: TaskMapping, out_shape: tuple[int, ...], op_shape: tuple[int, ...]) -> TaskMapping:
     """The mapping an operand of shape `op_shape` needs when the result (shape `out_shape`) has `m`:
@@ -627,7 +771,7 @@ def _reduce_plan(path: Path, axis: int, x: TaskMapping, out: TaskMapping) -> Red
         if d.kind == "S" and d.dim == axis:
             pow2 = d.extent & (d.extent - 1) == 0 and stride & (stride - 1) == 0
             for j in range(d.extent.bit_length() - 1 if pow2 else 0):
-                if stride << j < WARP:
+                if stride << j < 32:
                     masks.append(stride << j)
                 else:
                     cross *= 2
@@ -638,64 +782,82 @@ def _reduce_plan(path: Path, axis: int, x: TaskMapping, out: TaskMapping) -> Red
     return ReducePlan(path, axis, x, out, in_thread, tuple(sorted(masks, reverse=True)), cross, shuffle)
 
 
-def _shared_candidates(tile: TileType) -> list[N.LayoutExpr]:
-    rows, cols = shared_dims(tile.shape)
-    e = elem_bytes(tile)
-    out = [N.LayoutExpr("row_major")]
-    if cols & (cols - 1) == 0 and cols * e >= 32 and e <= 16:
-        sw = standard_swizzle(cols, e)
-        out.append(N.LayoutExpr("swizzle", (sw.bits, sw.base, sw.shift)))
-    out.append(N.LayoutExpr("padded", (max(16 // e, 1),)))
-    if rows > 1:
-        out.append(N.LayoutExpr("col_major"))
-    return out
-
-
 def _atom_or_none(name: str):
     return next((a for a in ATOMS if a.name == name), None)
 
 
-def _copy_hint(name: str, tile: TileType, role: str) -> str:
-    """How to route a tile through a conversion (a copy between register tiles goes through shared memory)."""
-    decl = f"{name}2 = register({tile.dtype}[{', '.join(map(str, tile.shape))}]);"
-    if role == "C":
-        return f"accumulate into `{decl}` and `copy({name}2, {name});` after the gemm"
-    return f"`{decl} copy({name}, {name}2);` and pass '{name}2' to this gemm"
+# ----------------------------------------------------------------------------- tiles and validation
+
+def _tile_layouts(st: _State, accesses: dict[str, list]) -> tuple[TileLayout, ...]:
+    out = []
+    for name in st.order:
+        t = st.tile(name)
+        if name in st.shared:
+            layout, expr, why = st.shared[name]
+            out.append(TileLayout(name, t, expr, shared=layout, storage="resident" if name in st.resident else "shared",
+                                  origin=why, accesses=tuple(accesses.get(name, ()))))
+        elif name in st.virtual:
+            out.append(TileLayout(name, t, None, storage="virtual",
+                                  origin="recomputed where it is used (iota/full values are cheaper than registers)"))
+        else:
+            m = st.maps[name]
+            out.append(TileLayout(name, t, tv.as_expr(m), mapping=m, origin=st.why[name][0]))
+    return tuple(out)
 
 
-# ----------------------------------------------------------------------------- validation
-
-def _validate(ctx: _Context, plan: LayoutPlan) -> None:
+def _validate(st: _State, plan: LayoutPlan) -> None:
     """Re-check every tile's and statement's layouts; a failure is a bug in the rules above."""
     def bug(msg: str, loc=None):
-        raise TileError(f"internal error in layout inference: {msg}", loc,
-                        hint="please report this kernel; annotating the tile's layout may work around it")
+        raise InternalError(msg, "layout inference", plan.kernel, loc)
 
     T = plan.threads
     for t in plan.tiles:
         if t.mapping is not None:
             m = t.mapping
-            if m.shape != t.type.shape or m.num_threads != T:
+            if m.shape != t.type.shape or m.num_threads > T:
                 bug(f"tile '{t.name}' {t.type} got mapping {m!r} of shape {m.shape} over {m.num_threads} threads")
             if np.unique(tv.table(m)).size != t.type.numel:
                 bug(f"mapping {m!r} of tile '{t.name}' misses elements")
-            if t.name in ctx.map_ann and ctx.map_ann[t.name][0] != m:
+            if t.name in st.ann_map and st.ann_map[t.name][0] != m:
                 bug(f"tile '{t.name}' lost its annotation")
-        else:
+        elif t.shared is not None:
             off = offset_table(t.shared)
             if np.unique(off).size != off.size or off.max() >= t.shared.cosize:
                 bug(f"shared layout of '{t.name}' is not injective within its storage")
     for p in plan.stmts:
-        if isinstance(p, GemmPlan) and p.grid is not None:
-            for ref, frag in ((p.stmt.a, p.a), (p.stmt.b, p.b), (p.stmt.acc, p.c)):
-                tl = plan.tile(ref.name)
-                if tl.mapping is not None and tv.conversion_kind(tl.mapping, frag) == "shared":
-                    bug(f"'{ref.name}' does not hold the {frag!r} fragment", p.stmt.loc)
-        elif isinstance(p, CopyPlan):
-            for side in (p.stmt.src, p.stmt.dst):
-                if isinstance(side, N.TileRef) and plan.tile(side.name).type.shape != p.mapping.shape:
-                    bug(f"copy mapping {p.mapping!r} does not cover '{side.name}'", p.stmt.loc)
-        elif isinstance(p, AssignPlan):
-            for r in p.reduces:
-                if tv.collapse(r.input, [r.axis]) != r.output:
-                    bug("reduction result mapping", p.stmt.loc)
+        _rule(st, p.stmt).validate(plan, p)
+
+
+def _validate_gemm(plan: LayoutPlan, p: GemmPlan) -> None:
+    if p.kind == "mma":
+        for ref, frag in ((p.stmt.acc, p.c),):
+            tl = plan.tile(ref.name)
+            if tl.mapping is not None and tv.conversion_kind(tl.mapping, frag) != "none":
+                raise InternalError(f"'{ref.name}' does not hold the {frag!r} fragment", "layout inference",
+                                    plan.kernel, p.stmt.loc)
+    if p.kind == "wgmma" and (p.a_desc is None or p.b_desc is None):
+        raise InternalError("a wgmma gemm without descriptors", "layout inference", plan.kernel, p.stmt.loc)
+
+
+def _validate_copy(plan: LayoutPlan, p: CopyPlan) -> None:
+    if p.mapping is None:
+        return
+    for side in (p.stmt.src, p.stmt.dst):
+        if isinstance(side, N.TileRef) and plan.tile(side.name).type.shape != p.mapping.shape:
+            raise InternalError(f"copy mapping {p.mapping!r} does not cover '{side.name}'", "layout inference",
+                                plan.kernel, p.stmt.loc)
+
+
+def _validate_assign(plan: LayoutPlan, p: AssignPlan) -> None:
+    for r in p.reduces:
+        if tv.collapse(r.input, [r.axis]) != r.output:
+            raise InternalError("reduction result mapping", "layout inference", plan.kernel, p.stmt.loc)
+
+
+register(N.Alloc, infer=_alloc_infer)
+register(N.Gemm, infer=_gemm_infer, plan=_gemm_plan, validate=_validate_gemm)
+register(N.Assign, infer=_assign_infer, plan=_assign_plan, validate=_validate_assign)
+register(N.Copy, infer=_copy_infer, plan=_copy_plan, validate=_validate_copy)
+register(N.Dequant, infer=_dequant_infer, plan=_dequant_plan)
+register(N.Let)
+register(N.For)

@@ -24,10 +24,12 @@ GRID_ROWS, GRID_COLS = 16, 16  # text grids show at most this corner
 DRAW_ROWS, DRAW_COLS = 64, 64  # pictures show at most this corner
 
 
-def layouts_text(tk: TypedKernel, plan: LayoutPlan | None = None) -> str:
-    plan = plan or infer_layouts(tk)
+def layouts_text(tk: TypedKernel, plan: LayoutPlan | None = None, target=None) -> str:
+    """The plan the backends emit for `target` (default: the default GPU target)."""
+    plan = plan or infer_layouts(tk, target)
     warps = plan.threads // 32
-    lines = [f"layouts of kernel {plan.kernel}: {plan.threads} threads ({warps} warps)", f"cost: {plan.cost}", ""]
+    lines = [f"layouts of kernel {plan.kernel} for {plan.target}: {plan.threads} threads ({warps} warps)",
+             f"cost: {plan.cost}", ""]
     for t in plan.tiles:
         lines += _tile_text(t)
         lines.append("")
@@ -38,7 +40,10 @@ def layouts_text(tk: TypedKernel, plan: LayoutPlan | None = None) -> str:
 
 
 def _tile_text(t: TileLayout) -> list[str]:
-    out = [f"tile {t.name}: {t.type}", f"  layout  {t.expr}"]
+    if t.storage == "virtual":
+        return [f"tile {t.name}: {t.type}", "  layout  none: not stored", f"  why     {t.origin}"]
+    where = " (kept in shared memory)" if t.storage == "resident" else ""
+    out = [f"tile {t.name}: {t.type}{where}", f"  layout  {t.expr}"]
     if t.mapping is not None:
         m = t.mapping
         rep = tv.replication(m)
@@ -102,14 +107,19 @@ def _stmt_text(p) -> list[str]:
     if isinstance(p, CopyPlan):
         rep = f", stored by 1 of {p.replicas} replicas" if p.replicas > 1 and p.instrs[-1].role == "store" else ""
         conv = f", conversion: {p.conversion}" if p.conversion != "none" else ""
-        return [head, f"      {_instrs(p.instrs)}{conv}{rep}", f"      mapping {p.mapping!r}"]
+        return [head, f"      {_instrs(p.instrs)}{conv}{rep}", f"      {_who(p.mapping, p.vector)}"]
     if isinstance(p, GemmPlan):
-        if p.atom is None:
-            return [head, f"      {_instrs(p.instrs)} (no mma atom fits the dtype or shape)"]
-        return [head, f"      {p.grid}: {_instrs(p.instrs)}",
+        if p.kind == "fma":
+            return [head, f"      {_instrs(p.instrs)} ({p.why or 'no tensor-core instruction fits'})"]
+        if p.kind == "wgmma":
+            t = p.tiling
+            return [head, f"      {p.grid}, {t.mi} x m64n{t.inst_n}k16{f' x {t.nsplit}' if t.nsplit > 1 else ''} per "
+                          f"warpgroup: {_instrs(p.instrs)}; operands by descriptor (A {_major(p.a_desc)}, "
+                          f"B {_major(p.b_desc)})", f"      C {p.c!r}"]
+        return [head, f"      {p.grid}: {_instrs(p.instrs)}" + (f" ({p.why})" if p.why else ""),
                 f"      A {p.a!r}", f"      B {p.b!r}", f"      C {p.c!r}"]
     if isinstance(p, DequantPlan):
-        return [head, f"      {_instrs(p.instrs)}", f"      mapping {p.mapping!r}"]
+        return [head, f"      {_instrs(p.instrs)}", f"      {_who(p.mapping, p.vector)}"]
     if isinstance(p, AssignPlan):
         out = [head]
         for c in p.conversions:
@@ -121,6 +131,16 @@ def _stmt_text(p) -> list[str]:
                        f"shuffle xor {masks}{warps}")
         return out
     return [head]
+
+
+def _who(mapping, vector: int) -> str:
+    if mapping is None:
+        return f"threads sweep the tile, {vector} element{'s' if vector > 1 else ''} at a time"
+    return f"mapping {mapping!r}, runs of {vector}"
+
+
+def _major(d) -> str:
+    return "K-major" if d.k_major else "MN-major"
 
 
 def _path(path) -> str:
@@ -140,6 +160,8 @@ def draw_layouts(tk: TypedKernel, out_dir: Path, plan: LayoutPlan | None = None)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for t in plan.tiles:
+        if t.storage == "virtual":
+            continue
         path = out_dir / f"{plan.kernel}.{t.name}.png"
         png.write(path, _picture(t))
         paths.append(path)

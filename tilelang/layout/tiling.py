@@ -4,7 +4,10 @@
   each thread moves a vector of up to 16 bytes along the contiguous (last)
   axis, neighbouring threads take neighbouring vectors, and the block sweeps
   the tile in passes (an outer `local`).
-* `warp_grids` / `mma_fragments`: an mma.sync.m16n8k16 gemm splits the
+* `flat`: the row-major tile cut into runs of `vec` elements dealt to the threads in
+  turn (run q to thread q % threads): coalesced, and the default mapping of tiles
+  nothing else constrains.
+* `mma_tiling` / `mma_fragments`: an mma.sync.m16n8k16 gemm splits the
   accumulator over a (wm x wn) grid of warps; each warp repeats the 16x8
   atom over its warp tile. A warp needs the A rows of its grid row and the B
   columns of its grid column, so a register A operand is replicated across
@@ -50,18 +53,40 @@ def coalesced(shape: tuple[int, ...], elem_bytes: int, threads: int, max_bytes: 
     return tv.canonical(replicate(left) * local(*reps) * spatial(*spread) * local(*vec_shape))
 
 
-@dataclass(frozen=True)
-class WarpGrid:
-    """Warps of a gemm: `wm` x `wn` share the accumulator; `replicas` more copies of the grid
-    (warps the accumulator is too small to use) repeat its work."""
+def flat(shape: tuple[int, ...], threads: int, vec: int = 1) -> TaskMapping | None:
+    """Runs of `vec` consecutive elements along the last axis, dealt to the threads in turn: run q
+    (row-major) goes to thread q % threads, as value run q // threads. A tile with fewer runs than
+    threads leaves the last threads without elements. None where the runs do not split into whole
+    passes over the threads (the mapping is not a product of atoms: use `coalesced`)."""
+    if shape[-1] % vec:
+        return None
+    runs = list(shape[:-1]) + [shape[-1] // vec]
+    total = math.prod(runs)
+    if total <= threads:
+        return tv.canonical(spatial(*runs) * local(*([1] * (len(shape) - 1) + [vec])))
+    if total % threads:
+        return None
+    spread, left = [1] * len(runs), threads  # the innermost run axes that hold `threads` runs
+    for d in reversed(range(len(runs))):
+        spread[d] = math.gcd(runs[d], left)
+        left //= spread[d]
+        if spread[d] < runs[d]:
+            break
+    if left != 1:
+        return None
+    passes = [r // s for r, s in zip(runs, spread)]
+    return tv.canonical(local(*passes) * spatial(*spread) * local(*([1] * (len(shape) - 1) + [vec])))
 
-    wm: int
-    wn: int
-    replicas: int = 1
 
-    def __str__(self) -> str:
-        extra = f" (x{self.replicas} replicated)" if self.replicas > 1 else ""
-        return f"{self.wm}x{self.wn} warps{extra}"
+def default_vector(shape: tuple[int, ...], threads: int, max_vec: int = 8) -> int:
+    """The run length of a tile's default (flat) mapping: up to `max_vec` elements along the last axis,
+    as long as every thread still gets a run. 8 makes 16-byte accesses of 16-bit elements; packed
+    sub-byte sources ask for longer runs (whole 16-byte loads of their fields)."""
+    numel = math.prod(shape)
+    vec = max_vec
+    while vec > 1 and (shape[-1] % vec or numel < threads * vec):
+        vec //= 2
+    return vec
 
 
 @dataclass(frozen=True)
@@ -105,18 +130,6 @@ def mma_shape_ok(m: int, n: int, k: int) -> bool:
     return m % 16 == 0 and n % 8 == 0 and k % 16 == 0
 
 
-def warp_grids(m: int, n: int, warps: int) -> tuple[WarpGrid, ...]:
-    """Grids that split an m x n accumulator into whole 16x8 atoms, most rows-first first.
-
-    All warps if some grid can use them all, else the largest number that can."""
-    for used in sorted((d for d in range(1, warps + 1) if warps % d == 0), reverse=True):
-        grids = tuple(WarpGrid(wm, used // wm, warps // used) for wm in range(used, 0, -1)
-                      if used % wm == 0 and (m // 16) % wm == 0 and (n // 8) % (used // wm) == 0)
-        if grids:
-            return grids
-    return ()
-
-
 @dataclass(frozen=True)
 class Fragments:
     """Task mappings of a gemm's operands in their tiles' orientation (A is [K, M] when trans_a)."""
@@ -127,18 +140,17 @@ class Fragments:
 
 
 @lru_cache(maxsize=512)
-def mma_fragments(m: int, n: int, k: int, grid: WarpGrid, trans_a: bool, trans_b: bool) -> Fragments:
-    rm, rn, kk = m // (16 * grid.wm), n // (8 * grid.wn), k // 16
-    rep = replicate(grid.replicas)
-    c = rep * spatial(grid.wm, grid.wn) * local(rm, rn) * MMA_M16N8K16_C
-    a = rep * spatial(grid.wm, 1) * replicate(grid.wn) * local(rm, kk) * MMA_M16N8K16_A
-    b = rep * replicate(grid.wm) * spatial(1, grid.wn) * local(kk, rn) * MMA_M16N8K16_B
+def mma_fragments(t: MmaTiling, k: int, trans_a: bool, trans_b: bool) -> Fragments:
+    """The mma.sync fragments of tiling `t` (with k-extent `k`) as task mappings."""
+    c = spatial(t.wm, t.wn) * local(t.mi, t.ni) * MMA_M16N8K16_C
+    a = spatial(t.wm, 1) * replicate(t.wn) * local(t.mi, k // 16) * MMA_M16N8K16_A
+    b = replicate(t.wm) * spatial(1, t.wn) * local(k // 16, t.ni) * MMA_M16N8K16_B
     a, b, c = (tv.canonical(x) for x in (a, b, c))
     return Fragments(tv.transpose(a) if trans_a else a, tv.transpose(b) if trans_b else b, c)
 
 
 @lru_cache(maxsize=512)
-def ldmatrix_lanes(role: str, m: int, n: int, k: int, grid: WarpGrid, trans_tile: bool,
+def ldmatrix_lanes(role: str, m: int, n: int, k: int, grid: MmaTiling, trans_tile: bool,
                    along_y: bool) -> tuple[str, np.ndarray]:
     """The ldmatrix instruction and, per instruction of every warp, each lane's first element.
 
@@ -150,7 +162,7 @@ def ldmatrix_lanes(role: str, m: int, n: int, k: int, grid: WarpGrid, trans_tile
     x_step = 16 if role == "A" or warp_x % 16 == 0 else 8
     num = 4 if x_step == 16 else 2
     instrs = []
-    for w in range(grid.replicas * grid.wm * grid.wn):
+    for w in range(grid.wm * grid.wn):
         wi = (w // grid.wn) % grid.wm if role == "A" else w % grid.wn
         for xb in range(wi * warp_x, (wi + 1) * warp_x, x_step):
             for kb in range(0, k, 16):

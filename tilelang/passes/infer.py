@@ -32,6 +32,7 @@ class TypedKernel:
     tiles: dict[str, TileType]
     scalars: dict[str, ScalarType]
     _cache: dict = field(default_factory=dict, repr=False)
+    plans: dict = field(default_factory=dict, repr=False, compare=False)  # target -> LayoutPlan (layout/infer.py)
 
     def type_of(self, e: N.Expr) -> Type:
         t = self._cache.get(e)

@@ -44,7 +44,7 @@ from . import mapping as M
 from . import tma as TMA
 from . import wgmma as W
 from .expr import ExprEmitter, cname, coords_for
-from .plan import Plan, Ring, inherited_mapping, make_plan, written_tile
+from .plan import Plan, Ring, make_plan, written_tile
 from .smem import row_major
 
 SCRATCH_ALIGN = 16
@@ -386,7 +386,7 @@ class KernelGen:
                       f"{self.plan.smem_offsets[s.name]});  // a gemm operand: computed into shared memory")
             self.barrier()  # the previous readers of the buffer are done
             with self.scope():
-                self.eval_into(s.value, inherited_mapping(self.tk, self.plan, s.value), t.shape,
+                self.eval_into(s.value, self.plan.value_mapping(s), t.shape,
                                lambda code, c: f"{cname(s.name)}[{lay.offset(c)}] = {ctype.from_compute(code, t.dtype)};")
             self.barrier()
             return
@@ -472,7 +472,7 @@ class KernelGen:
         if isinstance(r.x, N.TileRef) and r.x.name not in self.plan.virtual:
             arr, mx = cname(r.x.name), self.mapping(r.x.name)
         else:
-            mx = inherited_mapping(self.tk, self.plan, r.x)
+            mx = self.plan.reduce_inputs[id(r)]
             arr = self.fresh("tl_x")
             self.line(f"{ctype.storage(xt.dtype)} {arr}[{mx.values}];")
             self.eval_into(r.x, mx, xt.shape, lambda code, c: f"{arr}[v] = {ctype.from_compute(code, xt.dtype)};")
@@ -579,18 +579,18 @@ class KernelGen:
             t = self.tk.tiles[dst.name]  # type: ignore[union-attr]
             if t.scope == "register":
                 with self.scope():
-                    self.load_global(src, dst.name, s.pad)  # type: ignore[union-attr]
+                    self.load_global(s)
             else:
                 self.barrier()
                 with self.scope():
-                    self.load_global_shared(src, dst.name, s.pad, asynchronous=False)  # type: ignore[union-attr]
+                    self.load_global_shared(s, asynchronous=False)
                 self.barrier()
             return
         st = self.tk.tiles[src.name]
         if isinstance(dst, N.GlobalRef):
             with self.scope():
                 if st.scope == "register":
-                    self.store_global(src.name, dst)
+                    self.store_global(s)
                 else:
                     self.store_global_from_shared(src.name, dst)
             return
@@ -628,8 +628,9 @@ class KernelGen:
         return Window(p, full, starts, dims, [f"{cname(p.name)}st{i}" for i in range(len(p.dims))],
                       len(p.dims) - len(shape))
 
-    def load_global(self, ref: N.GlobalRef, name: str, pad: N.Expr | None) -> None:
+    def load_global(self, s: N.Copy) -> None:
         """Global window -> register tile, one run of consecutive elements at a time."""
+        ref, name, pad = s.src, s.dst.name, s.pad
         self.global_access(write=False)
         t = self.tk.tiles[name]
         w = self.window(ref, t.shape)
@@ -647,16 +648,15 @@ class KernelGen:
                 ctype.convert(f"{ptr}[{u}]", p.dtype, t.dtype)
             return f"{dst}[v + {u}] = ({ok}) ? {val} : {padv};"
 
-        self._runs(self.mapping(name), w, vector, scalar)
+        self._runs(self.mapping(name), self.plan.vector(s), w, vector, scalar)
 
-    def _runs(self, m: M.Mapping, w: "Window", vector, scalar) -> None:
-        """Visit this thread's values in runs of `m.run` consecutive elements of a row.
+    def _runs(self, m: M.Mapping, run: int, w: "Window", vector, scalar) -> None:
+        """Visit this thread's values in runs of `run` consecutive elements of a row (the plan's vector).
 
         A run wholly inside the tensor, on a row whose length is a multiple of the run and
         a base pointer aligned for it, is one vector access (`vector(ptr, run)` lines);
         any other run is accessed element by element (`scalar(coords, in_bounds, ptr, u)`)."""
         p = w.tensor
-        run = m.run if not p.dtype.is_packed else 1
         if run > 1:
             align = min(16, run * ctype.nbytes(p.dtype))
             self.line(f"const bool vec = {w.dims[-1]} % {run} == 0 && tl::aligned_to({cname(p.name)}, {align});")
@@ -701,8 +701,9 @@ class KernelGen:
         return (f"tl::load_packed<{p.dtype.bits}, {'true' if p.dtype.is_signed else 'false'}>"
                 f"({cname(p.name)} + {row}, {col})")
 
-    def store_global(self, name: str, ref: N.GlobalRef) -> None:
+    def store_global(self, s: N.Copy) -> None:
         """Register tile -> global window; elements outside the tensor are not written."""
+        name, ref = s.src.name, s.dst
         self.global_access(write=True)
         t = self.tk.tiles[name]
         w = self.window(ref, t.shape)
@@ -717,7 +718,7 @@ class KernelGen:
         def scalar(c: list[str], ok: str, ptr: str, u: int) -> str:
             return f"if ({ok}) {ptr}[{u}] = {ctype.convert(f'{src}[v + {u}]', t.dtype, p.dtype)};"
 
-        self._runs(self.mapping(name), w, vector, scalar)
+        self._runs(self.mapping(name), self.plan.vector(s), w, vector, scalar)
 
     def store_global_from_shared(self, name: str, ref: N.GlobalRef) -> None:
         self.global_access(write=True)
@@ -730,8 +731,9 @@ class KernelGen:
             with self.scope(f"if ({w.inbounds(c)})"):
                 self.line(f"{cname(p.name)}[{w.offset(c)}] = {v};")
 
-    def load_global_shared(self, ref: N.GlobalRef, name: str, pad: N.Expr | None, asynchronous: bool) -> None:
-        """Fill a shared tile from a global window: 16-byte copies where possible, else element by element."""
+    def load_global_shared(self, s: N.Copy, asynchronous: bool) -> None:
+        """Fill a shared tile from a global window: 16-byte copies where the plan says so, else element by element."""
+        ref, name, pad = s.src, s.dst.name, s.pad
         if not asynchronous:
             self.global_access(write=False)
         t = self.tk.tiles[name]
@@ -740,11 +742,8 @@ class KernelGen:
         p = w.tensor
         dst = self.tile_ptr(name)
         padv = self._pad(pad, t.dtype)
-        nb = ctype.nbytes(t.dtype)
-        n = 16 // nb
-        zero_pad = pad is None or (isinstance(pad, N.Const) and pad.value == 0)
-        if (p.dtype == t.dtype and not p.dtype.is_packed and zero_pad and t.shape[-1] % n == 0
-                and lay.contiguous_run(n)):
+        n = self.plan.vector(s)
+        if n > 1:
             chunks = M.Flat(tuple(t.shape[:-1]) + (t.shape[-1] // n,), self.T, 1)
             self.line(f"const bool vec = {w.dims[-1]} % {n} == 0 && tl::aligned_to({cname(p.name)}, 16);")
             self.line(f"const bool inside = vec && {w.contains()};")
@@ -837,7 +836,7 @@ class KernelGen:
             b_off = bl.offset(["kk + lane % 16", f"{n0} + (lane / 16) * 8"])
             b_off2 = bl.offset(["kk + lane % 16", nlast])
         elem = ctype.storage(self.tk.tiles[s.a.name].dtype)
-        self.text(self.ops.gemm_mma(elem=elem, acc=cname(s.acc.name), k=mma.k, mi=mi, ni=ni,
+        self.text(self.ops.gemm_mma(elem=elem, acc=cname(s.acc.name), k=_gemm_k(self.tk, s), mi=mi, ni=ni,
                                     warps_n=til.wn, a_ptr=ap, a_off=cx.paren(a_off), a_trans=s.trans_a,
                                     b_ptr=bp, b_off=cx.paren(b_off), b_off_x2=cx.paren(b_off2),
                                     b_trans=not s.trans_b))
@@ -848,20 +847,22 @@ class KernelGen:
         are pending (1 inside a pipeline that keeps one in flight, else 0)."""
         til = wg.tiling
         elem = ctype.storage(self.tk.tiles[s.a.name].dtype)
-        name, code = W.instruction(til.inst_n, elem, not wg.a.k_major, not wg.b.k_major)
+        da, db, k = wg.a_desc, wg.b_desc, _gemm_k(self.tk, s)
+        name, code = W.instruction(til.inst_n, elem, not da.k_major, not db.k_major)
         self.wgmma_helpers[name] = code
         lag = next((p.lag for p in self.plan.pipelines.values() if any(s is c for c in p.consumers)), 0)
         (ap, _), (bp, _) = ops[s.a.name], ops[s.b.name]
         issues = []
-        for kk in range(wg.k // 16):
+        for kk in range(k // 16):
             for i in range(til.mi):
                 for j in range(til.nsplit):
                     issues.append((f"{(i * til.ni + j * (til.inst_n // 8)) * 4}",
-                                   wg.a.starts[i][kk] >> 4, wg.b.starts[j][kk] >> 4))
+                                   da.starts[i][kk] >> 4, db.starts[j][kk] >> 4))
         self.text(self.ops.gemm_wgmma(
-            name=name, acc=cname(s.acc.name), a_ptr=ap, b_ptr=bp, a_high=f"{wg.a.high:#x}ull",
-            b_high=f"{wg.b.high:#x}ull", a_wg=wg.a.wg_stride >> 4, b_wg=wg.b.wg_stride >> 4, wgn=til.wgn,
-            issues=issues, lag=lag, values=self.mapping(s.acc.name).values, shape=f"{til.mi} x m64n{til.inst_n}k16 x {til.nsplit}, {wg.k // 16} k-steps"))
+            name=name, acc=cname(s.acc.name), a_ptr=ap, b_ptr=bp, a_high=f"{da.high:#x}ull",
+            b_high=f"{db.high:#x}ull", a_wg=da.wg_stride >> 4, b_wg=db.wg_stride >> 4, wgn=til.wgn,
+            issues=issues, lag=lag, values=self.mapping(s.acc.name).values,
+            shape=f"{til.mi} x m64n{til.inst_n}k16 x {til.nsplit}, {k // 16} k-steps"))
 
     # ------------------------------------------------------------------ dequant
     def dequant(self, s: N.Dequant) -> None:
@@ -879,9 +880,8 @@ class KernelGen:
         self.global_access(write=False)
         p = self.tk.tensor(s.src.tensor)
         bits = p.dtype.bits
-        m = M.Flat(tuple(t.shape), self.T, _shared_dequant_run(t.shape, bits, self.T)) if shared \
-            else self.mapping(s.dst.name)
-        run = chunk = m.run
+        run = chunk = self.plan.vector(s)
+        m = M.Flat(tuple(t.shape), self.T, run) if shared else self.mapping(s.dst.name)
         while chunk * bits > 128 and chunk % 2 == 0:  # runs longer than 16 bytes: several loads
             chunk //= 2
         nbytes = chunk * bits // 8 if (chunk * bits) % 8 == 0 else 0
@@ -1190,7 +1190,7 @@ class KernelGen:
             self.ptr[n] = f"({n}_stages + ({stage}) * {self.plan.layouts[n].cosize})"
             self.comment(c)
             with self.scope():
-                self.load_global_shared(c.src, n, c.pad, asynchronous=True)
+                self.load_global_shared(c, asynchronous=True)
         for r in pipe.ringed:
             ring = self.plan.rings[id(r)]
             self.comment(r)
@@ -1249,7 +1249,7 @@ class KernelGen:
         t = self.tk.tiles[s.dst.name]
         raw = self.tk.tensor(s.src.tensor).dtype
         m = self.mapping(s.dst.name)
-        run, eb = m.run, ctype.nbytes(raw)
+        run, eb = self.plan.vector(s), ctype.nbytes(raw)
         sub = min(run, 16 // eb)
         while run % sub:
             sub //= 2
@@ -1325,12 +1325,9 @@ def _pair_type(dt: DType, bits: int, nbytes: int) -> str | None:
     return ctype.storage(dt)
 
 
-def _shared_dequant_run(shape: tuple[int, ...], bits: int, threads: int) -> int:
-    """Elements per run when dequantizing into a shared tile: up to 16 bytes of packed fields per
-    load while every thread still gets a run, at least 8 (one 16-byte store of f16 pairs)."""
-    runs = [v for v in (128 // bits, 64 // bits, 32 // bits, 8, 4, 2, 1) if v >= 1 and shape[-1] % v == 0]
-    numel = math.prod(shape)
-    return next((v for v in runs if numel // v >= threads or v <= 8), runs[-1])
+def _gemm_k(tk: TypedKernel, s: N.Gemm) -> int:
+    a = tk.tiles[s.a.name]
+    return a.shape[0] if s.trans_a else a.shape[1]
 
 
 def _children(e: N.Expr) -> list[N.Expr]:

@@ -1,24 +1,26 @@
 """Which thread of the block holds which element of a register tile, as C++ expressions.
 
-A register tile is a per-thread array of `values` registers.  A mapping turns
-(thread index, value index) into the element's tile coordinate plus a guard that is
-false for registers holding nothing (tiles whose size is not a multiple of the
-thread count).  Elementwise code runs over the values of the result's mapping;
-an operand held under another mapping is read from a shared-memory copy instead.
+A register tile is a per-thread array of `values` registers.  The layout plan gives every
+register tile its task mapping; `realize` picks how to print it.  A mapping turns (thread
+index, value index) into the element's tile coordinate plus a guard that is false for
+registers holding nothing (tiles smaller than the thread count).  Elementwise code runs over
+the values of the result's mapping; an operand held under another mapping is read from a
+shared-memory copy instead.
 
-* `Flat`: the row-major tile cut into runs of `vec` elements dealt to threads in
-  turn: run q goes to thread q % threads.  The default: coalesced and vectorizable.
-* `Tasked`: any `tilelang.layout.TaskMapping` (spatial/local atoms), e.g. the
+* `Flat`: the plan's flat mapping (`tilelang.layout.tiling.flat`: the row-major tile cut
+  into runs of `vec` elements dealt to threads in turn, run q to thread q % threads),
+  printed with one flat index.
+* `Tasked`: any other `tilelang.layout.TaskMapping` (spatial/local atoms), e.g. the
   mma.m16n8k16 accumulator fragment tiled over warps.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ...layout.task_mapping import TaskMapping, local, spatial
-from ...layout.atoms import MMA_M16N8K16_C
-from ...layout.tiling import MmaTiling
+from ...layout import tv
+from ...layout.task_mapping import TaskMapping
+from ...layout.tiling import flat
 from . import cexpr as cx
 
 
@@ -60,7 +62,7 @@ class Flat:
 class Tasked:
     task: TaskMapping
     threads: int
-    label: str = ""
+    label: str = field(default="", compare=False)  # a description: mappings compare as functions
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -121,18 +123,9 @@ def equivalent(a: Mapping, b: Mapping) -> bool:
     return a == b
 
 
-def default(shape: tuple[int, ...], threads: int, max_vec: int = 8) -> Flat:
-    """Runs of up to `max_vec` elements along the last axis, as long as every thread still gets a run.
-
-    8 makes 16-byte accesses of 16-bit elements; packed sub-byte sources ask for longer runs."""
-    numel = math.prod(shape)
-    vec = max_vec
-    while vec > 1 and (shape[-1] % vec or numel < threads * vec):
-        vec //= 2
-    return Flat(tuple(shape), threads, vec)
-
-
-def mma_mapping(t: MmaTiling, threads: int) -> Tasked:
-    """The mma.m16n8k16 accumulator fragments of tiling `t`, as a register mapping."""
-    task = spatial(t.wm, t.wn) * local(t.mi, t.ni) * MMA_M16N8K16_C
-    return Tasked(task, threads, f"mma.m16n8k16 accumulator, {t.wm}x{t.wn} warps, {t.mi}x{t.ni} fragments per warp")
+def realize(task: TaskMapping, threads: int, label: str = "") -> Mapping:
+    """How to print the plan's mapping of a tile: `Flat` where it is the flat mapping, else `Tasked`."""
+    vec = tv.vector_run(task, -1)
+    if flat(task.shape, threads, vec) == task:
+        return Flat(task.shape, threads, vec)
+    return Tasked(task, threads, label)

@@ -1,6 +1,6 @@
 """Hopper's bulk tensor copies (TMA, `cp.async.bulk.tensor`) for pipelined loads of wgmma operands.
 
-* A pipelined `copy(G[...], tile)` whose tile is in a canonical wgmma swizzle (smem.gmma: rows of
+* A pipelined `copy(G[...], tile)` whose tile is in a canonical wgmma swizzle (`smem_gmma`: rows of
   32/64/128 bytes, 8-row atoms, column blocks stored one after another) is exactly what a TMA box
   with the matching swizzle mode writes: one box per column block, `block` elements wide and the
   tile's rows high.  Out-of-bounds elements of a box are zero-filled by the hardware (the masks
@@ -19,7 +19,8 @@ from functools import lru_cache
 
 from ...ir import nodes as N
 from . import ctype
-from .smem import SmemLayout, gmma
+from ...layout.shared import smem_gmma
+from .smem import Smem
 
 MAX_BOX = 256          # elements per box dimension
 MAX_RANK = 5
@@ -54,7 +55,7 @@ class TmaLoad:
         return self.blocks * math.prod(self.box) * self.elem_bytes
 
 
-def tma_load(tk, c: N.Copy, lay: SmemLayout) -> TmaLoad | None:
+def tma_load(tk, c: N.Copy, lay: Smem) -> TmaLoad | None:
     """The TMA form of a global -> shared copy into `lay`, or None where TMA cannot write that layout."""
     p, t = tk.tensor(c.src.tensor), tk.tiles[c.dst.name]
     zero_pad = c.pad is None or (isinstance(c.pad, N.Const) and c.pad.value == 0)
@@ -62,7 +63,7 @@ def tma_load(tk, c: N.Copy, lay: SmemLayout) -> TmaLoad | None:
             or not 2 <= len(p.dims) <= MAX_RANK):
         return None
     eb = ctype.nbytes(t.dtype)
-    if lay != gmma(tuple(t.shape), eb) or t.shape[0] > MAX_BOX:  # TMA's swizzles are the canonical ones
+    if lay.layout != smem_gmma(t.shape[0], t.shape[1], eb) or t.shape[0] > MAX_BOX:  # TMA's swizzles: canonical
         return None
     rows, cols = t.shape
     block = lay.block or cols

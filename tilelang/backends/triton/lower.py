@@ -19,6 +19,7 @@ from ...ir import nodes as N
 from ...ir.dtypes import f32
 from ...ir.printer import expr_str, stmt_lines
 from ...ir.visit import sub_exprs
+from ...layout import infer_layouts
 from . import memory
 from .exprs import Emitter, check_pow2, const_value, strip_parens
 from .names import Names
@@ -50,6 +51,7 @@ def num_warps(threads: int) -> int:
 
 
 def lower(tk) -> Program:
+    infer_layouts(tk)  # the verdict on the kernel's layout annotations (Triton places values itself)
     k = tk.kernel
     names = Names(k)
     body = _Lowering(tk, names)

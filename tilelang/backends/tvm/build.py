@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 import time
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,31 @@ def tvm_target(target: str | None):
     return tvm.target.Target({"kind": "cuda", "arch": cuda_arch(target)}, host=tvm.target.Target.from_device(tvm.cpu()))
 
 
+def warn_ignored_annotations(tk) -> None:
+    """The CPU keeps its own loop structure: say which layout annotations it ignores (once per kernel),
+    after the layout pass has given its verdict on them (every target accepts or rejects them alike)."""
+    from ...ir import nodes as N
+    from ...ir.visit import walk_stmts
+    from ...layout import infer_layouts
+    infer_layouts(tk)
+    named = [s for s in walk_stmts(tk.kernel.body) if isinstance(s, N.Alloc) and s.layout is not None]
+    if named and tk.kernel.name not in _WARNED:
+        _WARNED.add(tk.kernel.name)
+        where = ", ".join(f"'{s.name}' ({s.layout.loc})" for s in named)
+        warnings.warn(f"TVM llvm (the CPU) ignores the layout annotations of kernel '{tk.kernel.name}': {where}; "
+                      f"they apply on GPU targets", stacklevel=3)
+
+
+_WARNED: set[str] = set()
+
+
 def generate(tk, target: str | None = None, noalias: bool = True) -> str:
     """TVMScript text of the kernel for `target`."""
     key = (tk.kernel, target_kind(target), noalias)
     text = _TEXT.get(key)
     if text is None:
         if target_kind(target) == "llvm":
+            warn_ignored_annotations(tk)
             from .lower_llvm import lower_llvm as lower
         else:
             from .lower_cuda import lower_cuda as lower
