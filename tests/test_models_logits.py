@@ -79,3 +79,20 @@ def test_the_tolerance_catches_a_wrong_model(folders):
     model = tm.load(folders["llama"], dtype="f32")
     model.config = model.config.__class__(**{**model.config.__dict__, "scale_attn_by_layer": True})
     assert rel(model.logits(PROMPT), want_prefill) > logits_tolerance(torch.bfloat16)
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_the_transformers_peer_computes_our_weights(name):
+    """bench-model's peers (and the GPU tests' reference) are transformers models built from a Model's own
+    weights and config (peers.hf_model, weights.to_hf): the same function, Llama 3's rope scaling included."""
+    from dataclasses import replace
+
+    from tilelang.models.config import BUILTIN, llama3_scaling
+    from tilelang.models.loading import build, random_weights
+    from tilelang.models.peers import hf_model
+    config = BUILTIN[name] if name == "tiny-gpt2" else replace(BUILTIN[name], rope_scaling=llama3_scaling())
+    model = build(config, {k: v * 5 for k, v in random_weights(config, 1).items()}, dtype=torch.float32,
+                  device=torch.device("cpu"), backend=None)
+    with torch.no_grad():
+        want = hf_model(model)(torch.tensor([PROMPT])).logits[0]
+    assert rel(model.logits(PROMPT), want) < logits_tolerance(torch.float32)

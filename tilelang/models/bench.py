@@ -151,14 +151,25 @@ def bench_peers(model: Model, ids: list[int], new_tokens: list[int], repeats: in
         if p != "eager" and model.device.type != "cuda":
             rows.append(Row(LABELS[p], note="needs a GPU"))
             continue
-        try:
+
+        def measure(label, p=p):
             r = RUNNERS[p](hf, x, new_tokens, repeats)
-            rows.append(Row(LABELS[p], r.prefill_tok_s, None, r.decode_tok_s, note=r.note))
-        except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
-            rows.append(Row(LABELS[p], note=f"failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}"))
-        torch.cuda.empty_cache() if model.device.type == "cuda" else None
+            return Row(label, r.prefill_tok_s, None, r.decode_tok_s, note=r.note)
+        rows.append(guarded(LABELS[p], measure))
+        if model.device.type == "cuda":
+            torch.cuda.empty_cache()
     del hf
     return rows
+
+
+def guarded(label: str, measure) -> Row:
+    """measure(label), or a row that says why it failed: one failure must not lose the run's other rows."""
+    try:
+        return measure(label)
+    except Exception as e:  # noqa: BLE001 - reported in the table, with the traceback on stderr
+        import traceback
+        traceback.print_exc()
+        return Row(label, note=f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e) else ''}")
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -228,14 +239,16 @@ def run(args) -> int:
         bw = copy_bandwidth(model.device) if model.device.type == "cuda" else None
         floor = bw / weight_bytes(model) if bw else None
         _progress(1, steps, "tilelang (warm-up autotunes and captures)")
-        rows = [bench_tilelang(model, f"tilelang {str(model.dtype).replace('torch.', '')}", ids, args.new_tokens,
-                               args.repeats, floor)]
+        rows = [guarded(f"tilelang {str(model.dtype).replace('torch.', '')}", lambda label: bench_tilelang(
+            model, label, ids, args.new_tokens, args.repeats, floor))]
         if args.quant:
             _progress(2, steps, f"tilelang {args.quant}")
-            qmodel = load_model(type(args)(**{**vars(margs), "quant": args.quant}))
-            qfloor = bw / weight_bytes(qmodel) if bw else None
-            rows.append(bench_tilelang(qmodel, f"tilelang {args.quant}", ids, args.new_tokens, args.repeats, qfloor))
-            del qmodel
+
+            def quantized(label):
+                qmodel = load_model(type(args)(**{**vars(margs), "quant": args.quant}))
+                return bench_tilelang(qmodel, label, ids, args.new_tokens, args.repeats,
+                                      bw / weight_bytes(qmodel) if bw else None)
+            rows.append(guarded(f"tilelang {args.quant}", quantized))
         _progress(steps - len(peers), steps, "transformers peers")
         rows += bench_peers(model, ids, args.new_tokens, args.repeats, peers)
         _progress(steps, steps, "done")

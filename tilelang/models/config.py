@@ -87,7 +87,7 @@ class ModelConfig:
         return out
 
 
-def _llama3() -> tuple[tuple[str, Any], ...]:
+def llama3_scaling() -> tuple[tuple[str, Any], ...]:
     """Llama 3.1/3.2's rope scaling."""
     return tuple(sorted({"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                          "original_max_position_embeddings": 8192}.items()))
@@ -101,7 +101,7 @@ def _gpt2(name, hidden, layers, heads, vocab=50257, positions=1024) -> ModelConf
 def _llama(name, hidden, layers, heads, kv_heads, intermediate, vocab=128256, tie=False, head_dim=None,
            positions=131072, theta=500000.0, scaling=True) -> ModelConfig:
     return ModelConfig("llama", vocab, hidden, layers, heads, kv_heads, head_dim or hidden // heads, intermediate,
-                       positions, 1e-5, tie, theta, _llama3() if scaling else (),
+                       positions, 1e-5, tie, theta, llama3_scaling() if scaling else (),
                        bos_token_id=1 if vocab < 1000 else 128000, eos_token_ids=(2,) if vocab < 1000 else (128001,),
                        name=name)
 

@@ -5,6 +5,7 @@ cache_position, torch.compile of forward), so that transformers 5.x of any minor
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from statistics import median
 
@@ -132,4 +133,14 @@ def compiled(hf, ids: torch.Tensor, new_tokens: list[int], repeats: int) -> Peer
     return PeerResult(None, {n: median(v) for n, v in decode.items()})
 
 
-RUNNERS = {"eager": eager, "graph": graph, "compile": compiled}
+def _quiet(run):
+    """transformers 5.2x warns on every call that `past_key_values` becomes `cache`; 5.17 (the GPU machine's)
+    knows only the old name, which both accept."""
+    def wrapped(*args):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+            return run(*args)
+    return wrapped
+
+
+RUNNERS = {"eager": _quiet(eager), "graph": _quiet(graph), "compile": _quiet(compiled)}
