@@ -187,3 +187,19 @@ def args_norm_linear(kind):
             return [x, wn, w, poisoned((m, n), dt), 1e-5], dict(BN=32, BK=32)
         return [x, wn, rand(rng, (k,), dt), w, rand(rng, (n,), dt), poisoned((m, n), dt), 1e-5], dict(BN=32, BK=32)
     return make
+
+
+def args_quant_fused(kind):
+    """One-row quantized kernels with a fused norm or epilogue (symmetric codes)."""
+    def make(rng, dt):
+        m, k, n = odd(rng, 1, 3), odd(rng, 33, 90), odd(rng, 17, 40)
+        w, s, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
+        x = rand(rng, (m, k), dt)
+        consts = dict(TW="i4", G=32, BN=16, BK=32)
+        if kind == "residual":
+            return [x, w, s, rand(rng, (m, n), dt), poisoned((m, n), dt)], consts
+        if kind == "norm":
+            return [x, rand(rng, (k,), dt), w, s, poisoned((m, n), dt), 1e-5], consts
+        wu, su, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
+        return [x, rand(rng, (k,), dt), w, s, wu, su, poisoned((m, n), dt), 1e-5], consts
+    return make

@@ -390,6 +390,37 @@ def silu_mul(Gate: T[M, N], Up: T[M, N], Hid: TH[M, N], T: dtype = f16, TH: dtyp
     copy(hid, Hid[block_id(0), block_id(1)])
 
 
+@tile_kernel
+def fused_mlp_gate_up_wNa16(X: T[M, H], Wn: TN[H], Wg: TW[I, H], Sg: TS[I, KG], Wu: TW[I, H], Su: TS[I, KG],
+                            Hid: T[M, I], eps: f32, TW: dtype = u4, T: dtype = f16, TN: dtype = f16, TS: dtype = f16,
+                            G: const = 128, BN: const[8, 16, 32] = 16, BK: const[128, 256, 512] = 256,
+                            STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(I, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    sq = register(f32[1, BK])
+    for k in range(cdiv(H, BK)):
+        copy(X[m, k], x)
+        sq = sq + x * x
+    rstd = rsqrt(sum(sq, axis=1) / H + eps)
+    wn = register(f32[BK])
+    wg = register(f32[BN, BK])
+    wu = register(f32[BN, BK])
+    acc_g = register(f32[BN, BK])
+    acc_u = register(f32[BN, BK])
+    for k2 in pipelined(cdiv(H, BK), stages=STAGES):
+        copy(X[m, k2], x)
+        copy(Wn[k2], wn)
+        xn = f32(T(x * rstd * wn))
+        dequant(Wg[pid_n, k2], wg, scale=Sg, group=G)
+        dequant(Wu[pid_n, k2], wu, scale=Su, group=G)
+        acc_g = acc_g + wg * xn
+        acc_u = acc_u + wu * xn
+    hid = silu(trans(sum(acc_g, axis=1))) * trans(sum(acc_u, axis=1))
+    copy(hid, Hid[m, pid_n])
+
+
 # ---------------------------------------------------------------- kernels/gemm.tile
 
 @tile_kernel
@@ -479,6 +510,26 @@ def gemv_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, 
         dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
         acc = acc + w * x
     y = trans(sum(acc, axis=1))
+    copy(y, Y[m, pid_n])
+
+
+@tile_kernel
+def gemv_wNa16_residual(X: T[M, K], W: TW[N, K], S: TS[N, KG], R: TY[M, N], Y: TY[M, N], TW: dtype = u4,
+                        T: dtype = f16, TS: dtype = f16, TY: dtype = f16, G: const = 128, BN: const[8, 16, 32] = 16,
+                        BK: const[128, 256, 512, 1024] = 1024, STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(N, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G)
+        acc = acc + w * x
+    r = register(f32[1, BN])
+    copy(R[m, pid_n], r)
+    y = trans(sum(acc, axis=1)) + r
     copy(y, Y[m, pid_n])
 
 
@@ -787,6 +838,32 @@ def layernorm_linear_bias_gelu(X: T[M, K], Wn: TN[K], Bn: TN[K], W: T[N, K], Bia
     copy(Bias[pid_n], b)
     y = gelu_tanh(acc + b)
     copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def rmsnorm_gemv_wNa16(X: T[M, K], Wn: TN[K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], eps: f32, TW: dtype = u4,
+                       T: dtype = f16, TN: dtype = f16, TS: dtype = f16, TY: dtype = f16, G: const = 128,
+                       BN: const[8, 16, 32] = 16, BK: const[128, 256, 512, 1024] = 1024, STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(N, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    sq = register(f32[1, BK])
+    for k in range(cdiv(K, BK)):
+        copy(X[m, k], x)
+        sq = sq + x * x
+    rstd = rsqrt(sum(sq, axis=1) / K + eps)
+    wn = register(f32[BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k2 in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[m, k2], x)
+        copy(Wn[k2], wn)
+        xn = f32(T(x * rstd * wn))
+        dequant(W[pid_n, k2], w, scale=S, group=G)
+        acc = acc + w * xn
+    y = trans(sum(acc, axis=1))
+    copy(y, Y[m, pid_n])
 
 
 # ---------------------------------------------------------------- kernels/rmsnorm.tile

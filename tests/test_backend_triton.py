@@ -35,7 +35,7 @@ from tolerance import Accumulation, accumulation, allowed, ulp  # noqa: E402
 from library_cases import (args_bias, args_binary, args_decode, args_decode_combine, args_decode_lens,  # noqa: E402
                            args_decode_split, args_decode_split_lens, args_gemv, args_linear, args_mlp,
                            args_mlp_gate_up, args_norm, args_norm_linear, args_positions, args_prefill,
-                           args_prefill_qkv, args_quant, args_rotary, args_rotary_qk, args_softmax, odd)
+                           args_prefill_qkv, args_quant, args_quant_fused, args_rotary, args_rotary_qk, args_softmax, odd)
 
 import tilelang  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
@@ -322,6 +322,9 @@ CASES = [
     Case("layernorm", "layernorm", args_norm("layernorm")),
     Case("layernorm", "add_layernorm", args_norm("add_layernorm")),
     Case("norm_linear", "rmsnorm_linear", args_norm_linear("rms")),
+    Case("norm_linear", "rmsnorm_gemv_wNa16", args_quant_fused("norm")),
+    Case("gemm_wNa16", "gemv_wNa16_residual", args_quant_fused("residual")),
+    Case("fused_mlp", "fused_mlp_gate_up_wNa16", args_quant_fused("mlp")),
     Case("norm_linear", "layernorm_linear_bias", args_norm_linear("layer")),
     Case("norm_linear", "layernorm_linear_bias_gelu", args_norm_linear("layer")),
     Case("softmax", "softmax", args_softmax),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernel_refs import TOL, layernorm, load, poisoned, rand, rel_err
+from kernel_refs import TOL, f64, layernorm, load, poisoned, rand, rel_err
 
 
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
@@ -32,7 +32,6 @@ def test_layernorm_large_mean_default_tiles():
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
 @pytest.mark.parametrize("m,h", [(1, 33), (7, 100), (3, 256)])
 def test_add_layernorm_updates_residual_in_place(dt, m, h):
-    from kernel_refs import f64
     rng = np.random.default_rng(m * 10 + h)
     x, r = rand(rng, (m, h), dt), rand(rng, (m, h), dt, 3.0)
     w, b = rand(rng, (h,), dt), rand(rng, (h,), dt)

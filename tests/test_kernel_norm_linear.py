@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernel_refs import TOL, gelu_tanh, layernorm, linear, load, poisoned, rand, rel_err, rmsnorm
+from kernel_refs import TOL, gelu_tanh, layernorm, linear, load, poisoned, quantized, rand, rel_err, rmsnorm
 
 SHAPES = [(1, 33, 45), (5, 100, 70), (16, 64, 33)]
 
@@ -39,3 +39,16 @@ def test_default_tiles_f32_out():
     y = poisoned((2, 77), "f32")
     load("norm_linear")["rmsnorm_linear"](x, wn, w, y, 1e-6)
     assert rel_err(y, linear(rmsnorm(x, wn, 1e-6), w)) < TOL
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("tw,group", [("i4", 32), ("u8", None), ("i3", 64)])
+@pytest.mark.parametrize("m,k,n", [(1, 33, 45), (2, 100, 70)])
+def test_rmsnorm_gemv_wNa16(dt, tw, group, m, k, n):
+    rng = np.random.default_rng(m + k + n + len(tw))
+    g = group or k
+    w, s, _, wf = quantized(rng, n, k, tw, g, False, dt)
+    x, wn = rand(rng, (m, k), dt, 2.0), rand(rng, (k,), dt)
+    y = poisoned((m, n), dt)
+    load("norm_linear")["rmsnorm_gemv_wNa16"](x, wn, w, s, y, 1e-5, TW=tw, G=g, BN=16, BK=32)
+    assert rel_err(y, linear(rmsnorm(x, wn, 1e-5), wf)) < TOL

@@ -12,8 +12,10 @@ import torch
 import tilelang.models as tm
 from tilelang import TileError
 from tilelang.models.evaluate import perplexity
+from tilelang.models.generation import DecodeState, decode_step
 from tilelang.models.loading import build, quantized_names
-from tilelang.models.quantize import QuantizedWeight, QuantSpec, save_quantized
+from tilelang.models.quantize import QuantizedWeight, QuantSpec
+from tilelang.models.sampling import SamplingParams
 from tiny_models import logits_tolerance, rel, write_gpt2, write_llama
 
 PROMPT = [5, 77, 140, 23, 9, 200, 61, 3]
@@ -55,6 +57,23 @@ def test_quantized_model_is_the_dense_model_of_its_dequantized_weights(folders, 
     assert not isinstance(model.weights["embed"], QuantizedWeight)
     dense = build(model.config, dequantized(model), dtype=torch.float32, device=torch.device("cpu"), backend=None)
     assert rel(model.logits(PROMPT), dense.logits(PROMPT)) < logits_tolerance(torch.float32)
+
+
+@pytest.mark.parametrize("arch,spec", [("llama", "w4g32"), ("llama", "w4g32zp"), ("gpt2", "w3g32")])
+def test_quantized_decode_steps_are_the_dense_model_of_its_dequantized_weights(folders, arch, spec):
+    """Decode steps run the one-row kernels (Llama with symmetric codes: the norm and the residual fused
+    into them, gemv_wNa16_residual, fused_mlp_gate_up_wNa16); they too compute the dequantized model."""
+    model = tm.load(folders[arch], quant=spec, dtype="f32")
+    dense = build(model.config, dequantized(model), dtype=torch.float32, device=torch.device("cpu"), backend=None)
+    logits = []
+    for m in (model, dense):
+        state = DecodeState(m, 1, 16)
+        m.generator.prefill(state, [PROMPT], SamplingParams())
+        for t in (7, 99, 3):
+            state.tokens[0, state.pos[0, 0]] = t
+            decode_step(m, state, SamplingParams())
+        logits.append(state.logits[0].clone())
+    assert rel(*logits) < logits_tolerance(torch.float32)
 
 
 @pytest.mark.parametrize("spec,bound", [("w8pc", 0.01), ("w4g32", 0.12), ("w4g32zp", 0.1)])

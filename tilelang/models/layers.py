@@ -51,6 +51,11 @@ class Linear:
             else:
                 lib(name, *args)
             return
+        q = self.weight
+        if (optimized and isinstance(q, QuantizedWeight) and x.shape[0] == 1 and has_res and not has_bias
+                and q.zeros is None):  # one row, the residual add as the epilogue
+            lib("gemv_wNa16_residual", x, q.qweight, q.scales, residual, y, TW=q.spec.tw, G=q.group)
+            return
         epilogue = has_bias or gelu or has_res
         out = torch.empty_like(y) if epilogue else y
         if isinstance(self.weight, QuantizedWeight):

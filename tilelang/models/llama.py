@@ -33,7 +33,15 @@ class Llama(Model):
         self.lib("rmsnorm", x, self.weights[name + ".weight"], y, self.config.norm_eps, **pinned)
 
     def norm_linear(self, name: str, linear: Linear, x: torch.Tensor, y: torch.Tensor, gelu: bool = False) -> None:
-        self.lib("rmsnorm_linear", x, self.weights[name + ".weight"], linear.weight, y, self.config.norm_eps)
+        wn, eps, w = self.weights[name + ".weight"], self.config.norm_eps, linear.weight
+        if isinstance(w, QuantizedWeight):
+            self.lib("rmsnorm_gemv_wNa16", x, wn, w.qweight, w.scales, y, eps, TW=w.spec.tw, G=w.group)
+        else:
+            self.lib("rmsnorm_linear", x, wn, w, y, eps)
+
+    def fused_quantized(self, rows: int, linear: Linear) -> bool:
+        """rmsnorm_gemv_wNa16 and fused_mlp_gate_up_wNa16 take one row and symmetric codes."""
+        return rows == 1 and isinstance(linear.weight, QuantizedWeight) and linear.weight.zeros is None
 
     def embed(self, p: Pass, h: torch.Tensor) -> None:
         self.gather(self.embed_table, p.ids, out=h)
@@ -50,9 +58,12 @@ class Llama(Model):
         dense = not isinstance(self.gate[layer].weight, QuantizedWeight)
         matmul = sched.gemv if decode else sched.gemm
         hid = torch.empty(m, c.intermediate, dtype=self.dtype, device=self.device)
-        gate, up = self.gate[layer].weight, self.up[layer].weight
-        if dense and matmul and decode and sched.reduction:  # the norm, both projections and SiLU * up in one
-            lib("fused_mlp_gate_up", h, self.weights[f"layers.{layer}.norm2.weight"], gate, up, hid, c.norm_eps)
+        gate, up, wn = self.gate[layer].weight, self.up[layer].weight, self.weights[f"layers.{layer}.norm2.weight"]
+        if self.fuses_norm(m, self.gate[layer]) and dense:  # the norm, both projections and SiLU * up in one
+            lib("fused_mlp_gate_up", h, wn, gate, up, hid, c.norm_eps)
+        elif self.fuses_norm(m, self.gate[layer]):
+            lib("fused_mlp_gate_up_wNa16", h, wn, gate.qweight, gate.scales, up.qweight, up.scales, hid, c.norm_eps,
+                TW=gate.spec.tw, G=gate.group)
         else:
             n = torch.empty_like(h)
             self.norm(f"layers.{layer}.norm2", h, n)

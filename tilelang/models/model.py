@@ -183,10 +183,16 @@ class Model:
         raise NotImplementedError
 
     def fuses_norm(self, rows: int, linear: Linear) -> bool:
-        """Whether the norm before `linear` runs inside its GEMM: decode rows, a dense weight, and both
-        the GEMV and the reduction classes in their optimized forms."""
-        return (rows <= DECODE_ROWS and self.schedule.gemv and self.schedule.reduction
-                and not isinstance(linear.weight, QuantizedWeight))
+        """Whether the norm before `linear` runs inside its GEMM: decode rows, both the GEMV and the
+        reduction classes in their optimized forms, and a fused kernel for the weight (`fused_quantized`
+        for a quantized one)."""
+        if rows > DECODE_ROWS or not (self.schedule.gemv and self.schedule.reduction):
+            return False
+        return not isinstance(linear.weight, QuantizedWeight) or self.fused_quantized(rows, linear)
+
+    def fused_quantized(self, rows: int, linear: Linear) -> bool:
+        """Whether the architecture has fused one-row kernels for this quantized weight (Llama: symmetric codes)."""
+        return False
 
     def normed(self, name: str, linear: Linear, x: torch.Tensor, y: torch.Tensor, gelu: bool = False) -> None:
         """y = linear(norm `name` of x): fused where `fuses_norm`, else the norm kernel then the linear one."""
