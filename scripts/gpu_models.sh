@@ -3,7 +3,7 @@
 # (random weights: no network there) against the three transformers peers, and the ablation; markdown
 # tables last.  Each stage fits one 10-minute device call; run them in order on one warm machine so the
 # autotuning cache ($TILELANG_CACHE_DIR) carries over.  Full logs and JSON go to $OUT.
-# Usage: bash scripts/gpu_models.sh tests|gpt2|llama|ablate|all
+# Usage: bash scripts/gpu_models.sh tests|gpt2|llama|llama-w4|ablate|all
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/tilelang-out}; mkdir -p "$OUT"
@@ -29,8 +29,12 @@ if stage gpt2; then
         2>"$OUT/bench_gpt2_medium.err" | tee "$OUT/bench_gpt2_medium.md" || rc=1
 fi
 if stage llama; then
-    python3 -m tilelang.cli bench-model --model llama-1b --quant w4g128 --json "$OUT/bench_llama_1b.json" \
+    python3 -m tilelang.cli bench-model --model llama-1b --json "$OUT/bench_llama_1b.json" \
         2>"$OUT/bench_llama_1b.err" | tee "$OUT/bench_llama_1b.md" || rc=1
+fi
+if stage llama-w4; then  # fp16 and W4A16 in one run (the ratio), without the peers
+    python3 -m tilelang.cli bench-model --model llama-1b --quant w4g128 --peers none \
+        --json "$OUT/bench_llama_1b_w4.json" 2>"$OUT/bench_llama_1b_w4.err" | tee "$OUT/bench_llama_1b_w4.md" || rc=1
 fi
 if stage ablate; then
     python3 -m tilelang.cli bench-model --ablate --repeats 2 --json "$OUT/ablation.json" \

@@ -217,6 +217,18 @@ def cases(name: str, dt: str, rng: np.random.Generator):
     elif name == "gemv":
         for m, k, n in [(3, 300, 45), (1, 128, 64)]:
             yield [rand(rng, (m, k), dt), rand(rng, (n, k), dt), poisoned((m, n), dt)], {}
+    elif name in ("gemv_wNa16_residual", "rmsnorm_gemv_wNa16", "fused_mlp_gate_up_wNa16"):
+        for (m, k, n), tw, g in [((1, 2048, 70), "i4", 128), ((2, 300, 33), "i8", 300)]:
+            w, s, _ = _quantized(rng, n, k, tw, g, False, dt)
+            w = w.view(np.int8) if tw == "i8" else w
+            x, y, consts = rand(rng, (m, k), dt), poisoned((m, n), dt), dict(TW=tw, G=g)
+            if name == "gemv_wNa16_residual":
+                yield [x, w, s, rand(rng, (m, n), dt), y], consts
+            elif name == "rmsnorm_gemv_wNa16":
+                yield [x, rand(rng, (k,), dt), w, s, y, 1e-5], consts
+            else:
+                wu, su, _ = _quantized(rng, n, k, tw, g, False, dt)
+                yield [x, rand(rng, (k,), dt), w, s, wu.view(np.int8) if tw == "i8" else wu, su, y, 1e-5], consts
     elif name.startswith(("gemm_wNa16", "gemv_wNa16")):
         zp = name.endswith("_zp")
         for (m, k, n), tw, g in [((7, 200, 45), "u4", 64), ((33, 256, 70), "i3", 32), ((2, 100, 33), "u8", 100),
@@ -304,18 +316,6 @@ def cases(name: str, dt: str, rng: np.random.Generator):
                 yield [x, wn, w, y, 1e-5], {}
             else:
                 yield [x, wn, rand(rng, (k,), dt), w, rand(rng, (n,), dt), y, 1e-5], {}
-    elif name in ("gemv_wNa16_residual", "rmsnorm_gemv_wNa16", "fused_mlp_gate_up_wNa16"):
-        for (m, k, n), tw, g in [((1, 2048, 70), "i4", 128), ((2, 300, 33), "i8", 300)]:
-            w, s, _ = _quantized(rng, n, k, tw, g, False, dt)
-            w = w.view(np.int8) if tw == "i8" else w
-            x, y, consts = rand(rng, (m, k), dt), poisoned((m, n), dt), dict(TW=tw, G=g)
-            if name == "gemv_wNa16_residual":
-                yield [x, w, s, rand(rng, (m, n), dt), y], consts
-            elif name == "rmsnorm_gemv_wNa16":
-                yield [x, rand(rng, (k,), dt), w, s, y, 1e-5], consts
-            else:
-                wu, su, _ = _quantized(rng, n, k, tw, g, False, dt)
-                yield [x, rand(rng, (k,), dt), w, s, wu.view(np.int8) if tw == "i8" else wu, su, y, 1e-5], consts
     elif name == "fused_mlp_gate_up":
         for m, h, i in [(5, 100, 70), (70, 64, 64)]:
             yield [rand(rng, (m, h), dt), rand(rng, (h,), dt), rand(rng, (i, h), dt, 0.2), rand(rng, (i, h), dt, 0.2),
