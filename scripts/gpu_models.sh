@@ -6,11 +6,7 @@
 # Usage: bash scripts/gpu_models.sh tests|gpt2|llama|llama-w4|ablate|all
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/tilelang-out}; mkdir -p "$OUT"
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
+source scripts/gpu_env.sh  # $OUT, wheels, PYTHONPATH, TVM's runtime kit
 export TILELANG_CACHE_DIR=${TILELANG_CACHE_DIR:-/tmp/tilelang-cache}
 what=${1:-all}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
