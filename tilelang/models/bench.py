@@ -245,7 +245,7 @@ def run(args) -> int:
             _progress(2, steps, f"tilelang {args.quant}")
 
             def quantized(label):
-                qmodel = load_model(type(args)(**{**vars(margs), "quant": args.quant}))
+                qmodel = load_model(type(args)(**{**vars(margs), "quant": args.quant}), progress=_progress)
                 return bench_tilelang(qmodel, label, ids, args.new_tokens, args.repeats,
                                       bw / weight_bytes(qmodel) if bw else None)
             rows.append(guarded(f"tilelang {args.quant}", quantized))

@@ -25,6 +25,11 @@ from .model import Model, Pass, cache_slots, next_pow2
 from .sampling import SamplingParams, sample
 
 
+CACHE_QUANTUM = 128
+"""Cache lengths are rounded up to a multiple of this: a captured step serves every generation that fits,
+and captured and eager steps (same length, same split-KV partition) compute the same tokens."""
+
+
 @dataclass
 class Generation:
     """One prompt's result."""
@@ -130,8 +135,7 @@ class Generator:
         batch = len(prompts)
         rows = next_pow2(batch) if self.graphs else batch
         longest = max(map(len, prompts)) + max_new_tokens
-        quantum = 128 if self.graphs else 16
-        state, step = self._state(rows, -(-longest // quantum) * quantum, params)
+        state, step = self._state(rows, -(-longest // CACHE_QUANTUM) * CACHE_QUANTUM, params)
         model.rope_positions(state.maxs)
         self._sync()
         t0 = time.perf_counter()

@@ -50,7 +50,7 @@ def cache_slots(config: ModelConfig, cache_batch: int, maxs: int, rows: list[int
     """[len(rows) * seq, HKV, 2] int64: the rows of one layer's cache, viewed as [2 * B * HKV * maxs, D],
     that tokens 0..seq-1 of the sequences in cache rows `rows` write their key (0) and value (1) to:
     ((kv * B + b) * HKV + h) * maxs + s.  kernels/kv_cache.tile's decode_positions computes the same
-    rows on the device for decode steps (tests/test_models_cache.py holds them together)."""
+    rows on the device for decode steps (tests/test_models_graph_safety.py holds them together)."""
     b = torch.tensor(rows, dtype=torch.int64).view(-1, 1, 1, 1)
     s = torch.arange(seq, dtype=torch.int64).view(1, -1, 1, 1)
     h = torch.arange(config.kv_heads, dtype=torch.int64).view(1, 1, -1, 1)
