@@ -12,6 +12,7 @@ from tilelang.models.generation import DecodeState, decode_step
 from tilelang.models.sampling import SamplingParams
 from tiny_models import hf_model, logits_tolerance, rel, write_gpt2, write_llama
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*past_key_values.*:FutureWarning")  # transformers 5.2x renames it
 PROMPT = [5, 77, 140, 23, 9, 200, 61, 3, 250, 18, 42]
 STEPS = 16
 NARROW_STEPS = 4  # the decode path is the f32 one's; these check the narrow dtypes' roundings
