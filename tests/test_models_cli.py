@@ -57,7 +57,8 @@ def test_generate_builtin_says_its_weights_are_random():
 
 
 @pytest.mark.parametrize("args,message", [([], "no model"), (["/no/such/folder"], "model folder not found"),
-                                          (["--model", "tiny-gpt2", "--quant", "w9"], "unknown quantization")])
+                                          (["--model", "tiny-gpt2", "--quant", "w9"], "unknown quantization"),
+                                          (["--model", "tiny-gpt2", "--device", "tpu"], "device 'tpu'")])
 def test_generate_errors_are_one_message(capsys, args, message):
     code, out, err = run(capsys, "generate", *args, "--prompt", "x")
     assert code == 1 and message in err and "Traceback" not in err

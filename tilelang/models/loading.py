@@ -34,9 +34,18 @@ def run_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dt
 
 
 def default_device(device) -> torch.device:
+    """The device asked for (checked), else the GPU if there is one."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise TileError(f"unknown device {device!r}", hint="use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TileError(f"device {device!r}: torch sees no CUDA GPU here", hint="run on the CPU (--device cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise TileError(f"device {device!r} is not supported", hint="use cpu, cuda or cuda:N")
+    return dev
 
 
 def quantized_names(config: ModelConfig) -> list[str]:
