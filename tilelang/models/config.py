@@ -56,14 +56,6 @@ class ModelConfig:
         scale = self.head_dim ** -0.5
         return scale / (layer + 1) if self.scale_attn_by_layer else scale
 
-    def parameters(self) -> int:
-        """Weights a decode step reads once per token (the tied head counted once, as the LM head)."""
-        h, i, v = self.hidden, self.intermediate, self.vocab
-        attn = h * self.qkv_width + self.heads * self.head_dim * h
-        mlp = (2 if self.arch == "gpt2" else 3) * h * i
-        embed = 0 if self.tie_embeddings else v * h
-        return self.layers * (attn + mlp) + v * h + embed
-
     def to_hf(self) -> dict:
         """A `config.json` transformers builds this model from (random weights, peers, tests)."""
         if self.hf:

@@ -128,7 +128,7 @@ class Generator:
                  seed: int | None = None) -> list[Generation]:
         """Generate up to `max_new_tokens` tokens after each prompt (token ids).  `on_token(row, id)` is
         called for every token as it is produced (streaming); it stops at one of `stop_tokens`."""
-        model, c = self.model, self.model.config
+        model = self.model
         self._check(prompts, max_new_tokens)
         if seed is not None:
             torch.manual_seed(seed)
@@ -182,11 +182,10 @@ class Generator:
             bad = [t for t in p if not 0 <= t < c.vocab]
             if bad:
                 raise TileError(f"prompt {i} has token id {bad[0]} outside the vocabulary of {c.vocab}")
-        longest = max(map(len, prompts)) + max_new_tokens
-        if c.arch == "gpt2" and longest > c.max_positions:
-            raise TileError(f"{longest} positions (prompt + max_new_tokens) exceed the model's {c.max_positions}",
-                            hint="GPT-2's learned position table ends there: shorten the prompt or generate fewer "
-                                 "tokens")
+        longest, limit = max(map(len, prompts)) + max_new_tokens, self.model.position_limit
+        if limit is not None and longest > limit:
+            raise TileError(f"{longest} positions (prompt + max_new_tokens) exceed the model's {limit}",
+                            hint="its learned position table ends there: shorten the prompt or generate fewer tokens")
 
     def prefill(self, state: DecodeState, prompts: list[list[int]], params: SamplingParams) -> list[int]:
         """Prefill every prompt (grouped by length) into its cache row, its last token's logits into its row

@@ -8,10 +8,10 @@ from .model import Model, Pass
 
 
 class GPT2(Model):
-    arch = "gpt2"
 
     def __init__(self, config, weights, **kwargs):
         super().__init__(config, weights, **kwargs)
+        self.position_limit = config.max_positions
         self.fc = [Linear(weights[f"layers.{i}.fc.weight"], weights[f"layers.{i}.fc.bias"])
                    for i in range(config.layers)]
         self.proj = [Linear(weights[f"layers.{i}.proj.weight"], weights[f"layers.{i}.proj.bias"])

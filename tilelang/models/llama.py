@@ -11,7 +11,6 @@ from .quantize import QuantizedWeight
 
 
 class Llama(Model):
-    arch = "llama"
 
     def __init__(self, config, weights, **kwargs):
         super().__init__(config, weights, **kwargs)

@@ -64,7 +64,7 @@ def next_pow2(n: int) -> int:
 
 class Model:
     """Weights on a device, the kernels that run them, and the forward pass (see the module docstring)."""
-    arch = ""
+    position_limit: int | None = None  # the longest sequence it can encode (learned positions), else None
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor | QuantizedWeight], *,
                  dtype: torch.dtype, device: torch.device, backend: str | None = None,
