@@ -8,6 +8,7 @@ from .model import Model, Pass
 
 
 class GPT2(Model):
+    """GPT-2's embeddings, LayerNorms and GELU MLP on the shared forward pass."""
 
     def __init__(self, config, weights, **kwargs):
         super().__init__(config, weights, **kwargs)

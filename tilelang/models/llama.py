@@ -11,6 +11,7 @@ from .quantize import QuantizedWeight
 
 
 class Llama(Model):
+    """Llama's RMSNorms, rotary positions and SwiGLU MLP on the shared forward pass."""
 
     def __init__(self, config, weights, **kwargs):
         super().__init__(config, weights, **kwargs)
