@@ -114,9 +114,20 @@ def graph(hf, ids: torch.Tensor, new_tokens: list[int], repeats: int) -> PeerRes
 
 
 def compiled(hf, ids: torch.Tensor, new_tokens: list[int], repeats: int) -> PeerResult:
-    """forward under torch.compile(mode="reduce-overhead", fullgraph=True), a static cache, greedy steps."""
+    """forward under torch.compile(mode="reduce-overhead", fullgraph=True), a static cache, greedy steps;
+    with fullgraph=False (said in the note) if this transformers version breaks the graph."""
+    try:
+        return _compiled(hf, ids, new_tokens, repeats, fullgraph=True)
+    except Exception as e:  # noqa: BLE001 - a graph break under fullgraph: measure what compiles
+        torch._dynamo.reset()
+        result = _compiled(hf, ids, new_tokens, repeats, fullgraph=False)
+        result.note = f"fullgraph=False ({type(e).__name__} with fullgraph=True)"
+        return result
+
+
+def _compiled(hf, ids: torch.Tensor, new_tokens: list[int], repeats: int, fullgraph: bool) -> PeerResult:
     dev = ids.device
-    forward = torch.compile(hf.forward, mode="reduce-overhead", fullgraph=True)
+    forward = torch.compile(hf.forward, mode="reduce-overhead", fullgraph=fullgraph)
     decode = {n: [] for n in new_tokens}
     with torch.no_grad():
         for n in new_tokens:
