@@ -7,17 +7,7 @@
 # shapes) under compute-sanitizer memcheck, racecheck and synccheck; one verdict line per tool.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/tilelang-out}; mkdir -p "$OUT"
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
-# TVM: runtime-only kit (scripts/tvm_runtime_kit.sh) and prebuilt CUDA libraries (scripts/tvm_aot_prebuild.py)
-if ls .tvmrt/tvm-runtime-*-cp312.tar.gz >/dev/null 2>&1; then
-    mkdir -p /tmp/tvmrt && tar -C /tmp/tvmrt -xzf .tvmrt/tvm-runtime-*-cp312.tar.gz
-    export PYTHONPATH=/tmp/tvmrt:$PYTHONPATH TVM_USE_RUNTIME_LIB=1
-fi
-[ -d .tvmaot ] && export TILELANG_TVM_AOT=$PWD/.tvmaot
+source scripts/gpu_env.sh  # $OUT, wheels, PYTHONPATH, TVM's runtime kit
 what=${1:-all}; shift || true
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 rc=0

@@ -167,3 +167,30 @@ def llama_mlp(x, wn, wg, wu, wd, residual, eps: float):
     """residual + down(silu(gate(n)) * up(n)) with n = rmsnorm(x) * wn."""
     n = rmsnorm(x, wn, eps)
     return f64(residual) + (silu(n @ f64(wg).T) * (n @ f64(wu).T)) @ f64(wd).T
+
+
+# ----------------------------------------------------------------------------- the models' layouts
+
+def grouped_qkv(q, k, v):
+    """The models' fused QKV row [.., HKV, G + 2, D] from q [.., HQ, D] and k, v [.., HKV, D]."""
+    hkv, d = k.shape[-2], k.shape[-1]
+    g = q.shape[-2] // hkv
+    lead = q.shape[:-2]
+    return np.concatenate([q.reshape(*lead, hkv, g, d), k.reshape(*lead, hkv, 1, d), v.reshape(*lead, hkv, 1, d)],
+                          axis=-2)
+
+
+def attention_decode_lens(q, k_cache, v_cache, lens, sm_scale: float):
+    """attention_decode per sequence with its own length; q [B, HQ, D], lens [B]."""
+    return np.concatenate([attention_decode(q[b:b + 1], k_cache[b:b + 1], v_cache[b:b + 1], int(n), sm_scale)
+                           for b, n in enumerate(lens)])
+
+
+def decode_positions(pos, hkv: int, maxs: int):
+    """What kernels/kv_cache.tile's decode_positions writes, from the entry positions pos [B]."""
+    pos = np.asarray(pos, np.int64)
+    b = np.arange(len(pos))
+    kv, h = np.meshgrid(np.arange(2), np.arange(hkv), indexing="ij")
+    slots = ((kv[None] * len(pos) + b[:, None, None]) * hkv + h[None]) * maxs + pos[:, None, None]
+    tok = np.stack([b * maxs + pos, b * maxs + pos + 1])
+    return pos + 1, pos, tok, slots.transpose(0, 2, 1).reshape(len(pos), 2 * hkv)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernel_refs import NP_DTYPES, poisoned, quantized, rand
+from kernel_refs import NP_DTYPES, grouped_qkv, poisoned, quantized, rand
 
 
 def odd(rng: np.random.Generator, lo: int, hi: int) -> int:
@@ -19,10 +19,10 @@ def args_linear(extra):
     def make(rng, dt):
         m, k, n = odd(rng, 3, 40), odd(rng, 17, 50), odd(rng, 17, 40)
         args = [rand(rng, (m, k), dt), rand(rng, (n, k), dt, 0.3)]
-        if extra == "residual":
-            args.append(rand(rng, (m, n), dt))
-        elif extra == "bias":
+        if extra in ("bias", "bias_residual"):
             args.append(rand(rng, (n,), dt))
+        if extra in ("residual", "bias_residual"):
+            args.append(rand(rng, (m, n), dt))
         return args + [poisoned((m, n), dt)], dict(BM=16, BN=16, BK=16)
     return make
 
@@ -51,6 +51,8 @@ def args_norm(kind):
             args = [x, w, poisoned((m, h), dt), 1e-5]
         elif kind == "add_rmsnorm":
             args = [x, rand(rng, (m, h), dt), w, poisoned((m, h), dt), 1e-5]
+        elif kind == "add_layernorm":
+            args = [x, rand(rng, (m, h), dt), w, rand(rng, (h,), dt), poisoned((m, h), dt), 1e-5]
         else:
             args = [x, w, rand(rng, (h,), dt), poisoned((m, h), dt), 1e-5]
         return args, dict(BH=32)
@@ -118,3 +120,86 @@ def args_mlp_gate_up(rng, dt):
 def args_binary(rng, dt):
     m, n = odd(rng, 3, 9), odd(rng, 33, 90)
     return [rand(rng, (m, n), dt), rand(rng, (m, n), dt), poisoned((m, n), dt)], dict(BM=4, BN=32)
+
+
+def args_bias(kind):
+    def make(rng, dt):
+        m, n = odd(rng, 3, 9), odd(rng, 33, 90)
+        args = [rand(rng, (m, n), dt), rand(rng, (n,), dt)] + ([rand(rng, (m, n), dt)] if kind == "residual" else [])
+        return args + [poisoned((m, n), dt)], dict(BM=4, BN=32)
+    return make
+
+
+def _grouped(rng, dt, lead, hkv, g, d):
+    q, k, v = rand(rng, (*lead, hkv * g, d), dt), rand(rng, (*lead, hkv, d), dt), rand(rng, (*lead, hkv, d), dt)
+    return grouped_qkv(q, k, v)
+
+
+def args_cache_lens(rng, dt):
+    """A grouped QKV row as the query, caches poisoned past each sequence's own length."""
+    b, hkv, g, maxs, d = 3, 2, 3, odd(rng, 33, 50), odd(rng, 9, 15)
+    kc, vc = rand(rng, (b, hkv, maxs, d), dt), rand(rng, (b, hkv, maxs, d), dt)
+    lens = np.array([[maxs - 2], [1], [maxs // 2]], np.int32)
+    for i, n in enumerate(lens[:, 0]):
+        kc[i, :, n:] = np.nan
+    return _grouped(rng, dt, (b,), hkv, g, d), kc, vc, lens
+
+
+def args_decode_lens(rng, dt):
+    qkv, kc, vc, lens = args_cache_lens(rng, dt)
+    b, hkv, gq, d = qkv.shape
+    return [qkv, kc, vc, poisoned((b, hkv, gq - 2, d), dt), lens, 0.3], dict(BG=4, BN=16, BD=16)
+
+
+def args_decode_split_lens(rng, dt):
+    qkv, kc, vc, lens = args_cache_lens(rng, dt)
+    b, hkv, gq, d = qkv.shape
+    ns, g = 4, gq - 2
+    parts = [poisoned((b, hkv, ns, g, d), "f32"), poisoned((b, hkv, ns, g), "f32"), poisoned((b, hkv, ns, g), "f32")]
+    return [qkv, kc, vc, *parts, lens, 0.3], dict(BG=4, BN=16, BD=16)
+
+
+def args_prefill_qkv(rng, dt):
+    b, hkv, g, s, d = 2, 2, 2, odd(rng, 17, 40), 16
+    qkv = _grouped(rng, dt, (b, s), hkv, g, d).reshape(b, s, -1)
+    return [qkv, poisoned((b, s, hkv * g * d), dt), 0.3], dict(D=d, BM=16, BN=16)
+
+
+def args_rotary_qk(rng, dt):
+    nt, hkv, g, d = odd(rng, 3, 9), 3, 2, 16
+    cos, sin = (rand(rng, (nt, d), "f32") for _ in range(2))
+    return [_grouped(rng, dt, (nt,), hkv, g, d), cos, sin], dict(D=d, BH=4)
+
+
+def args_positions(rng, dt):
+    b, hkv, maxs = odd(rng, 3, 9), odd(rng, 3, 9), 1000
+    pos = rng.integers(0, maxs - 1, (b, 1)).astype(np.int32)
+    return [pos, np.full((b, 1), -7, np.int32), np.full((2, b), -7, np.int64), np.full((b, 2 * hkv), -7, np.int64),
+            maxs], dict(BB=4, BC=4)
+
+
+def args_norm_linear(kind):
+    """Decode rows (M <= 16) through a norm fused into a linear layer."""
+    def make(rng, dt):
+        m, k, n = odd(rng, 1, 15), odd(rng, 33, 90), odd(rng, 17, 40)
+        x, wn, w = rand(rng, (m, k), dt), rand(rng, (k,), dt), rand(rng, (n, k), dt, 0.3)
+        if kind == "rms":
+            return [x, wn, w, poisoned((m, n), dt), 1e-5], dict(BN=32, BK=32)
+        return [x, wn, rand(rng, (k,), dt), w, rand(rng, (n,), dt), poisoned((m, n), dt), 1e-5], dict(BN=32, BK=32)
+    return make
+
+
+def args_quant_fused(kind):
+    """One-row quantized kernels with a fused norm or epilogue (symmetric codes)."""
+    def make(rng, dt):
+        m, k, n = odd(rng, 1, 3), odd(rng, 33, 90), odd(rng, 17, 40)
+        w, s, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
+        x = rand(rng, (m, k), dt)
+        consts = dict(TW="i4", G=32, BN=16, BK=32)
+        if kind == "residual":
+            return [x, w, s, rand(rng, (m, n), dt), poisoned((m, n), dt)], consts
+        if kind == "norm":
+            return [x, rand(rng, (k,), dt), w, s, poisoned((m, n), dt), 1e-5], consts
+        wu, su, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
+        return [x, rand(rng, (k,), dt), w, s, wu, su, poisoned((m, n), dt), 1e-5], consts
+    return make

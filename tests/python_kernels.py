@@ -152,6 +152,128 @@ def attention_decode_combine(Op: f32[B, HKV, NS, G, D], Mp: f32[B, HKV, NS, G], 
     copy(o, O[b, h, 0, 0])
 
 
+@tile_kernel
+def attention_prefill_qkv(QKV: T[B, S, C], O: T[B, S, HQD], sm_scale: f32, T: dtype = f16, D: const = 64,
+                          BM: const = 64, BN: const = 64):
+    launch(grid=(cdiv(S, BM), HQD // D, B), threads=128)
+    pid_m = block_id(0)
+    h = block_id(1)
+    b = block_id(2)
+    hkv = (C - HQD) // (2 * D)
+    g = HQD // D // hkv
+    kvh = h // g
+    qcol = kvh * (g + 2) + h % g
+    kcol = kvh * (g + 2) + g
+    qk_scale = sm_scale * 1.4426950408889634
+    q = shared(T[BM, D])
+    k = shared(T[BN, D])
+    v = shared(T[BN, D])
+    acc = register(f32[BM, D])
+    m = register(f32[BM, 1], init=-inf)
+    l = register(f32[BM, 1])
+    copy(QKV[b, pid_m, qcol], q)
+    rows = iota((BM, BN), axis=0) + pid_m * BM
+    for j in range(min(cdiv((pid_m + 1) * BM, BN), cdiv(S, BN))):
+        copy(QKV[b, j, kcol], k)
+        copy(QKV[b, j, kcol + 1], v)
+        qk = register(f32[BM, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BM, BN), axis=1) + j * BN
+        sc = where(cols <= rows, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        pt = T(p)
+        gemm(pt, v, acc)
+        m = m_new
+    o = acc / l
+    copy(o, O[b, pid_m, h])
+
+
+@tile_kernel
+def attention_decode_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAXS, D], O: T[B, HKV, G, D],
+                          Lens: i32[B, 1], sm_scale: f32, T: dtype = f16, BG: const = 16, BN: const = 64,
+                          BD: const = 128):
+    launch(grid=(HKV, B), threads=128)
+    h = block_id(0)
+    b = block_id(1)
+    qk_scale = sm_scale * 1.4426950408889634
+    n = register(i32[1, 1])
+    copy(Lens[b, 0], n)
+    q = shared(T[BG, BD])
+    k = shared(T[BN, BD])
+    v = register(T[BN, BD])
+    acc = register(f32[BG, BD])
+    m = register(f32[BG, 1], init=-inf)
+    l = register(f32[BG, 1])
+    copy(Q[b, h, 0, 0], q)
+    for j in range(cdiv(MAXS, BN)):
+        copy(K[b, h, j, 0], k)
+        copy(V[b, h, j, 0], v)
+        qk = register(f32[BG, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BG, BN), axis=1) + j * BN
+        sc = where(cols < n, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        vrows = iota((BN, BD), axis=0) + j * BN
+        vm = where(vrows < n, v, 0.0)
+        pt = T(p)
+        gemm(pt, vm, acc)
+        m = m_new
+    o = acc / l
+    copy(o, O[b, h, 0, 0])
+
+
+@tile_kernel
+def attention_decode_split_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAXS, D],
+                                Op: f32[B, HKV, NS, G, D], Mp: f32[B, HKV, NS, G], Lp: f32[B, HKV, NS, G],
+                                Lens: i32[B, 1], sm_scale: f32, T: dtype = f16, BG: const = 16, BN: const = 64,
+                                BD: const = 128):
+    launch(grid=(NS, HKV, B), threads=128)
+    sp = block_id(0)
+    h = block_id(1)
+    b = block_id(2)
+    qk_scale = sm_scale * 1.4426950408889634
+    per_split = cdiv(cdiv(MAXS, BN), NS)
+    n = register(i32[1, 1])
+    copy(Lens[b, 0], n)
+    q = shared(T[BG, BD])
+    k = shared(T[BN, BD])
+    v = register(T[BN, BD])
+    acc = register(f32[BG, BD])
+    m = register(f32[BG, 1], init=-1e30)
+    l = register(f32[BG, 1])
+    copy(Q[b, h, 0, 0], q)
+    for j in range(sp * per_split, min((sp + 1) * per_split, cdiv(MAXS, BN))):
+        copy(K[b, h, j, 0], k)
+        copy(V[b, h, j, 0], v)
+        qk = register(f32[BG, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BG, BN), axis=1) + j * BN
+        sc = where(cols < n, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        vrows = iota((BN, BD), axis=0) + j * BN
+        vm = where(vrows < n, v, 0.0)
+        pt = T(p)
+        gemm(pt, vm, acc)
+        m = m_new
+    copy(acc, Op[b, h, sp, 0, 0])
+    mt = trans(m)
+    lt = trans(l)
+    copy(mt, Mp[b, h, sp, 0])
+    copy(lt, Lp[b, h, sp, 0])
+
+
 # ---------------------------------------------------------------- kernels/elementwise.tile
 
 @tile_kernel
@@ -163,6 +285,43 @@ def add(X: T[M, N], Y: T[M, N], Z: T[M, N], T: dtype = f16, BM: const = 4, BN: c
     copy(Y[block_id(0), block_id(1)], y)
     z = x + y
     copy(z, Z[block_id(0), block_id(1)])
+
+
+@tile_kernel
+def add_bias(X: T[M, N], Bias: TB[N], Y: T[M, N], T: dtype = f16, TB: dtype = f16, BM: const = 4, BN: const = 512):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    x = register(f32[BM, BN])
+    b = register(f32[BN])
+    copy(X[block_id(0), block_id(1)], x)
+    copy(Bias[block_id(1)], b)
+    y = x + b
+    copy(y, Y[block_id(0), block_id(1)])
+
+
+@tile_kernel
+def add_bias_gelu(X: T[M, N], Bias: TB[N], Y: T[M, N], T: dtype = f16, TB: dtype = f16, BM: const = 4,
+                  BN: const = 512):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    x = register(f32[BM, BN])
+    b = register(f32[BN])
+    copy(X[block_id(0), block_id(1)], x)
+    copy(Bias[block_id(1)], b)
+    y = gelu_tanh(x + b)
+    copy(y, Y[block_id(0), block_id(1)])
+
+
+@tile_kernel
+def add_bias_residual(X: T[M, N], Bias: TB[N], R: T[M, N], Y: T[M, N], T: dtype = f16, TB: dtype = f16,
+                      BM: const = 4, BN: const = 512):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=128)
+    x = register(f32[BM, BN])
+    b = register(f32[BN])
+    r = register(f32[BM, BN])
+    copy(X[block_id(0), block_id(1)], x)
+    copy(Bias[block_id(1)], b)
+    copy(R[block_id(0), block_id(1)], r)
+    y = r + x + b
+    copy(y, Y[block_id(0), block_id(1)])
 
 
 # ---------------------------------------------------------------- kernels/fused_mlp.tile
@@ -229,6 +388,37 @@ def silu_mul(Gate: T[M, N], Up: T[M, N], Hid: TH[M, N], T: dtype = f16, TH: dtyp
     copy(Up[block_id(0), block_id(1)], u)
     hid = silu(g) * u
     copy(hid, Hid[block_id(0), block_id(1)])
+
+
+@tile_kernel
+def fused_mlp_gate_up_wNa16(X: T[M, H], Wn: TN[H], Wg: TW[I, H], Sg: TS[I, KG], Wu: TW[I, H], Su: TS[I, KG],
+                            Hid: T[M, I], eps: f32, TW: dtype = u4, T: dtype = f16, TN: dtype = f16, TS: dtype = f16,
+                            G: const = 128, BN: const[8, 16, 32] = 16, BK: const[128, 256, 512] = 256,
+                            STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(I, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    sq = register(f32[1, BK])
+    for k in range(cdiv(H, BK)):
+        copy(X[m, k], x)
+        sq = sq + x * x
+    rstd = rsqrt(sum(sq, axis=1) / H + eps)
+    wn = register(f32[BK])
+    wg = register(f32[BN, BK])
+    wu = register(f32[BN, BK])
+    acc_g = register(f32[BN, BK])
+    acc_u = register(f32[BN, BK])
+    for k2 in pipelined(cdiv(H, BK), stages=STAGES):
+        copy(X[m, k2], x)
+        copy(Wn[k2], wn)
+        xn = f32(T(x * rstd * wn))
+        dequant(Wg[pid_n, k2], wg, scale=Sg, group=G)
+        dequant(Wu[pid_n, k2], wu, scale=Su, group=G)
+        acc_g = acc_g + wg * xn
+        acc_u = acc_u + wu * xn
+    hid = silu(trans(sum(acc_g, axis=1))) * trans(sum(acc_u, axis=1))
+    copy(hid, Hid[m, pid_n])
 
 
 # ---------------------------------------------------------------- kernels/gemm.tile
@@ -323,6 +513,26 @@ def gemv_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, 
     copy(y, Y[m, pid_n])
 
 
+@tile_kernel
+def gemv_wNa16_residual(X: T[M, K], W: TW[N, K], S: TS[N, KG], R: TY[M, N], Y: TY[M, N], TW: dtype = u4,
+                        T: dtype = f16, TS: dtype = f16, TY: dtype = f16, G: const = 128, BN: const[8, 16, 32] = 16,
+                        BK: const[128, 256, 512, 1024] = 1024, STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(N, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G)
+        acc = acc + w * x
+    r = register(f32[1, BN])
+    copy(R[m, pid_n], r)
+    y = trans(sum(acc, axis=1)) + r
+    copy(y, Y[m, pid_n])
+
+
 # ---------------------------------------------------------------- kernels/gemv.tile
 
 @tile_kernel
@@ -379,6 +589,29 @@ def gemv(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, B
     copy(acc, Y[pid_m, pid_n])
 
 
+# ---------------------------------------------------------------- kernels/kv_cache.tile
+
+@tile_kernel
+def decode_positions(Pos: i32[B, 1], Cur: i32[B, 1], Tok: i64[2, B], Slots: i64[B, HKV2], maxs: i32, BB: const = 16,
+                     BC: const = 32):
+    launch(grid=(cdiv(B, BB),), threads=32)
+    pid = block_id(0)
+    p = register(i32[BB, 1])
+    copy(Pos[pid, 0], p)
+    copy(p, Cur[pid, 0])
+    p64 = i64(p)
+    seq = iota((2, BB), axis=1) + pid * BB
+    tok = i64(seq) * maxs + trans(p64) + i64(iota((2, BB), axis=0))
+    copy(tok, Tok[0, pid])
+    for cb in range(cdiv(HKV2, BC)):
+        b = iota((BB, BC), axis=0) + pid * BB
+        c = iota((BB, BC), axis=1) + cb * BC
+        rows = i64((c % 2 * B + b) * (HKV2 // 2) + c // 2) * maxs + p64
+        copy(rows, Slots[pid, cb])
+    p1 = p + 1
+    copy(p1, Pos[pid, 0])
+
+
 # ---------------------------------------------------------------- kernels/layernorm.tile
 
 @tile_kernel
@@ -406,6 +639,38 @@ def layernorm(X: T[M, H], W: TW[H], Bias: TW[H], Y: TY[M, H], eps: f32, T: dtype
         copy(W[h3], w)
         copy(Bias[h3], b)
         y = (x - mean) * rstd * w + b
+        copy(y, Y[pid, h3])
+
+
+@tile_kernel
+def add_layernorm(X: T[M, H], R: T[M, H], W: TW[H], Bias: TW[H], Y: TY[M, H], eps: f32, T: dtype = f16,
+                  TW: dtype = f16, TY: dtype = f16, BM: const = 1, BH: const = 1024):
+    launch(grid=(cdiv(M, BM),), threads=128)
+    pid = block_id(0)
+    x = register(f32[BM, BH])
+    r = register(f32[BM, BH])
+    acc = register(f32[BM, BH])
+    for h in range(cdiv(H, BH)):
+        copy(X[pid, h], x)
+        copy(R[pid, h], r)
+        s = T(x + r)
+        copy(s, R[pid, h])
+        acc = acc + f32(s)
+    mean = sum(acc, axis=1) / H
+    sq = register(f32[BM, BH])
+    for h2 in range(cdiv(H, BH)):
+        copy(R[pid, h2], r)
+        cols = iota((BM, BH), axis=1) + h2 * BH
+        d = where(cols < H, r - mean, 0.0)
+        sq = sq + d * d
+    rstd = rsqrt(sum(sq, axis=1) / H + eps)
+    w = register(f32[BH])
+    b = register(f32[BH])
+    for h3 in range(cdiv(H, BH)):
+        copy(R[pid, h3], r)
+        copy(W[h3], w)
+        copy(Bias[h3], b)
+        y = (r - mean) * rstd * w + b
         copy(y, Y[pid, h3])
 
 
@@ -490,6 +755,155 @@ def linear_bias_gelu(X: T[M, K], W: T[N, K], Bias: TB[N], Y: TY[M, N], T: dtype 
     copy(y, Y[pid_m, pid_n])
 
 
+@tile_kernel
+def linear_bias_residual(X: T[M, K], W: T[N, K], Bias: TB[N], R: TY[M, N], Y: TY[M, N], T: dtype = f16,
+                         TB: dtype = f16, TY: dtype = f16, BM: const[64, 128] = 64, BN: const[64, 128, 256] = 64,
+                         BK: const[32, 64] = 32, STAGES: const[3, 4] = 3, THREADS: const[128, 256] = 128):
+    launch(grid=(cdiv(M, BM), cdiv(N, BN)), threads=THREADS)
+    pid_m = block_id(0)
+    pid_n = block_id(1)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        copy(W[pid_n, k], w)
+        gemm(x, w, acc, trans_b=True)
+    b = register(f32[BN])
+    r = register(f32[BM, BN])
+    copy(Bias[pid_n], b)
+    copy(R[pid_m, pid_n], r)
+    y = acc + b + r
+    copy(y, Y[pid_m, pid_n])
+
+
+# ---------------------------------------------------------------- kernels/norm_linear.tile
+
+@tile_kernel
+def rmsnorm_linear(X: T[M, K], Wn: TN[K], W: T[N, K], Y: TY[M, N], eps: f32, T: dtype = f16, TN: dtype = f16,
+                   TY: dtype = f16, BM: const = 16, BN: const[32, 64] = 32, BK: const[64, 128, 256] = 128,
+                   STAGES: const[2, 3, 4] = 3):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    xf = register(f32[BM, BK])
+    sq = register(f32[BM, BK])
+    for k in range(cdiv(K, BK)):
+        copy(X[pid_m, k], xf)
+        sq = sq + xf * xf
+    rstd = rsqrt(sum(sq, axis=1) / K + eps)
+    wn = register(f32[BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k2 in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k2], xf)
+        copy(Wn[k2], wn)
+        xn = T(xf * rstd * wn)
+        copy(W[pid_n, k2], w)
+        gemm(xn, w, acc, trans_b=True)
+    copy(acc, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def layernorm_linear_bias(X: T[M, K], Wn: TN[K], Bn: TN[K], W: T[N, K], Bias: TB[N], Y: TY[M, N], eps: f32,
+                          T: dtype = f16, TN: dtype = f16, TB: dtype = f16, TY: dtype = f16, BM: const = 16,
+                          BN: const[32, 64] = 32, BK: const[64, 128, 256] = 128, STAGES: const[2, 3, 4] = 3):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    xf = register(f32[BM, BK])
+    total = register(f32[BM, BK])
+    for k in range(cdiv(K, BK)):
+        copy(X[pid_m, k], xf)
+        total = total + xf
+    mean = sum(total, axis=1) / K
+    sq = register(f32[BM, BK])
+    for k2 in range(cdiv(K, BK)):
+        copy(X[pid_m, k2], xf)
+        cols = iota((BM, BK), axis=1) + k2 * BK
+        d = where(cols < K, xf - mean, 0.0)
+        sq = sq + d * d
+    rstd = rsqrt(sum(sq, axis=1) / K + eps)
+    wn = register(f32[BK])
+    bn = register(f32[BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k3 in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k3], xf)
+        copy(Wn[k3], wn)
+        copy(Bn[k3], bn)
+        xn = T((xf - mean) * rstd * wn + bn)
+        copy(W[pid_n, k3], w)
+        gemm(xn, w, acc, trans_b=True)
+    b = register(f32[BN])
+    copy(Bias[pid_n], b)
+    y = acc + b
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def layernorm_linear_bias_gelu(X: T[M, K], Wn: TN[K], Bn: TN[K], W: T[N, K], Bias: TB[N], Y: TY[M, N], eps: f32,
+                               T: dtype = f16, TN: dtype = f16, TB: dtype = f16, TY: dtype = f16, BM: const = 16,
+                               BN: const[32, 64] = 32, BK: const[64, 128, 256] = 128, STAGES: const[2, 3, 4] = 3):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    xf = register(f32[BM, BK])
+    total = register(f32[BM, BK])
+    for k in range(cdiv(K, BK)):
+        copy(X[pid_m, k], xf)
+        total = total + xf
+    mean = sum(total, axis=1) / K
+    sq = register(f32[BM, BK])
+    for k2 in range(cdiv(K, BK)):
+        copy(X[pid_m, k2], xf)
+        cols = iota((BM, BK), axis=1) + k2 * BK
+        d = where(cols < K, xf - mean, 0.0)
+        sq = sq + d * d
+    rstd = rsqrt(sum(sq, axis=1) / K + eps)
+    wn = register(f32[BK])
+    bn = register(f32[BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k3 in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k3], xf)
+        copy(Wn[k3], wn)
+        copy(Bn[k3], bn)
+        xn = T((xf - mean) * rstd * wn + bn)
+        copy(W[pid_n, k3], w)
+        gemm(xn, w, acc, trans_b=True)
+    b = register(f32[BN])
+    copy(Bias[pid_n], b)
+    y = gelu_tanh(acc + b)
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def rmsnorm_gemv_wNa16(X: T[M, K], Wn: TN[K], W: TW[N, K], S: TS[N, KG], Y: TY[M, N], eps: f32, TW: dtype = u4,
+                       T: dtype = f16, TN: dtype = f16, TS: dtype = f16, TY: dtype = f16, G: const = 128,
+                       BN: const[8, 16, 32] = 16, BK: const[128, 256, 512, 1024] = 1024, STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(N, BN), M), threads=128)
+    pid_n = block_id(0)
+    m = block_id(1)
+    x = register(f32[1, BK])
+    sq = register(f32[1, BK])
+    for k in range(cdiv(K, BK)):
+        copy(X[m, k], x)
+        sq = sq + x * x
+    rstd = rsqrt(sum(sq, axis=1) / K + eps)
+    wn = register(f32[BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k2 in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[m, k2], x)
+        copy(Wn[k2], wn)
+        xn = f32(T(x * rstd * wn))
+        dequant(W[pid_n, k2], w, scale=S, group=G)
+        acc = acc + w * xn
+    y = trans(sum(acc, axis=1))
+    copy(y, Y[m, pid_n])
+
+
 # ---------------------------------------------------------------- kernels/rmsnorm.tile
 
 @tile_kernel
@@ -555,6 +969,27 @@ def rotary(X: T[NT, NH, D], Cos: TC[P, DC], Sin: TC[P, DC], O: T[NT, NH, D], pos
     o2 = x2 * c + x1 * s
     copy(o1, O[t, hb, 0])
     copy(o2, O[t, hb, 1])
+
+
+@tile_kernel
+def rotary_qk(X: T[NT, HKV, GH, D], Cos: TC[NT, DC], Sin: TC[NT, DC], T: dtype = f16, TC: dtype = f32,
+              D: const = 128, BH: const = 8):
+    launch(grid=(NT, HKV), threads=128)
+    t = block_id(0)
+    g = block_id(1)
+    x1 = register(f32[BH, D // 2])
+    x2 = register(f32[BH, D // 2])
+    c = register(f32[1, D // 2])
+    s = register(f32[1, D // 2])
+    copy(X[t, g, 0, 0], x1)
+    copy(X[t, g, 0, 1], x2)
+    copy(Cos[t, 0], c)
+    copy(Sin[t, 0], s)
+    head = iota((BH, D // 2), axis=0)
+    o1 = where(head < GH - 1, x1 * c - x2 * s, x1)
+    o2 = where(head < GH - 1, x2 * c + x1 * s, x2)
+    copy(o1, X[t, g, 0, 0])
+    copy(o2, X[t, g, 0, 1])
 
 
 # ---------------------------------------------------------------- kernels/softmax.tile

@@ -245,8 +245,8 @@ def cases(name: str, dt: str, rng: np.random.Generator):
     elif name.startswith("linear"):
         for (m, k, n), tiles in [((70, 96, 45), {}), ((5, 37, 70), dict(BM=16, BN=16, BK=16, STAGES=2))]:
             x, w, y = rand(rng, (m, k), dt), rand(rng, (n, k), dt), poisoned((m, n), dt)
-            extra = [rand(rng, (m, n), dt)] if name == "linear_residual" else [] if name == "linear" else \
-                [rand(rng, (n,), dt)]
+            bias, res = [rand(rng, (n,), dt)], [rand(rng, (m, n), dt)]
+            extra = {"linear": [], "linear_residual": res, "linear_bias_residual": bias + res}.get(name, bias)
             yield [x, w, *extra, y], tiles
     elif name == "gemv":
         for m, k, n in [(3, 300, 45), (1, 128, 64)]:
@@ -260,6 +260,18 @@ def cases(name: str, dt: str, rng: np.random.Generator):
             pw = kernel("gemm_wNa16", name).pack("W", unpack(w, int(tw[1:]), k, tw[0] == "i"), TW=tw, G=g, **tiles)
             yield [rand(rng, (m, k), dt), pw, s, *([z] if zp else []), poisoned((m, n), dt)], \
                 dict(G=g, BM=16 if m > 8 else 8)
+    elif name in ("gemv_wNa16_residual", "rmsnorm_gemv_wNa16", "fused_mlp_gate_up_wNa16"):
+        for (m, k, n), tw, g in [((1, 2048, 70), "i4", 128), ((2, 300, 33), "i8", 300)]:
+            w, s, _ = _quantized(rng, n, k, tw, g, False, dt)
+            w = w.view(np.int8) if tw == "i8" else w
+            x, y, consts = rand(rng, (m, k), dt), poisoned((m, n), dt), dict(TW=tw, G=g)
+            if name == "gemv_wNa16_residual":
+                yield [x, w, s, rand(rng, (m, n), dt), y], consts
+            elif name == "rmsnorm_gemv_wNa16":
+                yield [x, rand(rng, (k,), dt), w, s, y, 1e-5], consts
+            else:
+                wu, su, _ = _quantized(rng, n, k, tw, g, False, dt)
+                yield [x, rand(rng, (k,), dt), w, s, wu.view(np.int8) if tw == "i8" else wu, su, y, 1e-5], consts
     elif name.startswith(("gemm_wNa16", "gemv_wNa16")):
         zp = name.endswith("_zp")
         for (m, k, n), tw, g in [((7, 200, 45), "u4", 64), ((33, 256, 70), "i3", 32), ((2, 100, 33), "u8", 100),
@@ -267,13 +279,15 @@ def cases(name: str, dt: str, rng: np.random.Generator):
             m = min(m, 3) if name.startswith("gemv") else m
             w, s, z = _quantized(rng, n, k, tw, g, zp, dt)
             yield [rand(rng, (m, k), dt), w, s, *([z] if zp else []), poisoned((m, n), dt)], dict(TW=tw, G=g)
-    elif name in ("rmsnorm", "add_rmsnorm", "layernorm"):
+    elif name in ("rmsnorm", "add_rmsnorm", "layernorm", "add_layernorm"):
         for m, h in [(3, 1500), (2, 200)]:
             x, w, y = rand(rng, (m, h), dt, 2) + 1, rand(rng, (h,), dt), poisoned((m, h), dt)
             if name == "rmsnorm":
                 yield [x, w, y, 1e-5], {}
             elif name == "add_rmsnorm":
                 yield [x, rand(rng, (m, h), dt), w, y, 1e-5], {}
+            elif name == "add_layernorm":
+                yield [x, rand(rng, (m, h), dt), w, rand(rng, (h,), dt), y, 1e-5], {}
             else:
                 yield [x, w, rand(rng, (h,), dt), y, 1e-5], {}
     elif name == "softmax":
@@ -310,6 +324,41 @@ def cases(name: str, dt: str, rng: np.random.Generator):
             rand(rng, (b, hkv, ns, g, d), "f32")
         mp[0, 0, 1], lp[0, 0, 1], op[0, 0, 1] = -np.inf, 0, 0  # an empty split
         yield [op, mp, lp, poisoned((b, hkv, g, d), dt)], {}
+    elif name in ("add_bias", "add_bias_gelu", "add_bias_residual"):
+        for m, n in [(5, 1030), (3, 7)]:
+            res = [rand(rng, (m, n), dt)] if name == "add_bias_residual" else []
+            yield [rand(rng, (m, n), dt), rand(rng, (n,), dt), *res, poisoned((m, n), dt)], {}
+    elif name == "rotary_qk":
+        for nt, hkv, g in [(3, 8, 4), (2, 3, 1)]:
+            yield [rand(rng, (nt, hkv, g + 2, 128), dt), rand(rng, (nt, 64), "f32"), rand(rng, (nt, 64), "f32")], {}
+    elif name == "attention_prefill_qkv":
+        for b, hkv, g, s, d in [(1, 2, 4, 70, 64), (2, 3, 1, 33, 128)]:
+            yield [rand(rng, (b, s, hkv * (g + 2) * d), dt), poisoned((b, s, hkv * g * d), dt), d ** -0.5], dict(D=d)
+    elif name in ("attention_decode_lens", "attention_decode_split_lens"):
+        for b, hkv, g, maxs, d, lens in [(2, 2, 3, 90, 64, [70, 1]), (1, 1, 1, 20, 128, [5])]:
+            kc, vc = rand(rng, (b, hkv, maxs, d), dt), rand(rng, (b, hkv, maxs, d), dt)
+            for i, n in enumerate(lens):
+                kc[i, :, n:] = np.nan  # slots past a sequence's length hold garbage
+                vc[i, :, n:] = np.nan
+            q, n = rand(rng, (b, hkv, g + 2, d), dt), np.array(lens, np.int32).reshape(b, 1)
+            if name == "attention_decode_lens":
+                yield [q, kc, vc, poisoned((b, hkv, g, d), dt), n, d ** -0.5], dict(BD=d)
+            else:
+                yield [q, kc, vc, poisoned((b, hkv, 3, g, d), "f32"), poisoned((b, hkv, 3, g), "f32"),
+                       poisoned((b, hkv, 3, g), "f32"), n, d ** -0.5], dict(BD=d)
+    elif name == "decode_positions":
+        for b, hkv, maxs in [(3, 8, 1024), (20, 2, 4096)]:
+            pos = rng.integers(0, maxs - 1, (b, 1)).astype(np.int32)
+            yield [pos, np.zeros((b, 1), np.int32), np.zeros((2, b), np.int64), np.zeros((b, 2 * hkv), np.int64),
+                   maxs], {}
+    elif name in ("rmsnorm_linear", "layernorm_linear_bias", "layernorm_linear_bias_gelu"):
+        for m, k, n in [(1, 1030, 70), (16, 256, 96)]:
+            x, wn, w = rand(rng, (m, k), dt, 2) + 1, rand(rng, (k,), dt), rand(rng, (n, k), dt, 0.1)
+            y = poisoned((m, n), dt)
+            if name == "rmsnorm_linear":
+                yield [x, wn, w, y, 1e-5], {}
+            else:
+                yield [x, wn, rand(rng, (k,), dt), w, rand(rng, (n,), dt), y, 1e-5], {}
     elif name == "fused_mlp_gate_up":
         for m, h, i in [(5, 100, 70), (70, 64, 64)]:
             yield [rand(rng, (m, h), dt), rand(rng, (h,), dt), rand(rng, (i, h), dt, 0.2), rand(rng, (i, h), dt, 0.2),

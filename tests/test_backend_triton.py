@@ -32,9 +32,10 @@ sys.path.insert(0, str(HERE))
 
 from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
 from tolerance import Accumulation, accumulation, allowed, ulp  # noqa: E402
-from library_cases import (args_binary, args_decode, args_decode_combine, args_decode_split,  # noqa: E402
-                           args_gemv, args_linear, args_mlp, args_mlp_gate_up, args_norm, args_prefill, args_quant,
-                           args_rotary, args_softmax, odd)
+from library_cases import (args_bias, args_binary, args_decode, args_decode_combine, args_decode_lens,  # noqa: E402
+                           args_decode_split, args_decode_split_lens, args_gemv, args_linear, args_mlp,
+                           args_mlp_gate_up, args_norm, args_norm_linear, args_positions, args_prefill,
+                           args_prefill_qkv, args_quant, args_quant_fused, args_rotary, args_rotary_qk, args_softmax, odd)
 
 import tilelang  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
@@ -309,6 +310,7 @@ CASES = [
     Case("linear", "linear_residual", args_linear("residual")),
     Case("linear", "linear_bias", args_linear("bias")),
     Case("linear", "linear_bias_gelu", args_linear("bias")),
+    Case("linear", "linear_bias_residual", args_linear("bias_residual")),
     Case("gemv", "gemv", args_gemv),
     Case("gemm_wNa16", "gemm_wNa16", args_quant("u4", 32, False, False)),
     Case("gemm_wNa16", "gemm_wNa16", args_quant("i3", 32, False, False), "i3"),
@@ -318,16 +320,29 @@ CASES = [
     Case("rmsnorm", "rmsnorm", args_norm("rmsnorm")),
     Case("rmsnorm", "add_rmsnorm", args_norm("add_rmsnorm")),
     Case("layernorm", "layernorm", args_norm("layernorm")),
+    Case("layernorm", "add_layernorm", args_norm("add_layernorm")),
+    Case("norm_linear", "rmsnorm_linear", args_norm_linear("rms")),
+    Case("norm_linear", "rmsnorm_gemv_wNa16", args_quant_fused("norm")),
+    Case("gemm_wNa16", "gemv_wNa16_residual", args_quant_fused("residual")),
+    Case("fused_mlp", "fused_mlp_gate_up_wNa16", args_quant_fused("mlp")),
+    Case("norm_linear", "layernorm_linear_bias", args_norm_linear("layer")),
+    Case("norm_linear", "layernorm_linear_bias_gelu", args_norm_linear("layer")),
     Case("softmax", "softmax", args_softmax),
     Case("rotary", "rotary", args_rotary),
+    Case("rotary", "rotary_qk", args_rotary_qk),
     Case("attention", "attention_prefill", args_prefill),
     Case("attention", "attention_decode", args_decode),
     Case("attention", "attention_decode_split", args_decode_split),
     Case("attention", "attention_decode_combine", args_decode_combine),
+    Case("attention", "attention_prefill_qkv", args_prefill_qkv),
+    Case("attention", "attention_decode_lens", args_decode_lens),
+    Case("attention", "attention_decode_split_lens", args_decode_split_lens),
+    Case("kv_cache", "decode_positions", args_positions, dtypes=("int",)),
     Case("fused_mlp", "fused_mlp_gate_up", args_mlp),
     Case("fused_mlp", "mlp_gate_up", args_mlp_gate_up),
     Case("fused_mlp", "silu_mul", args_binary),
     Case("elementwise", "add", args_binary),
+    *[Case("elementwise", f"add_bias{k}", args_bias(k[1:])) for k in ("", "_gelu", "_residual")],
     Case("semantics", "intdiv", _intdiv, dtypes=("int",)),
     Case("semantics", "narrow", _narrow, dtypes=("int",)),
     Case("semantics", "floats", _floats),
@@ -453,7 +468,8 @@ KEYS = [f"{c.id}@{dt}" for c in all_cases() for dt in c.dtypes]
 # round like the GPU), so kernels without sums agree bit for bit; sums (numpy's BLAS and pairwise
 # sums, in CPU-dependent orders) agree within tests/tolerance.py's bound. tanh is computed from exp:
 # up to 4 ulps apart near 0.
-EXTRA_ULPS = {"linear:linear_bias_gelu": 4}
+EXTRA_ULPS = {"linear:linear_bias_gelu": 4, "elementwise:add_bias_gelu": 4,
+              "norm_linear:layernorm_linear_bias_gelu": 4}
 
 
 @pytest.fixture(scope="module")

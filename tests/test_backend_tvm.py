@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tilelang  # noqa: E402
 from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
-from library_cases import (args_binary, args_decode, args_decode_combine, args_decode_split,  # noqa: E402
-                           args_gemv, args_linear, args_mlp, args_mlp_gate_up, args_norm, args_prefill, args_quant,
-                           args_rotary, args_softmax, odd)
+from library_cases import (args_bias, args_binary, args_decode, args_decode_combine, args_decode_lens,  # noqa: E402
+                           args_decode_split, args_decode_split_lens, args_gemv, args_linear, args_mlp,
+                           args_mlp_gate_up, args_norm, args_norm_linear, args_positions, args_prefill,
+                           args_prefill_qkv, args_quant, args_quant_fused, args_rotary, args_rotary_qk, args_softmax, odd)
 from tilelang.diagnostics import TileError  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
 from tilelang.runtime.args import bind  # noqa: E402
@@ -66,6 +67,18 @@ LIBRARY = {
     ("attention", "attention_decode_combine"): args_decode_combine, ("fused_mlp", "fused_mlp_gate_up"): args_mlp,
     ("fused_mlp", "mlp_gate_up"): args_mlp_gate_up,
     ("fused_mlp", "silu_mul"): args_binary, ("elementwise", "add"): args_binary,
+    ("linear", "linear_bias_residual"): args_linear("bias_residual"),
+    ("layernorm", "add_layernorm"): args_norm("add_layernorm"), ("rotary", "rotary_qk"): args_rotary_qk,
+    ("attention", "attention_prefill_qkv"): args_prefill_qkv, ("attention", "attention_decode_lens"): args_decode_lens,
+    ("attention", "attention_decode_split_lens"): args_decode_split_lens,
+    ("kv_cache", "decode_positions"): args_positions, ("elementwise", "add_bias"): args_bias(""),
+    ("elementwise", "add_bias_gelu"): args_bias("gelu"), ("elementwise", "add_bias_residual"): args_bias("residual"),
+    ("norm_linear", "rmsnorm_linear"): args_norm_linear("rms"),
+    ("norm_linear", "rmsnorm_gemv_wNa16"): args_quant_fused("norm"),
+    ("gemm_wNa16", "gemv_wNa16_residual"): args_quant_fused("residual"),
+    ("fused_mlp", "fused_mlp_gate_up_wNa16"): args_quant_fused("mlp"),
+    ("norm_linear", "layernorm_linear_bias"): args_norm_linear("layer"),
+    ("norm_linear", "layernorm_linear_bias_gelu"): args_norm_linear("layer"),
 }
 
 

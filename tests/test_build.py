@@ -18,12 +18,12 @@ def build(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
 def test_build_rebuild_and_errors(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
-    shutil.copy(ROOT / "kernels/elementwise.tile", src)
+    shutil.copy(ROOT / "kernels/softmax.tile", src)
     r = build(src, out)
     assert r.returncode == 0, r.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     (entry,) = manifest["kernels"]
-    assert entry["kernel"] == "add" and manifest["backend"] == "triton"
+    assert entry["kernel"] == "softmax" and manifest["backend"] == "triton"
     assert {Path(o).suffix for o in entry["outputs"]} >= {".py", ".cubin", ".ptx"}
     assert all((out / o).stat().st_size > 0 for o in entry["outputs"])
     assert "1 built, 0 unchanged, 0 failed" in r.stdout
@@ -31,7 +31,7 @@ def test_build_rebuild_and_errors(tmp_path):
     r = build(src, out)  # nothing changed
     assert "0 built, 1 unchanged, 0 failed" in r.stdout
 
-    (src / "elementwise.tile").write_text((src / "elementwise.tile").read_text() + "\n# touched\n")
+    (src / "softmax.tile").write_text((src / "softmax.tile").read_text() + "\n# touched\n")
     assert "1 built, 0 unchanged" in build(src, out).stdout
 
     (src / "broken.tile").write_text("kernel k(A: f16[M]) grid(1) threads(32) { x = nope; }\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernel_refs import TOL, f64, llama_mlp, load, poisoned, rand, rel_err, rmsnorm, silu
+from kernel_refs import TOL, f64, llama_mlp, load, poisoned, quantized, rand, rel_err, rmsnorm, silu
 
 TILES = dict(BM=16, BN=16, BK=16)
 
@@ -60,3 +60,18 @@ def test_silu_mul(dt, m, n):
     out = poisoned((m, n), dt)
     load("fused_mlp")["silu_mul"](g, u, out, BM=4, BN=32)
     assert rel_err(out, silu(g) * f64(u)) < TOL
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("tw,group", [("i4", 32), ("u4", None), ("i2", 64)])
+@pytest.mark.parametrize("m,h,i", [(1, 33, 45), (2, 100, 70)])
+def test_fused_mlp_gate_up_wNa16(dt, tw, group, m, h, i):
+    rng = np.random.default_rng(m + h + i + len(tw))
+    g = group or h
+    wg, sg, _, wgf = quantized(rng, i, h, tw, g, False, dt)
+    wu, su, _, wuf = quantized(rng, i, h, tw, g, False, dt)
+    x, wn = rand(rng, (m, h), dt, 2.0), rand(rng, (h,), dt)
+    hid = poisoned((m, i), dt)
+    load("fused_mlp")["fused_mlp_gate_up_wNa16"](x, wn, wg, sg, wu, su, hid, 1e-5, TW=tw, G=g, BN=16, BK=32)
+    n = rmsnorm(x, wn, 1e-5)
+    assert rel_err(hid, silu(n @ wgf.T) * (n @ wuf.T)) < TOL

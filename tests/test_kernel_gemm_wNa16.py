@@ -55,3 +55,16 @@ def test_gemm_wNa16_wrong_bit_width_is_reported():
     x = rand(rng, (7, 100), "f16")
     with pytest.raises(TileError, match="'W'"):
         load("gemm_wNa16")["gemm_wNa16"](x, w, s, poisoned((7, 45), "f16"), TW="u2", G=32, **TILES)
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("tw,group", QUANT)
+@pytest.mark.parametrize("m,k,n", [(1, 33, 45), (3, 100, 45)])
+def test_gemv_wNa16_residual_in_place(dt, tw, group, m, k, n):
+    rng = np.random.default_rng(m + k + n + len(tw))
+    g = group or k
+    w, s, _, wf = quantized(rng, n, k, tw, g, False, dt)
+    x, r = rand(rng, (m, k), dt), rand(rng, (m, n), dt)
+    want = linear(x, wf, residual=r)
+    load("gemm_wNa16")["gemv_wNa16_residual"](x, w, s, r, r, TW=tw, G=g, BN=16, BK=32)
+    assert rel_err(r, want) < TOL

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernel_refs import TOL, layernorm, load, poisoned, rand, rel_err
+from kernel_refs import TOL, f64, layernorm, load, poisoned, rand, rel_err
 
 
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
@@ -27,3 +27,16 @@ def test_layernorm_large_mean_default_tiles():
     y = poisoned((5, 1100), "f32")
     load("layernorm")["layernorm"](x, w, b, y, 1e-5)
     assert rel_err(y, layernorm(x, w, b, 1e-5)) < TOL
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("m,h", [(1, 33), (7, 100), (3, 256)])
+def test_add_layernorm_updates_residual_in_place(dt, m, h):
+    rng = np.random.default_rng(m * 10 + h)
+    x, r = rand(rng, (m, h), dt), rand(rng, (m, h), dt, 3.0)
+    w, b = rand(rng, (h,), dt), rand(rng, (h,), dt)
+    s = f64(x) + f64(r)
+    y = poisoned((m, h), dt)
+    load("layernorm")["add_layernorm"](x, r, w, b, y, 1e-5, BM=2, BH=32)
+    assert rel_err(r, s) < TOL
+    assert rel_err(y, layernorm(s, w, b, 1e-5)) < TOL

@@ -60,3 +60,13 @@ def test_linear_bias_gelu_default_tiles_f32_out():
     y = poisoned((70, 45), "f32")
     load("linear")["linear_bias_gelu"](x, w, b, y)
     assert rel_err(y, linear(x, w, b, act=gelu_tanh)) < TOL
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_linear_bias_residual_in_place(dt, m, k, n):
+    rng, x, w = _case(dt, m, k, n)
+    b, r = rand(rng, (n,), dt), rand(rng, (m, n), dt)
+    ref = linear(x, w, b, residual=r)
+    load("linear")["linear_bias_residual"](x, w, b, r, r, **TILES)
+    assert rel_err(r, ref) < TOL

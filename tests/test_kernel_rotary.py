@@ -38,3 +38,18 @@ def test_rotary_rejects_a_head_dim_other_than_D():
     cos, sin = (t.astype(np.float32) for t in rope_tables(2, 32))
     with pytest.raises(TileError, match=r"along dim 2 \('D'\), expected 64"):
         load("rotary")["rotary"](x, cos, sin, poisoned(x.shape, "f16"), 0, D=64)
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("nt,hkv,g,d", [(1, 1, 1, 16), (5, 2, 3, 16), (3, 4, 1, 64)])
+def test_rotary_qk_rotates_queries_and_key_in_place_not_value(dt, nt, hkv, g, d):
+    rng = np.random.default_rng(nt + hkv + g + d)
+    x = rand(rng, (nt, hkv, g + 2, d), dt)
+    positions = rng.integers(0, 50, nt)
+    cos, sin = (t[positions].astype(np.float32) for t in rope_tables(50, d))  # each token's row
+    ref = x.astype(np.float64).copy()
+    ref[:, :, :g + 1] = rotary(x[:, :, :g + 1].reshape(nt, -1, d), cos, sin).reshape(nt, hkv, g + 1, d)
+    value = x[:, :, g + 1].copy()
+    load("rotary")["rotary_qk"](x, cos, sin, D=d, BH=max(2, 1 << (g + 1).bit_length()))
+    assert rel_err(x, ref) < TOL
+    assert np.array_equal(x[:, :, g + 1], value)

@@ -109,6 +109,8 @@ KNOWN = {
     ("fused_mlp_gate_up", "xn"): "the normalized row is stored element by element from runs of 8",
     ("attention_decode", "vm"): "the masked V rows are stored element by element from runs of 8",
     ("attention_decode_split", "vm"): "the masked V rows are stored element by element from runs of 8",
+    ("attention_decode_lens", "vm"): "the masked V rows are stored element by element from runs of 8",
+    ("attention_decode_split_lens", "vm"): "the masked V rows are stored element by element from runs of 8",
 }
 
 

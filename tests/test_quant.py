@@ -43,3 +43,17 @@ def test_out_of_range_bits(bits):
 def test_values_that_do_not_fit():
     with pytest.raises(TileError, match="do not fit 3 bits"):
         pack(np.array([[9]]), 3)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("signed", [False, True])
+def test_pack_matches_the_bit_stream_definition(bits, signed):
+    """Widths dividing 8 pack by shifts, the others by bit planes: both must write the format's bytes
+    (element j at bits j*bits .. j*bits+bits-1 of the row, LSB first), and unpack must read them."""
+    rng = np.random.default_rng(bits)
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    q = rng.integers(lo, hi, (3, 13))
+    stream = [[(int(x) >> b) & 1 for x in row for b in range(bits)] for row in q]
+    want = [[sum(bit << i for i, bit in enumerate(row[j:j + 8])) for j in range(0, len(row), 8)] for row in stream]
+    assert pack(q, bits).tolist() == want
+    np.testing.assert_array_equal(unpack(pack(q, bits), bits, 13, signed), q)

@@ -1,4 +1,5 @@
-"""The `tilelang` command: check, show and build kernels (`.tile` files and `@tile_kernel` Python files)."""
+"""The `tilelang` command: check, show and build kernels (`.tile` files and `@tile_kernel` Python files),
+tune and bench them (bench/commands.py), and the model commands (models/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -115,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("-o", "--output", default="build")
     b.add_argument("--target", default=None, help="e.g. sm_90, sm_90a, llvm")
     b.set_defaults(fn=cmd_build)
-    from .bench.commands import register
-    register(sub)  # tune, bench
+    from .bench.commands import register as register_bench
+    register_bench(sub)  # tune, bench
+    from .models.cli import register as register_models
+    register_models(sub)  # generate, quantize, bench-model
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -100,7 +100,7 @@ def did_you_mean(name: str, known: Iterable[str], hint: str | None = None) -> st
     """`hint`, led by "did you mean 'x'?" when `name` is a likely misspelling of some of `known`.
 
     Case counts a little (`bm` finds `BM`; `xx` prefers `x` to `X`); a match must be close (short names may
-    differ more: `BX` finds `BM`) and nearly as close as the best one."""
+    differ more: `BX` finds `BM`, but `BQ` none of `BK`, `BM`, `BN`) and nearly as close as the best one."""
     def score(k: str) -> float:
         return 0.9 * _similarity(name.lower(), k.lower()) + 0.1 * _similarity(name, k)
 
@@ -108,8 +108,10 @@ def did_you_mean(name: str, known: Iterable[str], hint: str | None = None) -> st
     if not scored:
         return hint
     floor = max(0.5 if len(name) <= 2 else 0.6 if len(name) <= 3 else 0.7, -scored[0][0] - 0.05)
-    # close enough, or the same stem with another number (u9 -> u8)
-    close = [f"'{k}'" for score, gap, k in scored[:3] if -score >= floor or gap < 1 << 30]
+    close = [f"'{k}'" for score, gap, k in scored[:3] if -score >= floor]
+    if -scored[0][0] < 0.6:  # a weak likeness: the same stem's nearest number (u9 -> u8), or a unique guess
+        numbered = min((gap, k) for _, gap, k in scored)
+        close = [f"'{numbered[1]}'"] if numbered[0] < 1 << 30 else close if len(close) == 1 else []
     if not close:
         return hint
     guess = close[0] if len(close) == 1 else ", ".join(close[:-1]) + " or " + close[-1]

@@ -36,7 +36,15 @@ def pack(values: np.ndarray, bits: int) -> np.ndarray:
     if v.size and (v.min() < lo or v.max() > hi):
         raise TileError(f"values in [{v.min()}, {v.max()}] do not fit {bits} bits")
     k = v.shape[-1]
-    u = (v.astype(np.int64) & ((1 << bits) - 1)).astype(np.uint8)
+    u = v.astype(np.uint8) & np.uint8((1 << bits) - 1)  # two's complement wraps modulo 256, then the field
+    if 8 % bits == 0:  # whole fields per byte: shift and OR them in, no bit planes (model-sized weights)
+        per = 8 // bits
+        u = np.concatenate([u, np.zeros((*v.shape[:-1], (-k) % per), np.uint8)], axis=-1)
+        fields = u.reshape(*v.shape[:-1], -1, per)
+        out = np.zeros(fields.shape[:-1], np.uint8)
+        for j in range(per):
+            out |= fields[..., j] << np.uint8(j * bits)
+        return out
     bitplanes = ((u[..., None] >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8)
     stream = bitplanes.reshape(*v.shape[:-1], k * bits)
     pad = (-stream.shape[-1]) % 8
@@ -49,6 +57,13 @@ def unpack(packed: np.ndarray, bits: int, length: int, signed: bool) -> np.ndarr
     """Inverse of `pack`: int32 array [..., length]."""
     _check_bits(bits)
     p = np.asarray(packed).view(np.uint8)
+    if 8 % bits == 0:
+        per = 8 // bits
+        fields = (p[..., None] >> (np.arange(per, dtype=np.uint8) * bits)) & ((1 << bits) - 1)
+        v = fields.reshape(*p.shape[:-1], -1)[..., :length].astype(np.int32)
+        if signed:
+            v = np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
+        return v
     stream = np.unpackbits(p, axis=-1, bitorder="little")[..., : length * bits]
     planes = stream.reshape(*p.shape[:-1], length, bits).astype(np.int32)
     v = (planes << np.arange(bits, dtype=np.int32)).sum(axis=-1, dtype=np.int32)
