@@ -21,11 +21,7 @@ from dataclasses import dataclass
 
 from ...layout.shared import SharedLayout
 from ...layout.swizzle import Swizzle
-from ..text import encloses
-
-
-def paren(x: str) -> str:
-    return x if x.isidentifier() or x.isdigit() or encloses(x) else f"({x})"
+from ..text import paren
 
 
 @dataclass(frozen=True)
