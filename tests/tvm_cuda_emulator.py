@@ -120,6 +120,7 @@ class _T:
     exp, exp2, log, log2, sqrt, tanh, erf = _f(np.exp), _f(np.exp2), _f(np.log), _f(np.log2), _f(np.sqrt), \
         _f(np.tanh), _f(lambda x: math.erf(float(x)))
     sin, cos, floor, ceil, fmod, pow = _f(np.sin), _f(np.cos), _f(np.floor), _f(np.ceil), _f(np.fmod), _f(np.power)
+    del _f
 
     # structure
     unroll = staticmethod(lambda *a: range(*a))
