@@ -1,4 +1,4 @@
-"""Prebuild the TVM CUDA libraries the GPU benchmark (and optionally the GPU tests) call, on a CPU machine.
+"""Prebuild the TVM CUDA libraries `tilelang bench` (and optionally the GPU tests) call, on a CPU machine.
 
     python scripts/tvm_aot_prebuild.py [--out .tvmaot] [--arch sm_90a] [--tests]
 
@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+sys.path[:0] = [str(ROOT)]
 
-import bench_gpu  # noqa: E402
 import tilelang.backends.tvm as tvm_backend  # noqa: E402
+from tilelang import kernels  # noqa: E402
+from tilelang.bench import library  # noqa: E402
 from tilelang.quant import quantize  # noqa: E402
 
 
@@ -60,24 +61,24 @@ EXTRA = {
 def _call(name: str, *args, **pins) -> None:
     """One recorded call per configuration: the call's own and each of EXTRA (the call's pins win)."""
     for extra in [{}] + EXTRA.get(name, []):
-        bench_gpu.K[name](*args, **{**extra, **pins})
+        kernels.load(name)(*args, **{**extra, **pins})
 
 
 def bench_calls() -> None:
-    """Every tvm call bench_gpu.py makes, on tiny CPU tensors (mirrors its bench_* functions)."""
-    K, f16, bf16, be = bench_gpu.K, torch.float16, torch.bfloat16, "tvm"
+    """Every tvm call `tilelang bench` makes, on tiny CPU tensors (mirrors tilelang/bench/library.py)."""
+    K, f16, bf16, be = kernels, torch.float16, torch.bfloat16, "tvm"
     for dt in (f16, bf16):
         _call("gemm", _t(4, 8, dt=dt), _t(8, 4, dt=dt), _t(4, 4, dt=dt), backend=be)
-    K["gemv"](_t(1, 8), _t(4, 8), _t(1, 4), backend=be)
+    K.gemv(_t(1, 8), _t(4, 8), _t(1, 4), backend=be)
     packed, scale, _ = quantize(torch.zeros(4, 256).numpy(), 4, 128, zero_point=False)
     quant = (_t(1, 256, dt=bf16), torch.from_numpy(packed), torch.from_numpy(scale).to(bf16), _t(1, 4, dt=bf16))
     _call("gemv_wNa16", *quant, backend=be, TW="u4", G=128)
     _call("gemm_wNa16", *quant, backend=be, TW="u4", G=128, BM=16)
-    K["rmsnorm"](_t(2, 8), _t(8), _t(2, 8), 1e-6, backend=be)
+    K.rmsnorm(_t(2, 8), _t(8), _t(2, 8), 1e-6, backend=be)
     x, wn, wg, wu, wd, hid, y = _t(1, 8), _t(8), _t(4, 8), _t(4, 8), _t(8, 4), _t(1, 4), _t(1, 8)
-    bench_gpu._mlp_decode(x, wn, wg, wu, wd, hid, y, be)
+    library._mlp_decode(x, wn, wg, wu, wd, hid, y, be)
     _call("fused_mlp_gate_up", x, wn, wg, wu, hid, 1e-6, backend=be, BM=16)
-    bench_gpu._mlp_prefill(x, _t(1, 8), wn, wg, wu, wd, hid, y, be)
+    library._mlp_prefill(x, _t(1, 8), wn, wg, wu, wd, hid, y, be)
 
 
 def test_typed() -> list:

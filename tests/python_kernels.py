@@ -326,6 +326,44 @@ def gemv_wNa16_zp(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, 
 # ---------------------------------------------------------------- kernels/gemv.tile
 
 @tile_kernel
+def wNa16_packed(X: T[M, K], W: TW[N, K] @ packed, S: TS[N, KG], Y: TY[M, N], TW: dtype = u4,
+                 T: dtype = f16, TS: dtype = f16, TY: dtype = f16, G: const = 128,
+                 BM: const[8, 16] = 8, BN: const[16, 32, 64] = 16, BK: const[128, 256, 512, 1024] = 512,
+                 STAGES: const[2, 3, 4, 6] = 4, WK: const[1, 2, 4] = 4):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=BN * 2 * WK)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    x = shared(T[BM, BK])
+    w = register(T[BN, BK])
+    acc = register(f32[BN, BM])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G)
+        gemm(w, x, acc, trans_b=True)
+    y = trans(acc)
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def wNa16_packed_zp(X: T[M, K], W: TW[N, K] @ packed, S: TS[N, KG], Z: TZ[N, KG], Y: TY[M, N],
+                    TW: dtype = u4, T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, TY: dtype = f16,
+                    G: const = 128, BM: const[8, 16] = 8, BN: const[16, 32, 64] = 16,
+                    BK: const[128, 256, 512, 1024] = 512, STAGES: const[2, 3, 4, 6] = 4, WK: const[1, 2, 4] = 4):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=BN * 2 * WK)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    x = shared(T[BM, BK])
+    w = register(T[BN, BK])
+    acc = register(f32[BN, BM])
+    for k in pipelined(cdiv(K, BK), stages=STAGES):
+        copy(X[pid_m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
+        gemm(w, x, acc, trans_b=True)
+    y = trans(acc)
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
 def gemv(X: T[M, K], W: T[N, K], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BM: const = 16,
          BN: const[32, 64] = 32, BK: const[128, 256, 512] = 256, STAGES: const[3, 4, 6] = 4):
     launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)

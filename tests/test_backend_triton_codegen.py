@@ -214,6 +214,6 @@ def test_gemm_uses_tensor_cores_on_sm80_and_sm90_and_build_aot_writes_binaries(t
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in compile_binary(gemm(T="bf16"), "sm_80").asm["ptx"]
     assert "wgmma.mma_async" in compile_binary(gemm(), "sm_90").asm["ptx"]
     paths = be.build_aot(gemm(), tmp_path, "sm_90")
-    assert [p.name for p in paths] == ["gemm.ptx", "gemm.cubin"] and all(p.stat().st_size for p in paths)
+    assert [p.name for p in paths] == ["gemm.ptx", "gemm.cubin", "gemm.json"] and all(p.stat().st_size for p in paths)
     with pytest.raises(TileError, match="unknown Triton target"):
         be.build_aot(gemm(), tmp_path, "hopper")

@@ -36,6 +36,8 @@ def lowered(path: Path, threads: int, layouts: str | None = None):
         consts = {}
         if isinstance(k.ir.threads, N.Var):
             consts[k.ir.threads.name] = threads
+        elif not isinstance(k.ir.threads, N.Const):
+            continue  # threads computed from the tile constants (wNa16_packed: BN * 2 * WK)
         else:
             k = tilelang.loads(_with_threads(text, name, threads), path.name)[name]
         tk = k.lower(**consts)

@@ -33,13 +33,15 @@ def test_torch_and_numpy_arguments_run_in_place():
 
 
 @pytest.mark.parametrize("args, kwargs, message", [
-    ((np.ones((3, 5), np.float16), np.ones((3, 6), np.float16), 1.0), {}, "has 6 along dim 1 ('N'), expected 5"),
-    ((np.ones((3, 5), np.float16), np.ones((3, 5), np.float32), 1.0), {}, "argument 'Y' is f32 but T is f16"),
+    ((np.ones((3, 5), np.float16), np.ones((3, 6), np.float16), 1.0), {},
+     "has 6 along dim 1 ('N'), expected 5 (from X.shape[1])"),
+    ((np.ones((3, 5), np.float16), np.ones((3, 5), np.float32), 1.0), {},
+     "argument 'Y' of 'axpy' is f32, but T is f16 (from X's dtype)"),
     ((np.ones((3, 5), np.float16), np.ones(5, np.float16), 1.0), {}, "must have 2 dims"),
-    ((np.ones((3, 5), np.float16), np.ones((3, 5), np.float16), "x"), {}, "must be a f32 scalar"),
+    ((np.ones((3, 5), np.float16), np.ones((3, 5), np.float16), "x"), {}, "must be a float (a scalar of dtype f32)"),
     ((np.ones((3, 5), np.float16), [1, 2], 1.0), {}, "must be an array"),
     ((np.ones((3, 5), np.float16), np.ones((3, 5), np.float16)), {}, "missing argument 'a'"),
-    ((np.ones((3, 5), np.float16), np.ones((3, 5), np.float16), 1.0), {"BQ": 4}, "has no parameter BQ"),
+    ((np.ones((3, 5), np.float16), np.ones((3, 5), np.float16), 1.0), {"BQ": 4}, "has no parameter 'BQ'"),
     ((np.ones((5, 3), np.float16).T, np.ones((3, 5), np.float16), 1.0), {}, "is not contiguous"),
 ])
 def test_bad_calls_are_explained(args, kwargs, message):

@@ -154,9 +154,9 @@ def test_every_configuration_failing_is_a_tile_error(tmp_path):
 
 
 def test_only_gpu_backends_on_gpu_arrays_tune(monkeypatch):
-    info = ArrayInfo((8, 8), None, "cuda:0", True, "torch")
+    info = ArrayInfo((8, 8), None, "cuda:0", True, "torch", "float16")
     gpu = BoundCall({}, {"M": 8, "N": 8}, {}, {}, {"X": info, "R": info})
-    cpu = BoundCall({}, {"M": 8, "N": 8}, {}, {}, {"X": info, "R": ArrayInfo((8, 8), None, "cpu", True, "numpy")})
+    cpu = BoundCall({}, {"M": 8, "N": 8}, {}, {}, {"X": info, "R": ArrayInfo((8, 8), None, "cpu", True, "numpy", "float16")})
     assert _tunes("cuda", gpu) and _tunes("tvm", gpu)
     assert not _tunes("reference", gpu) and not _tunes("cuda", cpu)
     monkeypatch.setenv("TILELANG_AUTOTUNE", "0")

@@ -1,27 +1,17 @@
-"""The `tilelang` command: check, show and build `.tile` kernels."""
+"""The `tilelang` command: check, show and build kernels (`.tile` files and `@tile_kernel` Python files)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from .diagnostics import TileError, TileErrors
-from .frontend.tile_parser import parse_file
+from . import __version__
+from .diagnostics import TileError, TileErrors, did_you_mean
+from .frontend.sources import kernel_files, parse_source_file
+from .ir.nodes import Kernel
 from .ir.printer import kernel_str
 from .passes import lower
-
-
-def tile_files(paths: list[str]) -> list[Path]:
-    """`.tile` files named directly or found under directories, sorted."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(p.rglob("*.tile"))
-        elif p.exists():
-            out.append(p)
-        else:
-            raise TileError(f"no such file or directory: {p}", hint="give .tile files or folders that hold them")
-    return out
+from .tracebacks import report_command_error
 
 
 def _errors(e: TileError) -> list[TileError]:
@@ -33,7 +23,7 @@ def check_file(path: Path, target: str | None = None) -> list[TileError]:
     constants, for `target` (default: the default GPU target): the verdict every build gives."""
     from .layout import infer_layouts
     try:
-        module = parse_file(path)
+        module = parse_source_file(path)
     except TileError as e:
         return _errors(e)
     errors: list[TileError] = []
@@ -46,7 +36,7 @@ def check_file(path: Path, target: str | None = None) -> list[TileError]:
 
 
 def cmd_check(args) -> int:
-    files = tile_files(args.paths)
+    files = kernel_files(args.paths)
     errors = [e for f in files for e in check_file(f, args.target)]
     for e in errors:
         print(e.render(), file=sys.stderr)
@@ -68,13 +58,23 @@ def _consts(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _pinned(consts: dict[str, object], kernels: list[Kernel], file: str) -> None:
+    """Every --const must name a compile-time parameter of at least one kernel shown."""
+    known = sorted({c.name for k in kernels for c in k.consts})
+    for name in consts:
+        if name not in known:
+            whose = f"kernel '{kernels[0].name}'" if len(kernels) == 1 else f"any kernel of {file}"
+            raise TileError(f"--const {name}: not a compile-time parameter of {whose}",
+                            hint=did_you_mean(name, known, f"compile-time parameters: {', '.join(known) or 'none'}"))
+
+
 def cmd_show(args) -> int:
-    module = parse_file(args.file)
+    module = parse_source_file(args.file)
     consts = _consts(args.const)
-    for k in module.kernels:
-        if args.kernel and k.name != args.kernel:
-            continue
-        given = {n: v for n, v in consts.items() if k.param(n) is not None}
+    kernels = [module.kernel(args.kernel)] if args.kernel else list(module.kernels)
+    _pinned(consts, kernels, args.file)
+    for k in kernels:
+        given = {c.name: consts[c.name] for c in k.consts if c.name in consts}
         tk = lower(k, given)
         print(kernel_str(tk.kernel, tk))
         if args.layouts or args.draw:
@@ -95,8 +95,9 @@ def cmd_build(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tilelang", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"tilelang {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("check", help="parse and verify .tile files, reporting every error")
+    c = sub.add_parser("check", help="parse and verify .tile files and @tile_kernel .py files, reporting every error")
     c.add_argument("paths", nargs="+")
     c.add_argument("--target", default=None, help="plan layouts for this GPU (default sm_90a; e.g. sm_80)")
     c.set_defaults(fn=cmd_check)
@@ -114,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("-o", "--output", default="build")
     b.add_argument("--target", default=None, help="e.g. sm_90, sm_90a, llvm")
     b.set_defaults(fn=cmd_build)
+    from .bench.commands import register
+    register(sub)  # tune, bench
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
-    except TileError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
+    except Exception as e:  # noqa: BLE001 - a user's mistake or a located compiler bug, never a raw traceback
+        return report_command_error(e, f"tilelang {args.cmd}")
 
 
 if __name__ == "__main__":

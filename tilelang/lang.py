@@ -30,11 +30,12 @@ class _Marker(str):
 
 const = _Marker("const")
 dtype = _Marker("dtype")
+packed = _Marker("packed")  # a tensor's storage order: `W: u4[N, K] @ packed`
 launch = _outside("launch")
 globals().update({name: _outside(name) for name in TILE_FUNCS})
 globals().update(DTYPES)
 
 # Python builtins of the same name (range, sum, max, ...) are not exported: kernels never run,
 # so they need no binding, and shadowing them would break ordinary code in the user's module.
-__all__ = ["const", "dtype", "launch", *(n for n in TILE_FUNCS if not hasattr(builtins, n)),
+__all__ = ["const", "dtype", "packed", "launch", *(n for n in TILE_FUNCS if not hasattr(builtins, n)),
            *DTYPES]

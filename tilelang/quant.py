@@ -8,9 +8,17 @@ Group-wise scales (and zero points) have shape [..., cdiv(K, group)]:
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from .diagnostics import TileError
+from .ir.dtypes import DTYPES
 
 
 def _check_bits(bits: int) -> None:
@@ -85,3 +93,74 @@ def dequantize(packed: np.ndarray, bits: int, length: int, signed: bool, scale: 
     s = np.asarray(scale, np.float32)[..., idx]
     z = 0.0 if zero is None else np.asarray(zero, np.float32)[..., idx]
     return (q - z) * s
+
+
+# ----------------------------------------------------------------------------- weights packed for a kernel
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """A quantized [N, K] weight stored in the order a kernel's layout plan chose for it
+    (`W: u4[N, K] @ packed`; see `tilelang.layout.packing`). Made by `TileKernel.pack`.
+
+    `data` is uint8 [tiles along N, tiles along K, bytes per tile] (numpy, torch or cupy, on the
+    device the kernel runs on); `consts` are the compile-time constants the order depends on (the
+    tile shape, the threads), which a call takes from here; `signature` names the order, so a call
+    whose plan orders the tensor otherwise is an error, never a wrong result."""
+
+    data: Any
+    shape: tuple[int, int]
+    dtype: str  # "u4", "i4", ...: the fields' type
+    consts: dict = field(default_factory=dict)
+    signature: str = ""
+
+    @property
+    def bits(self) -> int:
+        return DTYPES[self.dtype].bits
+
+    def to(self, device) -> "PackedWeight":
+        """The same weight with its bytes on `device` (torch)."""
+        import torch
+        data = self.data if type(self.data).__module__.startswith("torch") else torch.from_numpy(np.asarray(self.data))
+        return dataclasses.replace(self, data=data.to(device))
+
+    def numpy(self) -> np.ndarray:
+        d = self.data
+        if type(d).__module__.startswith("torch"):
+            return d.detach().cpu().numpy()
+        if type(d).__module__.startswith("cupy"):
+            return d.get()
+        return np.asarray(d)
+
+    def values(self) -> np.ndarray:
+        """The integers [N, K] it holds (sign-extended for signed dtypes)."""
+        from .layout.packing import unpack as unpack_order
+        return unpack_order(self.numpy(), self.layout(), *self.shape, DTYPES[self.dtype].is_signed)
+
+    def plain(self) -> np.ndarray:
+        """The same integers in the plain packing (`pack(values, bits)`: uint8 [N, ceil(K * bits / 8)])."""
+        return pack(self.values(), self.bits)
+
+    def layout(self):
+        from .layout.packing import PackedLayout
+        return PackedLayout.from_signature(self.signature)
+
+    def save(self, path, name: str = "weight") -> None:
+        """Write to a safetensors file, the order's signature and constants in the metadata."""
+        from safetensors.numpy import save_file
+        meta = {"tilelang.packed": json.dumps({"shape": list(self.shape), "dtype": self.dtype,
+                                               "consts": self.consts, "signature": self.signature})}
+        tmp = Path(str(path) + ".tmp")
+        save_file({name: np.ascontiguousarray(self.numpy())}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load(path, name: str = "weight") -> "PackedWeight":
+        """Read a weight written by `save`; a file without the packing metadata is an error."""
+        from safetensors import safe_open
+        with safe_open(str(path), framework="numpy") as f:
+            meta = (f.metadata() or {}).get("tilelang.packed")
+            if meta is None:
+                raise TileError(f"{path}: tensor '{name}' has no tilelang packing metadata",
+                                hint="only files written by PackedWeight.save hold packed weights")
+            m = json.loads(meta)
+            return PackedWeight(f.get_tensor(name), tuple(m["shape"]), m["dtype"], m["consts"], m["signature"])

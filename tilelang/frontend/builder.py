@@ -8,10 +8,11 @@ known (`passes.infer`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
-from ..diagnostics import SourceLoc, TileError, TileErrors
+from ..diagnostics import SourceLoc, TileError, TileErrors, did_you_mean, internal_errors
 from ..ir import nodes as N
-from ..ir.dtypes import DTYPES, DType
+from ..ir.dtypes import DTYPES, DType, dtype_list, numpy_alias
 from ..ir.scalar import binop
 from . import surface as S
 
@@ -22,11 +23,17 @@ _LITERALS = {"inf": float("inf"), "nan": float("nan"), "true": True, "false": Fa
              "True": True, "False": False}
 _ELEMENTWISE_UNARY = {op for op in N.UNARY_OPS if op not in ("neg", "not")}
 _STATEMENTS = ("copy", "gemm", "dequant")
+STORAGE_ORDERS = ("packed",)  # `T: u4[N, K] @ packed` (ir.nodes.TensorParam.storage)
 _SCALAR_FUNCS = ("block_id", "cdiv")
 TILE_FUNCS = (_STATEMENTS + _SCALAR_FUNCS + ("shared", "register", "where", "broadcast", "iota",
               "full", "zeros", "trans", "sum", "max", "min", "pow", "range", "pipelined")
               + tuple(sorted(_ELEMENTWISE_UNARY)))
 RESERVED = frozenset(TILE_FUNCS) | frozenset(DTYPES) | frozenset(_LITERALS) | {"const", "dtype"}
+_FAILED = "failed"  # the kind of a name whose defining statement had an error
+
+
+class _FollowOn(Exception):
+    """A statement uses a name whose definition failed: its error is already reported, so this one is not."""
 
 
 @dataclass
@@ -42,6 +49,14 @@ class _Scope:
                 return s.names[name]
             s = s.parent
         return None
+
+    def visible(self) -> set[str]:
+        s: _Scope | None = self
+        out: set[str] = set()
+        while s is not None:
+            out |= s.names.keys()
+            s = s.parent
+        return out
 
 
 class _Builder:
@@ -75,8 +90,11 @@ class _Builder:
     def kind_of(self, name: str, loc: SourceLoc) -> str:
         found = self.scope.lookup(name)
         if found is None:
-            raise TileError(f"unknown name '{name}'", loc,
-                            hint="define it before use (parameters, dims, lets and tiles are in scope)")
+            raise TileError(f"unknown name '{name}'", loc, hint=did_you_mean(
+                name, self.scope.visible() | _LITERALS.keys(),
+                "define it before use (parameters, dims, lets and tiles are in scope)"))
+        if found[0] == _FAILED:
+            raise _FollowOn(name)
         return found[0]
 
     # ------------------------------------------------------------------ kernel
@@ -118,6 +136,12 @@ class _Builder:
             return N.ConstParam(p.name, dname, "dtype", loc=p.loc)
         if p.default is not None:
             raise TileError("only const and dtype parameters take a default", p.default.loc)
+        storage = "plain"
+        if isinstance(ann, S.SBin) and ann.op == "@" and isinstance(ann.lhs, S.SSubscript):
+            if not isinstance(ann.rhs, S.SName) or ann.rhs.id not in STORAGE_ORDERS:
+                raise TileError(f"unknown storage order for tensor '{p.name}'", ann.rhs.loc,
+                                hint=f"write `{p.name}: u4[N, K] @ packed` (storage orders: {', '.join(STORAGE_ORDERS)})")
+            storage, ann = ann.rhs.id, ann.lhs
         if isinstance(ann, S.SName):
             dt = self.dtype(ann.id, ann.loc)
             self.declare(p.name, "scalar", p.loc)
@@ -138,7 +162,10 @@ class _Builder:
                 else:
                     raise TileError("a tensor dim must be a name or a positive integer", d.loc,
                                     hint="e.g. A: f16[M, K]")
-            t = N.TensorParam(p.name, dt, tuple(dims), p.loc)
+            if storage == "packed" and not isinstance(dt, str) and not (dt.is_packed or dt.name in ("u8", "i8")):
+                raise TileError(f"a packed tensor holds 1-8 bit integers; '{p.name}' is {dt}", ann.loc,
+                                hint="declare it with a bit-width dtype (u4, i4, u8, ...) or a dtype parameter bound to one")
+            t = N.TensorParam(p.name, dt, tuple(dims), p.loc, storage)
             self.declare(p.name, "tensor", p.loc)
             self.tensors[p.name] = t
             return t
@@ -169,8 +196,12 @@ class _Builder:
         for s in stmts:
             try:
                 out.append(self.stmt(s))
-            except TileError as e:
-                self.errors.append(e)
+            except (TileError, _FollowOn) as e:
+                if isinstance(e, TileError):
+                    self.errors.append(e)
+                for name in s.targets if isinstance(s, S.SAssign) else ():
+                    if self.scope.lookup(name) is None:  # later uses would only repeat this error
+                        self.scope.names[name] = (_FAILED, s.loc)
         return tuple(out)
 
     def stmt(self, s: S.SStmt) -> N.Stmt:
@@ -185,8 +216,10 @@ class _Builder:
             return self.gemm(call)
         if call.func == "dequant":
             return self.dequant(call)
-        raise TileError(f"'{call.func}(...)' does nothing as a statement", call.loc,
-                        hint="statements are copy(...), gemm(...), dequant(...), assignments and for loops")
+        hint = "statements are copy(...), gemm(...), dequant(...), assignments and for loops"
+        if call.func not in TILE_FUNCS and not self.is_dtype_name(call.func):
+            raise TileError(f"unknown function '{call.func}'", call.loc, hint=did_you_mean(call.func, TILE_FUNCS, hint))
+        raise TileError(f"'{call.func}(...)' does nothing as a statement", call.loc, hint=hint)
 
     def assign(self, s: S.SAssign) -> N.Stmt:
         if len(s.targets) != 1:
@@ -195,6 +228,8 @@ class _Builder:
         if isinstance(v, S.SCall) and v.func in ("shared", "register"):
             return self.alloc(name, v)
         existing = self.scope.lookup(name)
+        if existing is not None and existing[0] == _FAILED:
+            raise _FollowOn(name)
         value = self.expr(v)
         if _is_tile(value):
             if existing is None:
@@ -292,7 +327,8 @@ class _Builder:
         for k, v in call.kwargs:
             if k not in allowed:
                 ok = ", ".join(sorted(allowed)) or "none"
-                raise TileError(f"{call.func}(...) has no argument '{k}'", v.loc, hint=f"its keywords: {ok}")
+                raise TileError(f"{call.func}(...) has no argument '{k}'", v.loc,
+                                hint=did_you_mean(k, allowed, f"its keywords: {ok}"))
             out[k] = v
         for k in sorted(required - out.keys()):
             raise TileError(f"{call.func}(...) needs {k}=...", call.loc)
@@ -369,6 +405,9 @@ class _Builder:
                                 hint=f"copy({e.id}[i, j], tile) then use the tile")
             return N.Var(e.id, e.loc)
         if isinstance(e, S.SBin):
+            if e.op == "@":
+                raise TileError("`@` names a tensor parameter's storage order (`W: u4[N, K] @ packed`); it is not "
+                                "an operator on values", e.loc, hint="multiply tiles with gemm(a, b, acc)")
             return N.BinOp(_BIN[e.op], self.expr(e.lhs), self.expr(e.rhs), e.loc)
         if isinstance(e, S.SUnary):
             return N.Unary("neg" if e.op == "-" else "not", self.expr(e.x), e.loc)
@@ -393,14 +432,13 @@ class _Builder:
         if f == "cdiv":
             self.arity(c, 2)
             return N.BinOp("cdiv", self.expr(args[0]), self.expr(args[1]), c.loc)
-        if f in ("sum", "max", "min") and (len(args) == 1 or c.kwargs):
+        if f == "sum" or (f in ("max", "min") and (len(args) == 1 or c.kwargs)):
             kw = self.kwargs(c, {"axis"})
-            if len(args) == 2 and not kw:
-                return N.BinOp(f, self.expr(args[0]), self.expr(args[1]), c.loc)
-            if "axis" not in kw and len(args) != 2:
-                raise TileError(f"{f}(x, axis=...) needs the axis to reduce", c.loc)
-            axis_e = kw.get("axis", args[1] if len(args) == 2 else None)
-            return N.Reduce(f, self.expr(args[0]), _int_literal(axis_e, "a reduction axis"), c.loc)
+            if len(args) != 1 or "axis" not in kw:
+                raise TileError(f"{f}(x, axis=...) reduces one tile along an axis", c.loc,
+                                hint=f"e.g. {f}(x, axis=1)" + ("; max(a, b) and min(a, b) are elementwise"
+                                                               if f != "sum" else ""))
+            return N.Reduce(f, self.expr(args[0]), _int_literal(kw["axis"], "a reduction axis"), c.loc)
         if f in ("max", "min", "pow"):
             self.arity(c, 2)
             return N.BinOp(f, self.expr(args[0]), self.expr(args[1]), c.loc)
@@ -433,7 +471,8 @@ class _Builder:
             raise TileError(f"{f}(...) declares a tile; assign it to a name", c.loc,
                             hint=f"e.g. t = {f}(f16[BM, BK])")
         raise TileError(f"unknown function '{f}'", c.loc,
-                        hint="see docs/LANGUAGE.md for the functions of the tile language")
+                        hint=did_you_mean(f, set(TILE_FUNCS) | DTYPES.keys() | self.dtype_params,
+                                          "see docs/LANGUAGE.md for the functions of the tile language"))
 
     def arity(self, c: S.SCall, n: int) -> None:
         if c.kwargs:
@@ -487,11 +526,12 @@ def _const_int(e: S.SExpr, what: str) -> int:
 
 def _dtype(name: str, loc: SourceLoc) -> DType:
     if name not in DTYPES:
+        known = f"dtypes: {dtype_list()}"
+        alias = numpy_alias(name)
+        hint = f"did you mean '{alias}'? (numpy's {name}) {known}" if alias else did_you_mean(name, DTYPES, known)
         if len(name) > 1 and name[0] in "iu" and name[1:].isdigit():
-            raise TileError(f"bit width {name[1:]} is out of range for '{name}'", loc,
-                            hint="packed integers have 1 to 8 bits: i1..i8, u1..u8")
-        raise TileError(f"unknown dtype '{name}'", loc,
-                        hint="dtypes: " + ", ".join(d for d in DTYPES if not d[1:].isdigit() or d in ("i8", "u8", "i32")) + ", i1..i7, u1..u7")
+            raise TileError(f"bit width {name[1:]} is out of range for '{name}'", loc, hint=hint)
+        raise TileError(f"unknown dtype '{name}'", loc, hint=hint)
     return DTYPES[name]
 
 
@@ -513,7 +553,27 @@ def _bool_literal(e: S.SExpr, what: str) -> bool:
 
 def build_kernel(sk: S.SKernel) -> N.Kernel:
     """Surface kernel -> IR kernel; raises TileError/TileErrors with every problem found."""
-    return _Builder(sk).build()
+    with internal_errors("the IR builder", sk.name, sk.loc):
+        return _Builder(sk).build()
 
 
-__all__ = ["build_kernel", "RESERVED", "TILE_FUNCS"]
+def build_module(surface: Iterable[Callable[[], S.SKernel]], file: str) -> N.Module:
+    """Read and build each kernel of one source file on its own, so that one kernel's mistakes never hide
+    another's; every kernel's errors are reported together."""
+    errors: list[TileError] = []
+    kernels = []
+    for read in surface:
+        try:
+            with internal_errors("the front end", loc=SourceLoc(file, 1, 1)):
+                sk = read()
+            kernels.append(build_kernel(sk))
+        except TileErrors as e:
+            errors.extend(e.errors)
+        except TileError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0] if len(errors) == 1 else TileErrors(errors)
+    return N.Module(tuple(kernels), file)
+
+
+__all__ = ["build_kernel", "build_module", "RESERVED", "TILE_FUNCS"]

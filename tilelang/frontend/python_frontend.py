@@ -20,15 +20,16 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+from functools import partial
 
-from ..diagnostics import SourceLoc, TileError
-from ..ir.nodes import Kernel
+from ..diagnostics import SourceLoc, TileError, internal_errors
+from ..ir.nodes import Kernel, Module
 from . import surface as S
-from .builder import build_kernel
+from .builder import build_kernel, build_module
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
            ast.Mod: "%", ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
-           ast.LShift: "<<", ast.RShift: ">>"}
+           ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 
 
@@ -54,6 +55,45 @@ def parse_python_source(text: str, file: str = "<python>") -> list[S.SKernel]:
     lines = text.splitlines(keepends=True)
     conv = _Converter(file, 0, 0, lines)
     return [conv.kernel(n) for n in tree.body if isinstance(n, ast.FunctionDef)]
+
+
+def parse_python_module(text: str, file: str = "<python>") -> Module:
+    """Every `@tile_kernel` function of Python source text, built without running the module (so a
+    file can be checked safely, and each kernel's errors are reported, not just the first one's)."""
+    tree = _python_ast(text, file)
+    conv = _Converter(file, 0, 0, text.splitlines(keepends=True))
+    return build_module([partial(conv.kernel, f) for f in tile_kernel_functions(tree)], file)
+
+
+def defines_tile_kernels(text: str) -> bool:
+    """Whether Python source text has `@tile_kernel` functions (or is too broken to tell)."""
+    if "tile_kernel" not in text:
+        return False
+    try:
+        return bool(tile_kernel_functions(ast.parse(text)))
+    except (SyntaxError, ValueError):
+        return True
+
+
+def tile_kernel_functions(tree: ast.Module) -> list[ast.FunctionDef]:
+    """The functions decorated `@tile_kernel` (or `@<module>.tile_kernel`), wherever they are defined."""
+    def decorated(d: ast.expr) -> bool:
+        return (isinstance(d, ast.Name) and d.id == "tile_kernel") or \
+            (isinstance(d, ast.Attribute) and d.attr == "tile_kernel")
+    found = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and any(map(decorated, n.decorator_list))]
+    return sorted(found, key=lambda n: n.lineno)
+
+
+def _python_ast(text: str, file: str) -> ast.Module:
+    try:
+        return ast.parse(text, file)
+    except SyntaxError as e:
+        line = e.lineno or 1
+        lines = text.splitlines()
+        loc = SourceLoc(file, line, e.offset or 1, lines[line - 1] if 0 < line <= len(lines) else "")
+        raise TileError(f"Python syntax error: {e.msg}", loc, hint="the file must be valid Python") from None
+    except ValueError as e:  # e.g. a NUL byte in the source
+        raise TileError(f"cannot parse {file} as Python: {e}") from None
 
 
 class _Converter:
@@ -158,6 +198,9 @@ class _Converter:
         if isinstance(e, ast.Compare):
             if len(e.ops) != 1:
                 raise self.fail(e, "chained comparisons are not supported", hint="write (a < b) & (b < c)")
+            if type(e.ops[0]) not in _CMPOPS:
+                raise self.fail(e, f"'{type(e.ops[0]).__name__}' comparisons are not tile operators",
+                                hint="compare values with <, <=, >, >=, == or !=")
             return S.SBin(_CMPOPS[type(e.ops[0])], self.expr(e.left), self.expr(e.comparators[0]), loc)
         if isinstance(e, ast.BoolOp):
             raise self.fail(e, "'and'/'or' are not tile operators", hint="use & and | on comparisons")
@@ -188,4 +231,6 @@ def _is_call_to(s: ast.stmt, name: str) -> bool:
 
 
 def build_function(fn) -> Kernel:
-    return build_kernel(parse_function(fn))
+    with internal_errors("the Python front end", getattr(fn, "__name__", None)):
+        sk = parse_function(fn)
+    return build_kernel(sk)

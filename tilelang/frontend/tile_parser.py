@@ -5,26 +5,26 @@ would have been accepted there.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
+from typing import Callable
 
 import lark
 from lark import Lark, Token, Tree
 
-from ..diagnostics import SourceLoc, TileError, TileErrors
+from ..diagnostics import SourceLoc, TileError, internal_errors
 from ..ir.nodes import Module
 from . import surface as S
-from .builder import build_kernel
+from .builder import build_module
 
 _BINOPS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "or_": "|",
            "xor": "^", "and_": "&", "shl": "<<", "shr": ">>", "add": "+", "sub": "-",
            "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "pow": "**"}
 
-_TOKEN_WORDS = {"LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['",
-                "RSQB": "']'", "SEMICOLON": "';'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='",
-                "NAME": "a name", "NUMBER": "a number", "KERNEL": "'kernel'",
-                "GRID": "'grid'", "THREADS": "'threads'", "FOR": "'for'", "IN": "'in'",
-                "$END": "end of file"}
+# Terminals defined by a regular expression, in words; string terminals are shown as their text.
+_PATTERN_WORDS = {"NAME": "a name", "NUMBER": "a number", "$END": "end of file"}
+_PUNCTUATION = ";)]},=:([{"  # listed first, in this order: most syntax errors are one of these missing
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
 
 @lru_cache(maxsize=1)
@@ -35,56 +35,137 @@ def _parser() -> Lark:
 
 def parse_surface(text: str, file: str = "<string>") -> list[S.SKernel]:
     """Parse `.tile` text into surface kernels (syntax only)."""
-    lines = text.splitlines()
-    try:
-        tree = _parser().parse(text)
-    except lark.exceptions.UnexpectedInput as e:
-        raise _syntax_error(e, text, lines, file) from None
-    return [_Converter(file, lines).kernel(k) for k in tree.children]
+    return [read() for read in _readers(text, file)]
 
 
 def parse_module(text: str, file: str = "<string>") -> Module:
     """Parse and build every kernel in `.tile` text; all kernels' errors are reported together."""
-    errors: list[TileError] = []
-    kernels = []
-    for sk in parse_surface(text, file):
-        try:
-            kernels.append(build_kernel(sk))
-        except TileErrors as e:
-            errors.extend(e.errors)
-        except TileError as e:
-            errors.append(e)
-    if errors:
-        raise errors[0] if len(errors) == 1 else TileErrors(errors)
-    return Module(tuple(kernels), file)
+    return build_module(_readers(text, file), file)
+
+
+def _readers(text: str, file: str) -> list[Callable[[], S.SKernel]]:
+    """Check the syntax of the whole text; then one function per kernel that reads its surface tree."""
+    lines = text.split("\n")  # lark counts lines by '\n' only
+    try:
+        tree = _parser().parse(text)
+    except lark.exceptions.UnexpectedInput as e:
+        with internal_errors("the .tile parser", loc=SourceLoc(file, 1, 1)):
+            error = _SyntaxErrorReport(text, lines, file).error(e)
+        raise error from None
+    converter = _Converter(file, lines)
+    return [partial(converter.kernel, k) for k in tree.children]
 
 
 def parse_file(path: str | Path) -> Module:
-    path = Path(path)
+    return parse_module(read_source(path), str(path))
+
+
+def read_source(path: str | Path) -> str:
+    """The text of a kernel source file; a TileError naming the file if it cannot be read as text."""
     try:
-        text = path.read_text()
+        return Path(path).read_text()
     except OSError as e:
         raise TileError(f"cannot read {path}: {e.strerror}", hint="check the path") from None
-    return parse_module(text, str(path))
+    except UnicodeDecodeError as e:
+        raise TileError(f"cannot read {path}: not UTF-8 text ({e.reason} at byte {e.start})",
+                        hint="kernel sources are UTF-8 text files") from None
 
 
-def _syntax_error(e: lark.exceptions.UnexpectedInput, text: str, lines: list[str],
-                  file: str) -> TileError:
-    line, col = getattr(e, "line", 1), getattr(e, "column", 1)
-    if line is None or line < 1:  # unexpected end of input
-        line = max(len(lines), 1)
-        col = len(lines[-1]) + 1 if lines else 1
-    loc = SourceLoc(file, line, col, lines[line - 1] if 0 < line <= len(lines) else "")
-    if isinstance(e, lark.exceptions.UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
-        return TileError(f"unexpected character {ch!r}", loc,
-                         hint="tile source uses Python-style expressions; comments start with '#'")
-    expected = sorted(_TOKEN_WORDS.get(t, repr(t.lower()) if t.isupper() else t)
-                      for t in getattr(e, "expected", ()) or ())
-    found = getattr(e, "token", None)
-    what = "end of file" if found is None or found.type == "$END" else repr(str(found))
-    shown = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
-    return TileError(f"unexpected {what}", loc, hint=f"expected {shown}" if shown else None)
+@lru_cache(maxsize=1)
+def _terminals() -> dict[str, str | None]:
+    """Terminal name -> its literal text, or None for a terminal defined by a regular expression."""
+    return {t.name: t.pattern.value if isinstance(t.pattern, lark.lexer.PatternStr) else None
+            for t in _parser().terminals}
+
+
+def describe_terminals(names) -> str:
+    """lark terminal names in the user's words: "';', ')' or an operator" (never `__ANON_0` or `SEMICOLON`)."""
+    words: set[str] = set()
+    for name in names:
+        text = _terminals().get(name)
+        if text is None:
+            words.add(_PATTERN_WORDS.get(name, name.lower()))
+        elif not text[0].isalnum() and text not in _PUNCTUATION:
+            words.add("an operator")
+        else:
+            words.add(f"'{text}'")
+
+    def rank(word: str) -> tuple:
+        quoted = word[1:-1]
+        if word.startswith("'") and quoted in _PUNCTUATION:
+            return (0, _PUNCTUATION.index(quoted))
+        return (1 if word.startswith("'") else 2, word)
+
+    ordered = sorted(words, key=rank)
+    return ordered[0] if len(ordered) == 1 else ", ".join(ordered[:-1]) + " or " + ordered[-1]
+
+
+class _SyntaxErrorReport:
+    """Turns lark's exception into one TileError at the fault: a missing ';' at the end of the
+    statement that lacks it, an unclosed bracket at the place it was opened."""
+
+    def __init__(self, text: str, lines: list[str], file: str):
+        self.text, self.lines, self.file = text, lines, file
+
+    def loc_at(self, offset: int) -> SourceLoc:
+        line = self.text.count("\n", 0, offset) + 1
+        col = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+        return SourceLoc(self.file, line, col, self.lines[line - 1] if line <= len(self.lines) else "")
+
+    def error(self, e: lark.exceptions.UnexpectedInput) -> TileError:
+        if not isinstance(e, lark.exceptions.UnexpectedToken):
+            pos = min(getattr(e, "pos_in_stream", None) or 0, len(self.text))
+            ch = repr(self.text[pos]) if pos < len(self.text) else "end of file"
+            return TileError(f"unexpected character {ch}", self.loc_at(pos),
+                             hint="tile source uses Python-style expressions; comments start with '#'")
+        found = e.token
+        # LALR's own set merges states (it offers ')' at statement level); asking the parser is exact
+        expected = set(e.interactive_parser.accepts() if e.interactive_parser else e.expected)
+        at_end = found.type == "$END"
+        start = len(self.text) if at_end else found.start_pos
+        after = self.end_of_code(start)  # just past the code before the unexpected token
+        what = "end of file" if at_end else repr(str(found))
+        if "SEMICOLON" in expected and after > 0 and \
+                (at_end or found.type in ("RBRACE", "FOR") or "\n" in self.text[after:start]):
+            next_at = "" if at_end else f" at {self.loc_at(start).line}:{self.loc_at(start).col}"
+            return TileError("missing ';' at the end of the statement", self.loc_at(after),
+                             hint=f"statements end with ';' (the next token is {what}{next_at})")
+        related = ()
+        opened = self.open_brackets(start)
+        if opened and found.type not in ("NAME", "NUMBER"):
+            bracket, offset = opened[-1]
+            if _CLOSERS[bracket] in {_terminals().get(t) for t in expected}:
+                related = ((f"this '{bracket}' is not closed", self.loc_at(offset)),)
+        loc = self.loc_at(after if at_end else start)
+        hint = f"expected {describe_terminals(expected)}" if expected else None
+        return TileError(f"unexpected {what}", loc, hint=hint, related=related)
+
+    def end_of_code(self, offset: int) -> int:
+        """The offset just past the last character of code (not blank, not a comment) before `offset`."""
+        line_start = self.text.rfind("\n", 0, offset) + 1
+        while True:
+            code = self.text[line_start:offset].split("#", 1)[0].rstrip()
+            if code or line_start == 0:
+                return line_start + len(code)
+            offset = line_start - 1
+            line_start = self.text.rfind("\n", 0, offset) + 1
+
+    def open_brackets(self, offset: int) -> list[tuple[str, int]]:
+        """The brackets opened and not yet closed before `offset`, innermost last, with their offsets."""
+        stack: list[tuple[str, int]] = []
+        i = 0
+        while i < offset:
+            ch = self.text[i]
+            if ch == "#":
+                i = self.text.find("\n", i)
+                if i < 0:
+                    break
+            elif ch in _CLOSERS:
+                stack.append((ch, i))
+            elif ch in ")]}" and stack:
+                stack.pop()
+            i += 1
+        return stack
 
 
 class _Converter:
@@ -114,8 +195,10 @@ class _Converter:
 
     def param(self, t: Tree) -> S.SParam:
         name, ty, default = t.children
-        if ty.data == "tensor_type":
+        if ty.data in ("tensor_type", "stored_tensor_type"):
             ann: S.SExpr = S.SSubscript(str(ty.children[0]), self.exprs(ty.children[1]), self.loc(ty))
+            if ty.data == "stored_tensor_type":  # `T[M, K] @ packed`: the tensor's storage order
+                ann = S.SBin("@", ann, S.SName(str(ty.children[2]), self.loc(ty.children[2])), self.loc(ty))
         else:
             ann = S.SName(str(ty.children[0]), self.loc(ty))
         return S.SParam(str(name), ann, self.expr(default) if default is not None else None, self.loc(name))

@@ -21,6 +21,7 @@ from . import nodes as N
 from .dtypes import DType
 from .scalar import binop as scalar_binop
 from .types import ScalarType
+from .visit import StmtVisitor
 
 _F32 = np.float32
 
@@ -64,8 +65,10 @@ def _as(x, dt: DType) -> np.ndarray:
         return x.astype(dt.numpy)
 
 
-class Interpreter:
+class Interpreter(StmtVisitor):
     """Executes one call of a typed kernel; arrays are numpy and are written in place."""
+
+    where = "the reference interpreter"
 
     def __init__(self, tk, arrays: dict[str, np.ndarray], scalars: dict[str, Any], dims: dict[str, int]):
         self.tk = tk
@@ -94,31 +97,39 @@ class Interpreter:
     # ------------------------------------------------------------------ statements
     def block(self, body, env, bid, tiles) -> None:
         for s in body:
-            if isinstance(s, N.Let):
-                env[s.name] = self.scalar(s.value, env, bid, tiles)
-            elif isinstance(s, N.Alloc):
-                t = self.tk.tiles[s.name]
-                init = 0 if s.init is None else self.scalar(s.init, env, bid, tiles)
-                tiles[s.name] = _as(np.full(t.shape, init), t.dtype)
-            elif isinstance(s, N.Assign):
-                t = self.tk.tiles[s.name]
-                v = self.value(s.value, env, bid, tiles)
-                tiles[s.name] = _as(np.broadcast_to(v, t.shape), t.dtype).copy()
-            elif isinstance(s, N.Copy):
-                self.copy(s, env, bid, tiles)
-            elif isinstance(s, N.Gemm):
-                a, b, acc = tiles[s.a.name], tiles[s.b.name], tiles[s.acc.name]
-                a = _wide(a.T if s.trans_a else a)
-                b = _wide(b.T if s.trans_b else b)
-                t = self.tk.tiles[s.acc.name]
-                tiles[s.acc.name] = _as(_wide(acc) + a @ b, t.dtype)
-            elif isinstance(s, N.Dequant):
-                self.dequant(s, env, bid, tiles)
-            elif isinstance(s, N.For):
-                lo, hi = self.scalar(s.start, env, bid, tiles), self.scalar(s.stop, env, bid, tiles)
-                for i in range(int(lo), int(hi)):
-                    env[s.var] = i
-                    self.block(s.body, env, bid, tiles)
+            self.visit(s, env, bid, tiles)
+
+    def visit_Let(self, s: N.Let, env, bid, tiles) -> None:
+        env[s.name] = self.scalar(s.value, env, bid, tiles)
+
+    def visit_Alloc(self, s: N.Alloc, env, bid, tiles) -> None:
+        t = self.tk.tiles[s.name]
+        init = 0 if s.init is None else self.scalar(s.init, env, bid, tiles)
+        tiles[s.name] = _as(np.full(t.shape, init), t.dtype)
+
+    def visit_Assign(self, s: N.Assign, env, bid, tiles) -> None:
+        t = self.tk.tiles[s.name]
+        v = self.value(s.value, env, bid, tiles)
+        tiles[s.name] = _as(np.broadcast_to(v, t.shape), t.dtype).copy()
+
+    def visit_Copy(self, s: N.Copy, env, bid, tiles) -> None:
+        self.copy(s, env, bid, tiles)
+
+    def visit_Gemm(self, s: N.Gemm, env, bid, tiles) -> None:
+        a, b, acc = tiles[s.a.name], tiles[s.b.name], tiles[s.acc.name]
+        a = _wide(a.T if s.trans_a else a)
+        b = _wide(b.T if s.trans_b else b)
+        t = self.tk.tiles[s.acc.name]
+        tiles[s.acc.name] = _as(_wide(acc) + a @ b, t.dtype)
+
+    def visit_Dequant(self, s: N.Dequant, env, bid, tiles) -> None:
+        self.dequant(s, env, bid, tiles)
+
+    def visit_For(self, s: N.For, env, bid, tiles) -> None:
+        lo, hi = self.scalar(s.start, env, bid, tiles), self.scalar(s.stop, env, bid, tiles)
+        for i in range(int(lo), int(hi)):
+            env[s.var] = i
+            self.block(s.body, env, bid, tiles)
 
     def window(self, ref: N.GlobalRef, shape: tuple[int, ...], env, bid, tiles):
         """Index arrays and an in-bounds mask for a tile-indexed window."""

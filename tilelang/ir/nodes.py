@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from ..diagnostics import UNKNOWN, SourceLoc
+from ..diagnostics import UNKNOWN, SourceLoc, TileError, did_you_mean
 from .dtypes import DType
 
 
@@ -219,7 +219,7 @@ class Let:
     loc: SourceLoc = _loc()
 
     def reads(self) -> frozenset:
-        return frozenset()
+        return _names(self.value)
 
     def writes(self) -> frozenset:
         return frozenset()
@@ -342,11 +342,16 @@ Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For]
 
 @dataclass(frozen=True)
 class TensorParam:
-    """A global tensor: dims are symbol names (bound at call time) or ints."""
+    """A global tensor: dims are symbol names (bound at call time) or ints.
+
+    `storage` "packed" (`W: u4[N, K] @ packed`): the tensor's elements are stored in the order the
+    layout plan chooses for the tile it is dequantized into (tile by tile, each thread's fragment
+    values contiguous: `tilelang.layout.packing`), made by `kernel.pack(...)`; "plain": row-major."""
     name: str
     dtype: "DTypeLike"
     dims: tuple[Union[str, int], ...]
     loc: SourceLoc = _loc()
+    storage: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -420,4 +425,6 @@ class Module:
         for k in self.kernels:
             if k.name == name:
                 return k
-        raise KeyError(name)
+        names = [k.name for k in self.kernels]
+        raise TileError(f"{self.file} has no kernel '{name}'",
+                        hint=did_you_mean(name, names, f"its kernels: {', '.join(names) or 'none'}"))

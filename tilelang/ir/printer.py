@@ -90,7 +90,7 @@ def stmt_lines(s: N.Stmt, typed=None, indent: str = "    ") -> list[str]:
 
 def param_str(p: N.Param) -> str:
     if isinstance(p, N.TensorParam):
-        return f"{p.name}: {p.dtype}[{', '.join(map(str, p.dims))}]"
+        return f"{p.name}: {p.dtype}[{', '.join(map(str, p.dims))}]" + (f" @ {p.storage}" if p.storage != "plain" else "")
     if isinstance(p, N.ScalarParam):
         return f"{p.name}: {p.dtype}"
     default = "" if p.default is None else f" = {p.default}"

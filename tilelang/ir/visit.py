@@ -1,7 +1,9 @@
-"""Generic rewriting of the immutable IR: passes describe only what changes."""
+"""Generic rewriting and visiting of the immutable IR: passes describe only what changes, backends
+only what each statement kind becomes."""
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Callable, Iterator
 
 from . import nodes as N
@@ -70,3 +72,24 @@ def sub_exprs(e) -> Iterator:
         for x in (v if isinstance(v, tuple) else (v,)):
             if isinstance(x, _EXPR_TYPES + (N.GlobalRef,)):
                 yield from sub_exprs(x)
+
+
+STMT_KINDS: tuple[type, ...] = typing.get_args(N.Stmt)  # every statement kind, from the one Union
+
+
+class StmtVisitor:
+    """Dispatch on a statement's kind to the subclass's `visit_<Kind>` (`visit_Copy`, ...).
+
+    Interpreters and emitters derive from it; a statement kind without its method is a compiler
+    bug, raised as an InternalError naming `where` (the backend), never skipped silently.
+    `tests/test_conformance.py` checks that every kind has a method in every one of them."""
+
+    where = "a backend"
+
+    def visit(self, s: N.Stmt, *args):
+        fn = getattr(self, "visit_" + type(s).__name__, None)
+        if fn is None:
+            from ..diagnostics import InternalError
+            raise InternalError(f"no emitter for statement kind {type(s).__name__}", self.where, None,
+                                getattr(s, "loc", None))
+        return fn(s, *args)

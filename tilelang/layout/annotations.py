@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..diagnostics import TileError
+from ..diagnostics import TileError, did_you_mean
 from ..ir.nodes import LayoutExpr
 from ..ir.types import TileType
 from . import tv
@@ -33,6 +33,7 @@ _MAPPING_ATOMS = {"spatial": spatial, "local": local, "repeat": local, "column_s
                   "column_local": column_local, "replicate": replicate}
 _ALL = ("row_major, col_major, padded(n), swizzle(bits, base, shift), gmma, mma_a, mma_b, mma_c, "
         "spatial(...) * local(...)")
+_NAMES = (*SHARED_LAYOUTS, *FRAGMENTS, *_MAPPING_ATOMS)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def shared_layout(expr: LayoutExpr, tile: TileType) -> SharedLayout:
                         expr.loc, hint="use row_major, col_major, padded(n) or swizzle(bits, base, shift), "
                                        "or make the tile a register(...) tile")
     if expr.name not in SHARED_LAYOUTS:
-        raise TileError(f"unknown layout `{expr}`", expr.loc, hint=f"layouts: {_ALL}")
+        raise TileError(f"unknown layout `{expr}`", expr.loc, hint=did_you_mean(expr.name, _NAMES, f"layouts: {_ALL}"))
     args = _int_args(expr, {"row_major": 0, "col_major": 0, "padded": 1, "swizzle": 3, "gmma": 0}[expr.name])
     if expr.name == "gmma":
         out = smem_gmma(rows, cols, nbytes) if len(tile.shape) == 2 else None
@@ -127,7 +128,7 @@ def _mapping(expr: LayoutExpr) -> TaskMapping:
         return out
     make = _MAPPING_ATOMS.get(expr.name)
     if make is None:
-        raise TileError(f"unknown layout `{expr}`", expr.loc, hint=f"layouts: {_ALL}")
+        raise TileError(f"unknown layout `{expr}`", expr.loc, hint=did_you_mean(expr.name, _NAMES, f"layouts: {_ALL}"))
     args = _int_args(expr, None)
     if not args or (expr.name == "replicate" and len(args) != 1):
         raise TileError(f"`{expr.name}` needs {'one thread count' if expr.name == 'replicate' else 'extents'}",

@@ -28,20 +28,25 @@ def dims(tk, g: N.Gemm) -> tuple[int, int, int]:
     return c.shape[0], c.shape[1], a.shape[0] if g.trans_a else a.shape[1]
 
 
-def mma_ok(tk, g: N.Gemm) -> bool:
-    """Whether the gemm's dtypes and shapes fit mma.sync.m16n8k16 over the block's warps."""
+def mma_accumulator(tk, g: N.Gemm, split_k: bool = False, in_registers=lambda name: False) -> MmaTiling | None:
+    """The warp grid of an mma.sync gemm's accumulator (None: it cannot use mma.sync): its dtypes must
+    fit the instruction and m16n8 fragments tile its accumulator over the block's warps (with
+    `split_k`, over warp groups that each sum part of k, when the accumulator is too small). An
+    operand `in_registers` is not replicated over warps (each warp would load and convert it again):
+    the warps split k instead where they must."""
     a, b, c = (tk.tiles[x.name] for x in (g.a, g.b, g.acc))
     m, n, k = dims(tk, g)
-    return (a.dtype.name in MMA_DTYPES and b.dtype == a.dtype and c.dtype.name == "f32" and k % 16 == 0
-            and m % 16 == 0 and n % 8 == 0 and mma_tiling(m, n, tk.threads) is not None)
-
-
-def mma_accumulator(tk, g: N.Gemm) -> MmaTiling | None:
-    """The warp grid of an mma.sync gemm's accumulator (None: it cannot use mma.sync)."""
-    if not mma_ok(tk, g):
+    if not (a.dtype.name in MMA_DTYPES and b.dtype == a.dtype and c.dtype.name == "f32" and k % 16 == 0
+            and m % 16 == 0 and n % 8 == 0):
         return None
-    c = tk.tiles[g.acc.name]
-    return mma_tiling(c.shape[0], c.shape[1], tk.threads)
+    return mma_tiling(m, n, tk.threads, k if split_k else None, not in_registers(g.a.name),
+                      not in_registers(g.b.name)) or (mma_tiling(m, n, tk.threads, k if split_k else None)
+                                                      if split_k else None)
+
+
+def mma_ok(tk, g: N.Gemm) -> bool:
+    """Whether the gemm's dtypes and shapes fit mma.sync.m16n8k16 over the block's warps."""
+    return mma_accumulator(tk, g) is not None
 
 
 def wgmma_accumulators(tk, gemms: list[N.Gemm], in_shared) -> dict[str, WgmmaTiling]:

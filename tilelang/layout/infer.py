@@ -58,6 +58,7 @@ from .plan import (AssignPlan, Conversion, CopyPlan, DequantPlan, GemmPlan, Inst
 from .rules import ORDER, RULES, register
 from .shared import SharedLayout, shared_dims, smem_gmma, smem_row_major, smem_swizzled, standard_swizzle
 from .errors import LayoutError
+from .packing import packed_layout
 from .target import Target, layout_target
 from .task_mapping import TaskMapping
 from .tiling import coalesced, default_vector, flat, mma_fragments, mma_tiling
@@ -89,6 +90,7 @@ def _infer(tk: TypedKernel, target: Target) -> LayoutPlan:
     _fix_fragments(st)
     _resolve_mappings(st)
     _ldmatrix_fallback(st)
+    _packed_layouts(st)
     plans, cost = [], Cost()
     for i, s in st.stmts:
         p, c = _rule(st, s).plan(st, i, s)
@@ -98,7 +100,8 @@ def _infer(tk: TypedKernel, target: Target) -> LayoutPlan:
     accesses = _shared_accesses(st, plans)
     regs = sum(-(-m.values_per_thread * st.tile(n).dtype.bits // 32) for n, m in st.maps.items())
     cost += Cost(register_excess=max(regs - REGISTER_BUDGET, 0), registers=regs)
-    plan = LayoutPlan(tk.kernel.name, st.T, target, _tile_layouts(st, accesses), tuple(plans), cost)
+    plan = LayoutPlan(tk.kernel.name, st.T, target, _tile_layouts(st, accesses), tuple(plans), cost,
+                      tuple(layout for layout, _ in st.packed.values()))
     _validate(st, plan)
     return plan
 
@@ -163,6 +166,7 @@ class _State:
         self.roles: dict[str, tuple[str, N.Gemm]] = {}
         self.parent: dict[str, str] = {}           # union-find of tiles computed at the same coordinates
         self.dequant_runs: dict[str, int] = {}
+        self.packed: dict[str, tuple] = {}         # packed tensor -> (PackedLayout, the dequant that fixes it)
         self.maps: dict[str, TaskMapping] = {}
         self.why: dict[str, tuple[str, SourceLoc | None]] = {}
         for name in self.order:  # register tiles held in registers, each its own group to start with
@@ -290,6 +294,10 @@ def _assign_infer(st: _State, s: N.Assign) -> None:
 
 
 def _copy_infer(st: _State, s: N.Copy) -> None:
+    for g in (s.src, s.dst):
+        if isinstance(g, N.GlobalRef) and st.tk.tensor(g.tensor).storage == "packed":
+            raise TileError(f"'{g.tensor}' is stored packed (its order is the plan's): only dequant reads it", g.loc,
+                            hint=f"dequant({g.tensor}[...], tile, scale=..., group=...) into a register tile")
     if isinstance(s.src, N.TileRef) and isinstance(s.dst, N.TileRef):
         st.union([x.name for x in (s.src, s.dst) if st.is_reg(x.name)])
 
@@ -297,6 +305,10 @@ def _copy_infer(st: _State, s: N.Copy) -> None:
 def _dequant_infer(st: _State, s: N.Dequant) -> None:
     """Register tiles dequantized from packed weights want runs of 16 bytes of packed fields (32
     elements of 4 bits, 16 of 8), so that each thread loads whole 16-byte words of W."""
+    if st.tk.tensor(s.src.tensor).storage == "packed" and not st.is_reg(s.dst.name):
+        raise TileError(f"'{s.src.tensor}' is stored packed in the order of the register tile it is dequantized "
+                        f"into; '{s.dst.name}' is a shared tile", s.dst.loc,
+                        hint="dequantize it into a register(...) tile (a gemm reads that straight from registers)")
     if st.is_reg(s.dst.name):
         bits = st.tk.tensor(s.src.tensor).dtype.bits
         if bits in (1, 2, 4, 8):
@@ -325,8 +337,13 @@ def _elementwise_leaves(st: _State, e, shape) -> list[str]:
 # ----------------------------------------------------------------------------- 3. gemm instructions
 
 def _choose_gemms(st: _State) -> None:
+    split = {g.acc.name for g in st.gemms if _summed_once(st, g.acc.name)}
+    held = lambda name: name in st.parent  # noqa: E731 - register operands held in registers
     for g in st.gemms:
-        til = G.mma_accumulator(st.tk, g)
+        til = G.mma_accumulator(st.tk, g, g.acc.name in split, held)
+        prev = st.mma_accs.get(g.acc.name)
+        if til is not None and prev is not None and prev != til:  # gemms into one accumulator: one tiling
+            til = G.mma_accumulator(st.tk, g)
         if til is not None:
             st.mma_accs[g.acc.name] = til
             st.mma[id(g)] = til
@@ -334,6 +351,25 @@ def _choose_gemms(st: _State) -> None:
             st.gemm_why[id(g)] = "no mma.sync atom fits its dtypes and shapes"
     if st.target.wgmma:
         st.wg_accs = G.wgmma_accumulators(st.tk, st.gemms, st.in_shared)
+
+
+def _summed_once(st: _State, acc: str) -> bool:
+    """Whether an accumulator is only summed into by its gemms, then read: zero-initialized, and every
+    other statement touching it comes after the last top-level statement holding one of its gemms.
+    Such an accumulator may split k over warp groups, its partial sums added once, before the read."""
+    alloc = st.allocs.get(acc)
+    if alloc is None or alloc.init is not None:
+        return False
+    body = st.tk.kernel.body
+    last_gemm, first_other = -1, len(body)
+    for i, top in enumerate(body):
+        for s in walk_stmts((top,)):
+            if isinstance(s, N.Gemm) and s.acc.name == acc:
+                last_gemm = i
+            elif not isinstance(s, (N.Alloc, N.For)) and acc in s.reads() | s.writes() and not (
+                    isinstance(s, N.Gemm) and acc not in s.writes()):
+                first_other = min(first_other, i)
+    return last_gemm < first_other
 
 
 # ----------------------------------------------------------------------------- 4. shared layouts
@@ -420,7 +456,7 @@ def _fix_fragments(st: _State) -> None:
             frag, text = WG.accumulator(til), f"the accumulator of `{_text(g)}` (wgmma, {WG.describe(til)})"
         elif name in st.mma_accs:
             til = st.mma_accs[name]
-            frag = mma_fragments(til, 16, False, False).c
+            frag = mma_fragments(til, G.dims(st.tk, g)[2], False, False).c
             text = f"the accumulator of `{_text(g)}` (mma.sync, {til.wm}x{til.wn} warps)"
         else:
             continue
@@ -433,9 +469,22 @@ def _fix_fragments(st: _State) -> None:
         for ref, m, role in ((g.a, fr.a, "A"), (g.b, fr.b, "B")):
             if ref.name in st.ann_frag:
                 _require(st, ref.name, m, role, g, f"the {_ROLE_NAMES[role]} of `{_text(g)}`")
+    for g in st.gemms:  # register operands nothing else fixes are held as the fragment: mma reads them directly
+        til = st.mma.get(id(g))
+        if til is None:
+            continue
+        fr = mma_fragments(til, G.dims(st.tk, g)[2], g.trans_a, g.trans_b)
+        for ref, m, role in ((g.a, fr.a, "A"), (g.b, fr.b, "B")):
+            if ref.name in st.parent and not any(n in st.fixed for n in _group(st, ref.name)):
+                st.fixed[ref.name] = (m, f"the {_ROLE_NAMES[role]} of `{_text(g)}`, read from registers", g.loc)
     for name, (frag, expr) in st.ann_frag.items():  # fragment roles no gemm gave a fragment
         if name not in st.fixed:
             st.fixed[name] = (_default_fragment(st, name, frag.role, expr), f"annotated `{expr}`", expr.loc)
+
+
+def _group(st: _State, name: str) -> list[str]:
+    root = st.find(name)
+    return [n for n in st.parent if st.find(n) == root]
 
 
 def _default_fragment(st: _State, name: str, role: str, expr: N.LayoutExpr) -> TaskMapping:
@@ -491,6 +540,28 @@ def _copy_hint(name: str, tile: TileType, role: str) -> str:
     if role == "C":
         return f"accumulate into `{decl}` and `copy({name}2, {name});` after the gemm"
     return f"`{decl} copy({name}, {name}2);` and pass '{name}2' to this gemm"
+
+
+def _packed_layouts(st: _State) -> None:
+    """A packed tensor is stored in the order of the register tile every dequant of it fills."""
+    for _, s in st.stmts:
+        if not (isinstance(s, N.Dequant) and st.tk.tensor(s.src.tensor).storage == "packed"):
+            continue
+        p, t, m = st.tk.tensor(s.src.tensor), st.tile(s.dst.name), st.maps[s.dst.name]
+        if len(t.shape) != 2 or len(p.dims) != 2:
+            raise TileError(f"packed tensor '{p.name}' must be 2-d and dequantized into a 2-d tile", s.loc)
+        layout = packed_layout(p.name, tuple(t.shape), p.dtype.bits, m)
+        if layout is None:
+            raise TileError(f"'{s.dst.name}' is held by several threads per element ({tv.as_expr(m)}): a packed "
+                            f"order stores each element once", s.loc,
+                            hint="dequantize into a tile one gemm reads as an mma operand, or declare the tensor "
+                                 "without `@ packed`")
+        prev = st.packed.get(p.name)
+        if prev is not None and prev[0] != layout:
+            raise TileError(f"packed tensor '{p.name}' is dequantized into tiles of two layouts", s.loc,
+                            related=((f"'{p.name}' is also dequantized here", prev[1].loc),),
+                            hint="dequantize it into tiles of one shape that one kind of gemm reads")
+        st.packed[p.name] = (layout, s)
 
 
 def _resolve_mappings(st: _State) -> None:
@@ -634,7 +705,10 @@ def _shared_dequant_run(shape: tuple[int, ...], bits: int, threads: int) -> int:
 def _dequant_plan(st: _State, i: int, s: N.Dequant):
     t = st.tile(s.dst.name)
     p = st.tk.tensor(s.src.tensor)
-    if st.is_reg(s.dst.name):
+    if s.src.tensor in st.packed:  # each thread's runs of fields are contiguous in the packed order
+        m = st.maps[s.dst.name]
+        vec = st.packed[s.src.tensor][0].run
+    elif st.is_reg(s.dst.name):
         m = st.maps[s.dst.name]
         vec = _run(m)
     else:  # into shared memory: the threads sweep the tile, `vec` fields at a time
@@ -670,6 +744,8 @@ def _gemm_plan(st: _State, i: int, s: N.Gemm):
                 name, vec, _ = fragment_instr(st.shared[ref.name][0], FragmentAccess(
                     role, m, n, k, til, trans, frag, _ebytes(t.dtype), t.shape[1]))
                 instrs.append(Instr(name, role, vec, _atom_or_none(name)))
+            elif st.maps.get(ref.name) == frag:  # held as the fragment: the mma reads the registers
+                instrs.append(Instr("mov", role, 2))
             else:
                 instrs.append(Instr("convert.shared", role))  # staged to shared memory for ldmatrix
                 cost += Cost(round_trips=1)

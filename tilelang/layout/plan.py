@@ -30,6 +30,7 @@ from .atoms import Atom
 from .cost import Access, Cost, offset_table, realize
 from .shared import SharedLayout, flat_coord
 from .task_mapping import TaskMapping
+from .packing import PackedLayout
 from .target import Target
 from .tiling import MmaTiling
 from .wgmma import OperandPlan, WgmmaTiling
@@ -208,6 +209,13 @@ class LayoutPlan:
     tiles: tuple[TileLayout, ...]
     stmts: tuple[StmtPlan, ...]
     base_cost: Cost = field(compare=False)  # everything but shared-memory wavefronts
+    packed: tuple[PackedLayout, ...] = ()  # the storage order of each `@ packed` tensor
+
+    def packed_layout(self, tensor: str) -> PackedLayout:
+        for p in self.packed:
+            if p.tensor == tensor:
+                return p
+        raise KeyError(f"kernel '{self.kernel}' has no packed tensor '{tensor}'")
 
     @property
     def cost(self) -> Cost:

@@ -92,12 +92,15 @@ def default_vector(shape: tuple[int, ...], threads: int, max_vec: int = 8) -> in
 @dataclass(frozen=True)
 class MmaTiling:
     """How every warp of a block tiles an m x n accumulator with m16n8 mma fragments: a
-    `wm` x `wn` warp grid, each warp holding `mi` x `ni` fragments."""
+    `wm` x `wn` warp grid, each warp holding `mi` x `ni` fragments. With `wk` > 1 the block
+    has wk such grids, each summing its own 1/wk of the k extent ("k split"): their partial
+    accumulators are added together before the accumulator is read."""
 
     m: int
     n: int
     wm: int
     wn: int
+    wk: int = 1
 
     @property
     def mi(self) -> int:  # m16 fragments per warp
@@ -108,22 +111,35 @@ class MmaTiling:
         return self.n // (8 * self.wn)
 
 
-def mma_tiling(m: int, n: int, threads: int) -> MmaTiling | None:
+def mma_tiling(m: int, n: int, threads: int, k: int | None = None, spread_a: bool = True,
+               spread_b: bool = True) -> MmaTiling | None:
     """The warp grid using all of the block's warps with the fewest ldmatrix.x4 loads per k-step
     (one per A fragment, one per pair of B fragments), fewest grid rows on a tie; None if m16n8
-    fragments cannot tile m x n over them."""
+    fragments cannot tile m x n over them.
+
+    Given `k`, an accumulator too small for the warps may split k instead: the fewest k groups
+    (wk) whose grids use every warp, each group taking whole k16 steps. `spread_a` False keeps A
+    on one warp column (wn = 1: an A held in registers is not loaded twice), `spread_b` False B
+    on one warp row."""
     if threads % WARP:
         return None
-    warps, best = threads // WARP, None
-    for wm in range(1, warps + 1):
-        wn = warps // wm
-        if warps % wm or m % (16 * wm) or n % (8 * wn):
+    warps = threads // WARP
+    for wk in range(1, warps + 1):
+        if warps % wk or (wk > 1 and (k is None or k % (16 * wk))):
             continue
-        t = MmaTiling(m, n, wm, wn)
-        cost = t.mi + -(-t.ni // 2)
-        if best is None or cost < best[0]:
-            best = (cost, t)
-    return None if best is None else best[1]
+        best = None
+        for wm in range(1, warps // wk + 1):
+            wn = warps // wk // wm
+            if (warps // wk) % wm or m % (16 * wm) or n % (8 * wn) or (wn > 1 and not spread_a) \
+                    or (wm > 1 and not spread_b):
+                continue
+            t = MmaTiling(m, n, wm, wn, wk)
+            cost = t.mi + -(-t.ni // 2)
+            if best is None or cost < best[0]:
+                best = (cost, t)
+        if best is not None:
+            return best[1]
+    return None
 
 
 def mma_shape_ok(m: int, n: int, k: int) -> bool:
@@ -141,10 +157,13 @@ class Fragments:
 
 @lru_cache(maxsize=512)
 def mma_fragments(t: MmaTiling, k: int, trans_a: bool, trans_b: bool) -> Fragments:
-    """The mma.sync fragments of tiling `t` (with k-extent `k`) as task mappings."""
-    c = spatial(t.wm, t.wn) * local(t.mi, t.ni) * MMA_M16N8K16_C
-    a = spatial(t.wm, 1) * replicate(t.wn) * local(t.mi, k // 16) * MMA_M16N8K16_A
-    b = replicate(t.wm) * spatial(1, t.wn) * local(k // 16, t.ni) * MMA_M16N8K16_B
+    """The mma.sync fragments of tiling `t` (with k-extent `k`) as task mappings. With a k split
+    the k groups are the outermost warps: each holds its k range of A and B, and a (partial) copy
+    of the accumulator."""
+    ks = k // (16 * t.wk)  # k16 steps per k group
+    c = replicate(t.wk) * spatial(t.wm, t.wn) * local(t.mi, t.ni) * MMA_M16N8K16_C
+    a = spatial(1, t.wk) * spatial(t.wm, 1) * replicate(t.wn) * local(t.mi, ks) * MMA_M16N8K16_A
+    b = spatial(t.wk, 1) * replicate(t.wm) * spatial(1, t.wn) * local(ks, t.ni) * MMA_M16N8K16_B
     a, b, c = (tv.canonical(x) for x in (a, b, c))
     return Fragments(tv.transpose(a) if trans_a else a, tv.transpose(b) if trans_b else b, c)
 

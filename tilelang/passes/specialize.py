@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence, Union
 
-from ..diagnostics import TileError
+from ..diagnostics import TileError, did_you_mean
 from ..ir import nodes as N
-from ..ir.dtypes import DTYPES, DType
+from ..ir.dtypes import DTYPES, DType, from_user, listing
 from ..ir.scalar import binop
 from ..ir.visit import rewrite_expr, rewrite_stmt
 
@@ -26,9 +26,10 @@ def resolve_consts(kernel: N.Kernel, given: Mapping[str, object] | None = None) 
         if c.name in given:
             v = given.pop(c.name)
             if c.kind == "dtype":
-                v = _as_dtype(v, c)
+                v = dtype_value(kernel, c, v)
             elif isinstance(v, bool) or not isinstance(v, int):
-                raise TileError(f"const '{c.name}' of kernel '{kernel.name}' must be an int, got {v!r}", c.loc)
+                raise TileError(f"const '{c.name}' of kernel '{kernel.name}' must be an int, got {v!r}", c.loc,
+                                hint=f"pass an int, e.g. {c.name}={c.default if c.default is not None else 16}")
             out[c.name] = v
         elif c.default is not None:
             out[c.name] = DTYPES[c.default] if c.kind == "dtype" else c.default
@@ -36,9 +37,10 @@ def resolve_consts(kernel: N.Kernel, given: Mapping[str, object] | None = None) 
             raise TileError(f"kernel '{kernel.name}' needs a value for {c.kind} parameter '{c.name}'", c.loc,
                             hint=f"pass {c.name}=... when building or calling it, or give it a default")
     if given:
-        names = ", ".join(sorted(given))
-        raise TileError(f"kernel '{kernel.name}' has no compile-time parameter {names}", kernel.loc,
-                        hint="its parameters: " + ", ".join(c.name for c in kernel.consts))
+        name = sorted(given)[0]
+        consts = [c.name for c in kernel.consts]
+        raise TileError(f"kernel '{kernel.name}' has no compile-time parameter '{name}'", kernel.loc,
+                        hint=did_you_mean(name, consts, "its compile-time parameters: " + (", ".join(consts) or "none")))
     return out
 
 
@@ -65,9 +67,9 @@ def with_candidates(kernel: N.Kernel, candidates: Mapping[str, Sequence[int]]) -
     for name, values in candidates.items():
         c = consts.get(name)
         if c is None or c.kind != "int":
-            ints = ", ".join(n for n, p in consts.items() if p.kind == "int") or "none"
+            ints = [n for n, p in consts.items() if p.kind == "int"]
             raise TileError(f"kernel '{kernel.name}' has no int const '{name}' to tune", kernel.loc,
-                            hint=f"its int consts: {ints}")
+                            hint=did_you_mean(name, ints, f"its int consts: {', '.join(ints) or 'none'}"))
         values = tuple(values)
         if not values:
             raise TileError(f"candidates for const '{name}' of '{kernel.name}' are empty", c.loc)
@@ -77,13 +79,14 @@ def with_candidates(kernel: N.Kernel, candidates: Mapping[str, Sequence[int]]) -
     return dataclasses.replace(kernel, params=tuple(params))
 
 
-def _as_dtype(v, c: N.ConstParam) -> DType:
-    if isinstance(v, DType):
-        return v
-    name = str(v).replace("torch.", "").replace("float16", "f16").replace("bfloat16", "bf16").replace("float32", "f32")
-    if name in DTYPES:
-        return DTYPES[name]
-    raise TileError(f"dtype parameter '{c.name}' got {v!r}, which is not a tile dtype", c.loc)
+def dtype_value(kernel: N.Kernel, c: N.ConstParam, v) -> DType:
+    """The DType a caller passes for dtype parameter `c`: a name, a DType, or a torch or numpy dtype."""
+    dt = from_user(v)
+    if dt is None:
+        suggestion = did_you_mean(str(v), DTYPES) if isinstance(v, str) else None
+        raise TileError(f"{c.name}={v!r} given to '{kernel.name}' is not a dtype", c.loc,
+                        hint=(suggestion + " " if suggestion else "") + "dtypes: " + listing())
+    return dt
 
 
 def specialize(kernel: N.Kernel, consts: Mapping[str, ConstValue]) -> N.Kernel:

@@ -205,7 +205,7 @@ class Autotuner:
             _log(f"autotune {kernel.name} [{_where(facts)}]: {label(hit.config)} (cached)")
             return hit
         with _on_device(call):
-            choice = self._search(kernel, space, call, compile)
+            choice = self.search(kernel, space, call, compile)
         self.memory[key] = dataclasses.replace(choice, cached=True)
         self._store(key, facts, choice)
         best = choice.timings[label(choice.config)]
@@ -213,14 +213,20 @@ class Autotuner:
              f"{len(choice.timings)} timed, {len(choice.skipped)} skipped)")
         return choice
 
-    def _search(self, kernel: N.Kernel, space, call: BoundCall, compile) -> Choice:
+    def search(self, kernel: N.Kernel, space, call: BoundCall, compile,
+               step: Callable[[int, int, str], None] | None = None) -> Choice:
+        """Compile every configuration of `space` (in parallel), then launch and time each on clones of
+        the call's arrays; failures are skipped with their reason.  Uncached: `tilelang tune` shows it all,
+        with `step(i, n, label)` after each configuration (its progress bar)."""
         scratch = dataclasses.replace(call, arrays={n: clone(a) for n, a in call.arrays.items()})
         timings: dict[str, float] = {}
         skipped: dict[str, str] = {}
         grid = configs(space)
         builds = _build_all(grid, lambda config: _build(compile, {**call.consts, **config}, scratch))
-        for config in grid:
+        for i, config in enumerate(grid, 1):
             name = label(config)
+            if step is not None:
+                step(i, len(grid), name)
             try:
                 launch = builds[name].result()
                 launch(scratch)  # fails here on resources the compiler could not check

@@ -52,12 +52,23 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(tk, backend: str, target: str | None, tools: Iterable[str] = (), extra: str = "") -> str:
-    """Hash of everything an artifact depends on."""
-    from .. import __version__
+def spec_key(tk, backend: str, target: str | None) -> str:
+    """Hash of what a specialization *is*: the specialized IR's text, backend, target and constants.
+
+    Content only: the same kernel loaded from another path, or re-parsed after a comment
+    changed, has the same key.  Prebuilt artifacts (`tilelang build`, TVM libraries) are
+    found by this key, since running them needs no compiler."""
     consts = ",".join(f"{k}={v}" for k, v in sorted(tk.consts.items(), key=lambda kv: kv[0]))
-    text = "\n".join([kernel_str(tk.kernel), backend, str(target), consts,
-                      f"tilelang={__version__}+{code_fingerprint()}", tool_versions(tools), extra])
+    text = "\n".join([kernel_str(tk.kernel), backend, str(target), consts])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def cache_key(tk, backend: str, target: str | None, tools: Iterable[str] = (), extra: str = "") -> str:
+    """Hash of everything an artifact depends on: the specialization (`spec_key`), tilelang's own
+    code (`code_fingerprint`) and the versions of the tools that compile it."""
+    from .. import __version__
+    text = "\n".join([spec_key(tk, backend, target), f"tilelang={__version__}+{code_fingerprint()}",
+                      tool_versions(tools), extra])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

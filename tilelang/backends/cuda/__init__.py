@@ -2,7 +2,8 @@
 
 * `generate(tk)`: the source of one `extern "C" __global__` function (no GPU needed);
 * `compile(tk, target)`: a launcher for torch/cupy GPU arrays (needs CuPy and a GPU);
-* `build_aot(tk, out_dir, arch="sm_90a")`: `.cu`, `.cubin` and `.ptx` files built by nvcc.
+* `build_aot(tk, out_dir, arch="sm_90a")`: `.cu`, `.cubin` and `.ptx` files built by nvcc, which
+  `load_aot(tk, cubin)` runs through CuPy alone.
 
 Modules: `ctype` (dtypes as C++), `cexpr` (integer expression text), `mapping` (which
 thread holds which register-tile element), `smem` (shared layouts), `plan` (decisions
@@ -13,7 +14,7 @@ the `.tile` source).  The C++ helpers and code shapes are templates in `template
 """
 from __future__ import annotations
 
-from .aot import build_aot
+from .aot import aot_artifact, aot_target, build_aot, load_aot
 from .codegen import generate_source
 from .runtime import Launcher, compile  # noqa: A004 - the backend interface name
 
@@ -27,4 +28,4 @@ def generate(tk, target: str | None = None) -> str:
     return generate_source(tk, target).code
 
 
-__all__ = ["NAME", "Launcher", "build_aot", "compile", "generate"]
+__all__ = ["NAME", "Launcher", "aot_artifact", "aot_target", "build_aot", "compile", "generate", "load_aot"]

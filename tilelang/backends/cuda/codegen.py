@@ -101,6 +101,7 @@ class KernelGen:
         self.shadow: dict[str, tuple[str, DType]] = {}  # register tile -> (ring stage, raw dtype) it equals
         self.ops = templates().get_template("ops.cu.j2").module
         self.wgmma_helpers: dict[str, str] = {}  # wgmma instruction wrappers the kernel uses, by name
+        self.partial: dict[str, int] = {}  # accumulators of k-split gemms not yet summed: their k groups
         self.ex = ExprEmitter(tk, self.kinds, self._temp, plan.virtual)
         self.written_tensors = {s.dst.tensor for s in _walk(self.k.body)
                                 if isinstance(s, N.Copy) and isinstance(s.dst, N.GlobalRef)}
@@ -200,13 +201,13 @@ class KernelGen:
             order.append(("dim", d))
             self.kinds[d] = "int"
         for p in k.scalars:
-            ct = "float" if p.dtype.is_float else "long long" if p.dtype.is_int else "int"
+            ct = ctype.scalar_param(p.dtype)
             self.kinds[p.name] = ctype.kind(p.dtype)
             if p.dtype.is_float and p.dtype != f32:
-                params.append(f"float {p.name}_in")
+                params.append(f"{ct} {p.name}_in")
                 setup.append(f"const float {cname(p.name)} = {ctype.rounded(p.name + '_in', p.dtype)};")
             elif p.dtype.kind == "bool":
-                params.append(f"int {p.name}_in")
+                params.append(f"{ct} {p.name}_in")
                 setup.append(f"const bool {cname(p.name)} = {p.name}_in != 0;")
             else:
                 params.append(f"{ct} {cname(p.name)}")
@@ -275,6 +276,9 @@ class KernelGen:
             self.stmt(s)
 
     def stmt(self, s: N.Stmt) -> None:
+        for acc in [a for a in self.partial if a in s.reads() | s.writes()
+                    and not (isinstance(s, N.Gemm) and s.acc.name == a)]:
+            self.sum_partials(acc)
         self.comment(s)
         self.scratch_cursor = 0
         self.staged = {}
@@ -304,6 +308,27 @@ class KernelGen:
 
     def mapping(self, name: str) -> M.Mapping:
         return self.plan.mappings[name]
+
+    def sum_partials(self, acc: str) -> None:
+        """Add the k groups' partial accumulators (the plan split k over warp groups): every thread
+        then holds the full sums of its values, as the accumulator's (replicated) mapping says."""
+        groups = self.partial.pop(acc)
+        m = self.mapping(acc)
+        per = self.T // groups  # threads per k group (the groups are the outermost warps)
+        self.line(f"// {acc}: add the partial sums of its {groups} k groups")
+        with self.scope():
+            self.barrier()
+            parts = self.scratch(self.T * m.values * 4, "float")
+            with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
+                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+                self.line(f"{parts}[v * {self.T} + tid] = {cname(acc)}[v];")
+            self.pending = True
+            self.sync()
+            with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
+                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+                terms = " + ".join(f"{parts}[v * {self.T} + {g * per} + tid % {per}]" for g in range(groups))
+                self.line(f"{cname(acc)}[v] = {terms};")
+            self.barrier()
 
     def tile_ptr(self, name: str) -> str:
         return self.ptr.get(name, cname(name))
@@ -780,9 +805,12 @@ class KernelGen:
     def gemm(self, s: N.Gemm) -> None:
         with self.scope():
             ops = {}
-            for x in (s.a, s.b):
+            in_registers = {i.role for i in self.plan.layout.instrs(s) if i.name == "mov"}
+            for x, role in ((s.a, "A"), (s.b, "B")):
                 t = self.tk.tiles[x.name]
-                if x.name in self.plan.layouts:  # shared tiles, and register tiles kept in shared memory
+                if role in in_registers:  # held as the mma fragment the plan gave it: read in place
+                    ops[x.name] = (None, None)
+                elif x.name in self.plan.layouts:  # shared tiles, and register tiles kept in shared memory
                     ops[x.name] = (self.tile_ptr(x.name), self.plan.layouts[x.name])
                 else:
                     if not self.staged:
@@ -823,23 +851,27 @@ class KernelGen:
         mi, ni = til.mi, til.ni
         m0 = f"warp_m * {mi * 16} + i * 16"
         n0 = f"warp_n * {ni * 8} + j * 16"
+        a_off = b_off = b_off2 = None
         # lane l supplies the row address of 8x8 matrix l / 8 (see the fragment table in plan.py's notes)
-        if s.trans_a:   # a is stored K x M: rows of the stored tile are k
+        if al is not None and s.trans_a:  # a is stored K x M: rows of the stored tile are k
             a_off = al.offset(["kk + (lane / 16) * 8 + lane % 8", f"{m0} + ((lane / 8) % 2) * 8"])
-        else:
+        elif al is not None:
             a_off = al.offset([f"{m0} + lane % 16", "kk + (lane / 16) * 8"])
         nlast = f"warp_n * {ni * 8} + {(ni - 1) * 8}"
-        if s.trans_b:   # b is stored N x K
+        if bl is not None and s.trans_b:  # b is stored N x K
             b_off = bl.offset([f"{n0} + (lane / 16) * 8 + lane % 8", "kk + ((lane / 8) % 2) * 8"])
             b_off2 = bl.offset([f"{nlast} + lane % 8", "kk + ((lane / 8) % 2) * 8"])
-        else:           # b is stored K x N
+        elif bl is not None:  # b is stored K x N
             b_off = bl.offset(["kk + lane % 16", f"{n0} + (lane / 16) * 8"])
             b_off2 = bl.offset(["kk + lane % 16", nlast])
         elem = ctype.storage(self.tk.tiles[s.a.name].dtype)
+        if til.wk > 1:
+            self.partial[s.acc.name] = til.wk
         self.text(self.ops.gemm_mma(elem=elem, acc=cname(s.acc.name), k=_gemm_k(self.tk, s), mi=mi, ni=ni,
-                                    warps_n=til.wn, a_ptr=ap, a_off=cx.paren(a_off), a_trans=s.trans_a,
-                                    b_ptr=bp, b_off=cx.paren(b_off), b_off_x2=cx.paren(b_off2),
-                                    b_trans=not s.trans_b))
+                                    warps_n=til.wn, warps_mn=til.wm * til.wn, wk=til.wk, a_ptr=ap, a_off=a_off and cx.paren(a_off), a_trans=s.trans_a,
+                                    b_ptr=bp, b_off=b_off and cx.paren(b_off), b_off_x2=b_off2 and cx.paren(b_off2),
+                                    b_trans=not s.trans_b, a_regs=None if al is not None else cname(s.a.name),
+                                    b_regs=None if bl is not None else cname(s.b.name)))
 
     def gemm_wgmma(self, s: N.Gemm, wg, ops) -> None:
         """One wgmma group per gemm: a fence (the accumulator was written by other code), every
@@ -873,6 +905,9 @@ class KernelGen:
         fields into an f16/bf16 tile become pairs by bit tricks and two packed fmas (`_pair_run`),
         others are converted with the 2^23 magic number in f32.  Other elements (row ends, odd
         widths, unaligned rows) take the per-element path."""
+        if self.tk.tensor(s.src.tensor).storage == "packed":
+            self.dequant_packed(s)
+            return
         t = self.tk.tiles[s.dst.name]
         shared = t.scope == "shared"
         if shared:
@@ -941,6 +976,101 @@ class KernelGen:
                         self._store_run(s, names, run)
         if shared:
             self.barrier()
+
+    def dequant_packed(self, s: N.Dequant) -> None:
+        """Dequantize one tile of a tensor stored in the plan's packed order (layout/packing.py) into the
+        register tile it was ordered for: each thread loads its runs whole (run c at byte (c * threads
+        + tid) * run bytes of the tile: one coalesced stretch per run) and dequantizes them in registers.
+
+        Tiles inside the tensor whose scales (and zero points) pairs can apply take the fast path:
+        every value's row and group is the thread's base plus a constant (task mappings add thread and
+        value parts), so each distinct (row, group) scale is loaded once per tile and every pair of
+        fields is one PRMT/LOP3 and two packed fmas. Other tiles (the tensor's edges, whose padding
+        fields give 0 as in the interpreter), widths and scales go field by field in f32."""
+        t = self.tk.tiles[s.dst.name]
+        p = self.tk.tensor(s.src.tensor)
+        pl = self.plan.layout.packed_layout(p.name)
+        m = self.mapping(s.dst.name)
+        bits, run, rb = pl.bits, pl.run, pl.run_bytes
+        signed = "true" if p.dtype.is_signed else "false"
+        sp = self.tk.tensor(s.scale)
+        zp = self.tk.tensor(s.zero) if s.zero else None
+        pairs = _pair_type(t.dtype, bits, 4) if rb % 16 == 0 else None
+        groups = _packed_groups(pl, s.group.value if isinstance(s.group, N.Const) else None) if pairs else None
+        self.global_access(write=False)
+        with self.scope():
+            w = self.window(s.src, t.shape)
+            self.line(f"const long long group = {self.ex.scalar(s.group).code};")
+            ring = self.ring_ptr.get(id(s))
+            if ring is None:
+                tiles_k = f"(({w.dims[1]} + {t.shape[1] - 1}) / {t.shape[1]})"
+                tile = f"({w.starts[0]} / {t.shape[0]}) * {tiles_k} + {w.starts[1]} / {t.shape[1]}"
+                self.line(f"const unsigned char* const base = reinterpret_cast<const unsigned char*>({cname(p.name)}) "
+                          f"+ ({tile}) * {pl.block_bytes};")
+            else:
+                self.line(f"const unsigned char* const base = {ring};")
+            if groups is None:
+                self._packed_generic(s, w, pl, signed, sp, zp)
+                return
+            self.line(f"bool fast = {w.starts[0]} + {t.shape[0]} <= {w.dims[0]} && "
+                      f"{w.starts[1]} + {t.shape[1]} <= {w.dims[1]};")
+            self._packed_fast(s, w, pl, pairs, groups, signed, sp, zp)
+            with self.scope("if (!fast)"):
+                self._packed_generic(s, w, pl, signed, sp, zp)
+
+    def _packed_fast(self, s, w: "Window", pl, pairs: str, groups: dict, signed: str, sp, zp) -> None:
+        """Scales (and zero offsets) of the tile's distinct (row, group) pairs, loaded once; then, if they
+        all apply as pairs, every run's pairs dequantized straight into the tile's registers."""
+        m = self.mapping(s.dst.name)
+        (r0, c0), _ = m.coords("tid", "0")
+        self.line(f"const int srow = (int){w.starts[0]} + {r0};")
+        self.line(f"const int scol = (int)(({w.starts[1]} + {c0}) / group);")
+        off = f" + {1 << (pl.bits - 1)}.0f" if signed == "true" else ""
+        keys = sorted(set(groups.values()))
+        for n, (dr, dg) in enumerate(keys):
+            raw = f"{cname(sp.name)}[(srow + {dr}) * {cname(sp.name)}st0 + (scol + {dg}) * {cname(sp.name)}st1]"
+            self.line(f"const float sc{n} = {ctype.to_compute(raw, sp.dtype) if sp.dtype.is_float else f'(float){raw}'};")
+            if zp is not None:
+                rawz = f"{cname(zp.name)}[(srow + {dr}) * {cname(zp.name)}st0 + (scol + {dg}) * {cname(zp.name)}st1]"
+                self.line(f"const float zp{n} = {ctype.to_compute(rawz, zp.dtype) if zp.dtype.is_float else f'(float){rawz}'};")
+            checks = ([f"tl::pair_scale_ok<{pairs}>(sc{n})"] if sp.dtype != self.tk.tiles[s.dst.name].dtype else []) + \
+                ([f"tl::pair_zero_ok<{pairs}>(zp{n})"] if zp is not None else [])
+            if checks:
+                self.line(f"fast = fast && {' && '.join(checks)};")
+        with self.scope("if (fast)"):
+            for n in range(len(keys)):
+                z = f"zp{n}" if zp is not None else "0.0f"
+                self.line(f"const unsigned s2_{n} = tl::splat2<{pairs}>(sc{n}), "
+                          f"m2_{n} = tl::splat2<{pairs}>(-(tl::PairMagic<{pairs}>::m + {z}{off}));")
+            per_word = 32 // pl.bits
+            for c in range(m.values // pl.run):
+                self.line(f"const tl::Vec<unsigned int, {pl.run_bytes // 4}> q{c} = *reinterpret_cast<const "
+                          f"tl::Vec<unsigned int, {pl.run_bytes // 4}>*>(base + ({c * m.threads} + tid) * {pl.run_bytes});")
+                for u in range(0, pl.run, 2):
+                    v = c * pl.run + u
+                    n = keys.index(groups[v])
+                    self.line(f"tl::set_pair({cname(s.dst.name)}, {v}, tl::dequant_pair<{pairs}, {pl.bits}, {signed}>("
+                              f"q{c}.v[{u // per_word}], {(u % per_word) // 2}, m2_{n}, s2_{n}));")
+
+    def _packed_generic(self, s, w: "Window", pl, signed: str, sp, zp) -> None:
+        """Field by field in f32 with clipped scale indices; fields past the tensor's edges give 0."""
+        t = self.tk.tiles[s.dst.name]
+        m = self.mapping(s.dst.name)
+        zero = ctype.from_compute(ctype.literal(0, t.dtype), t.dtype)
+        with self.values(m) as c:
+            self.line(f"const unsigned char* const q = base + ((v / {pl.run}) * {m.threads} + tid) * {pl.run_bytes};")
+            self.line(f"const long long gi = tl::min_ll({w.starts[1]} + {c[1]}, {w.dims[1]} - 1) / group;")
+            self.line(f"const float sc = {self._side_at(sp, f'{w.starts[0]} + {c[0]}', 'gi')};")
+            self.line(f"const float zp = {self._side_at(zp, f'{w.starts[0]} + {c[0]}', 'gi') if zp is not None else '0.0f'};")
+            f = f"(float)tl::load_packed<{pl.bits}, {signed}>(q, v % {pl.run})"
+            val = ctype.from_compute(ctype.rounded(f"(({f}) - zp) * sc", t.dtype), t.dtype)
+            self.line(f"{cname(s.dst.name)}[v] = ({w.inbounds(c)}) ? {val} : {zero};")
+
+    def _side_at(self, p: N.TensorParam, row: str, gi: str) -> str:
+        """Element (row, gi) of a 2-d scale/zero tensor, the row clipped to its dims (as the interpreter)."""
+        dims = [str(d) if isinstance(d, int) else cname(d) for d in p.dims]
+        v = f"{cname(p.name)}[tl::min_ll({row}, {dims[0]} - 1) * {cname(p.name)}st0 + tl::min_ll({gi}, {dims[1]} - 1) * {cname(p.name)}st1]"
+        return f"(float){ctype.to_compute(v, p.dtype)}" if not p.dtype.is_float else ctype.to_compute(v, p.dtype)
 
     def _store_run(self, s: N.Dequant, names: list[str], run: int, v0: int = 0) -> None:
         """The run's values, f32 in `w[]`, rounded to the tile's dtype and stored (registers: from v + v0)."""
@@ -1210,6 +1340,19 @@ class KernelGen:
         t = self.tk.tiles[s.dst.name]
         w = self.window(s.src, t.shape)
         p = w.tensor
+        if p.storage == "packed":  # one tile of the packed order: a contiguous stretch of whole chunks
+            n = ring.shape[0]
+            tiles_k = f"(({w.dims[1]} + {t.shape[1] - 1}) / {t.shape[1]})"
+            tile = f"({w.starts[0]} / {t.shape[0]}) * {tiles_k} + {w.starts[1]} / {t.shape[1]}"
+            self.line(f"const unsigned char* const src = reinterpret_cast<const unsigned char*>({cname(p.name)}) "
+                      f"+ ({tile}) * {n};")
+            with self.scope(f"if (tl::aligned_to(src, 16))"):
+                with self.scope(f"for (int j = tid; j < {n // 16}; j += {self.T})"):
+                    self.line(f"tl::cp_async_16({dst} + j * 16, src + j * 16, 16);")
+            with self.scope("else"):
+                with self.scope(f"for (int j = tid; j < {n}; j += {self.T})"):
+                    self.line(f"{dst}[j] = src[j];")
+            return
         rt = self.ring_type(s)
         eb = ring.elem_bytes
         n = 16 // eb
@@ -1323,6 +1466,29 @@ def _pair_type(dt: DType, bits: int, nbytes: int) -> str | None:
     if nbytes < 4 or not (dt.name == "f16" and bits in (4, 8) or dt.name == "bf16" and bits == 4):
         return None
     return ctype.storage(dt)
+
+
+def _packed_groups(pl, group: int | None) -> dict[int, tuple[int, int]] | None:
+    """For the pair path of a packed dequant: per even value v, (rows below the thread's first row, groups
+    after the tile's first group) of the pair (v, v + 1), the same for every thread; None where a pair
+    spans two rows or groups, or a value's group depends on the thread (then: the f32 path)."""
+    m, (rows, cols) = pl.mapping, pl.block
+    if group is None or not (cols % group == 0 or group % cols == 0):
+        return None
+    out = {}
+    def grp(c: int) -> int:
+        return c // group if cols % group == 0 else 0
+
+    for v in range(0, m.values_per_thread, 2):
+        key = None
+        for t in range(m.num_threads):
+            (ra, ca), (rb, cb), (r0, c0) = m(t, v), m(t, v + 1), m(t, 0)
+            k = (ra - r0, grp(ca) - grp(c0))
+            if rb != ra or cb != ca + 1 or grp(cb) != grp(ca) or key not in (None, k):
+                return None
+            key = k
+        out[v] = key
+    return out
 
 
 def _gemm_k(tk: TypedKernel, s: N.Gemm) -> int:

@@ -40,6 +40,12 @@ def compute(dt: DType) -> str:
     return "bool"
 
 
+def scalar_param(dt: DType) -> str:
+    """The C++ type a scalar parameter of dtype `dt` is passed as (what the launcher packs): floats as
+    float (narrower ones rounded in the kernel), integers as long long, bools as int."""
+    return "int" if dt.kind == "bool" else compute(dt)
+
+
 def kind(dt: DType) -> str:
     return "float" if dt.is_float else "int" if dt.is_int else "bool"
 

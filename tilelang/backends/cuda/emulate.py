@@ -22,6 +22,7 @@ import numpy as np
 
 from ...diagnostics import TileError
 from ...passes.infer import TypedKernel
+from ...quant import PackedWeight
 from ...runtime.args import bind
 from .codegen import Source, generate_source, verbatim
 from .errors import explain
@@ -179,6 +180,8 @@ class Emulated:
         for kind, name in self.src.params:
             if kind == "tensor":
                 a = call.arrays[name]
+                if isinstance(a, PackedWeight):  # the bytes in the plan's order (checked by TileKernel calls)
+                    a = np.ascontiguousarray(a.numpy())
                 if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
                     raise TileError(f"the emulator takes contiguous numpy arrays; '{name}' is not one")
                 values.append(a)

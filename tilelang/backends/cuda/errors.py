@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ...diagnostics import TileError
+from ...diagnostics import InternalError, TileError
 
 _LOCATION = re.compile(r"\((\d+)\): (error|warning)|\.cu:(\d+):\d*:? *(error|warning)|line (\d+); error")
 _ORIGIN = re.compile(r"^\s*// (\S+:\d+)  (.*)$")
@@ -39,10 +39,10 @@ def explain(log: str, source: str, kernel: str, compiler: str) -> TileError:
             o = origin(source, n)
             if o:
                 notes.append(f"    from {o[0]}: {o[1]}")
+    message = f"{compiler} could not compile the CUDA code generated for kernel '{kernel}':\n" + "\n".join(notes)
     if "cannot open source file" in log:
-        hint = "the CUDA headers (cuda_fp16.h, ...) were not found: set CUDA_PATH to a CUDA toolkit"
-    else:
-        hint = ("this is a bug of the CUDA backend; please report it with the kernel "
-                "(tilelang.backends.cuda.generate(tk) prints the code)")
-    return TileError(f"{compiler} could not compile the CUDA code generated for kernel '{kernel}':\n"
-                     + "\n".join(notes), hint=hint)
+        return TileError(message, hint="the CUDA headers (cuda_fp16.h, ...) were not found: set CUDA_PATH to a "
+                                       "CUDA toolkit")
+    return InternalError(message, "the CUDA backend", kernel,
+                         hint="this is a bug of the CUDA backend, not of your kernel; please report it with the "
+                              "kernel (tilelang.backends.cuda.generate(tk) prints the code)")

@@ -136,7 +136,7 @@ def make_plan(tk: TypedKernel, arch: str | None = None, tma: bool = False) -> Pl
                 for c in p.producers:
                     plan.stages[c.dst.name] = p.stages
                 for r in p.ringed:
-                    plan.rings[id(r)] = _ring(tk, r, f"tl_ring{len(plan.rings)}")
+                    plan.rings[id(r)] = _ring(tk, lp, r, f"tl_ring{len(plan.rings)}")
     _skip_init(tk, body, plan)
     fed_to_gmma = {x.name for g in plan.wgmma.values() for x in (g.stmt.a, g.stmt.b)}
     offset = 0
@@ -247,12 +247,16 @@ def _ringable(tk: TypedKernel, s: N.Stmt) -> bool:
     if isinstance(s, N.Copy):
         zero_pad = s.pad is None or (isinstance(s.pad, N.Const) and s.pad.value == 0)
         return zero_pad and not src.dtype.is_packed and t.shape[-1] * ctype.nbytes(src.dtype) % 16 == 0
+    if src.storage == "packed":  # a tile of the packed order is one contiguous stretch of whole 16-byte chunks
+        return True
     return src.dtype.bits <= 8 and t.shape[-1] * src.dtype.bits % 128 == 0
 
 
-def _ring(tk: TypedKernel, s: N.Stmt, name: str) -> Ring:
+def _ring(tk: TypedKernel, lp: LayoutPlan, s: N.Stmt, name: str) -> Ring:
     src, t = tk.tensor(s.src.tensor), tk.tiles[s.dst.name]
-    if isinstance(s, N.Dequant):
+    if src.storage == "packed":
+        shape, eb = (lp.packed_layout(src.name).block_bytes,), 1
+    elif isinstance(s, N.Dequant):
         shape, eb = tuple(t.shape[:-1]) + (t.shape[-1] * src.dtype.bits // 8,), 1
     else:
         shape, eb = tuple(t.shape), ctype.nbytes(src.dtype)

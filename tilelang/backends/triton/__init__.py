@@ -6,12 +6,12 @@ returns a launcher for BoundCalls.  CUDA tensors run compiled; with
 TRITON_INTERPRET=1 set before triton is imported, CPU tensors run in Triton's
 interpreter, which is how the tests check this backend without a GPU.
 """
-from .aot import build_aot, compile_binary
+from .aot import aot_artifact, aot_target, build_aot, compile_binary, load_aot
 from .launcher import Launcher, compile, load_source
 from .lower import Program, generate, lower
 
 NAME = "triton"
 SOURCE_SUFFIX = ".py"
 
-__all__ = ["NAME", "SOURCE_SUFFIX", "Launcher", "Program", "build_aot", "compile", "compile_binary", "generate",
-           "load_source", "lower"]
+__all__ = ["NAME", "SOURCE_SUFFIX", "Launcher", "Program", "aot_artifact", "aot_target", "build_aot", "compile", "compile_binary", "generate",
+           "load_aot", "load_source", "lower"]

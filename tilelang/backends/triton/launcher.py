@@ -9,6 +9,10 @@ of JITFunction / InterpretedFunction matches, and explains the mismatch
 
 Generated modules live in the shared disk cache (`runtime/cache.py`), keyed like
 every other artifact, so a later process imports them without lowering again.
+
+Repeated calls (`runtime/dispatch.py`) skip Triton's Python JIT path: `Launcher.fast`
+takes the compiled kernel for the call's specialization once and calls its
+low-level launcher directly.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import numpy as np
 from ...diagnostics import TileError
 from ...ir import nodes as N
 from ...ir.scalar import binop
+from ...runtime import dispatch
 from ...runtime.args import BoundCall
 from ...runtime.cache import DiskCache, cache_key, cache_root, write_atomic
 from .lower import Program, lower
@@ -226,6 +231,67 @@ class Launcher:
         if 0 in grid:
             return
         self._runner(call)[grid](*self._args(call), **launch_options(self.program))
+
+    def fast(self, call: BoundCall) -> dispatch.Launch | None:
+        """A launch for every call with `call`'s signature (runtime/dispatch.py), or None where there is none
+        (Triton's interpreter; a grid that reads a scalar).
+
+        It is what `JITFunction.run` ends in, in Triton 3.6 and 3.9: the `CompiledKernel` of the call's
+        specialization (taken once, through `warmup`, on the arguments' device) launched by
+        `kernel.run(grid..., stream, function, packed_metadata, launch_metadata, hooks..., *args)`.
+        The argument list is prebuilt; a call fills in its tensors and scalars and the current stream.  Launch
+        hooks (Triton's profiler interface) and their metadata are passed only while a hook is installed."""
+        if interpreting() or dispatch.grid_reads_scalars(self.tk.kernel):
+            return None
+        import torch
+        from triton import knobs
+        grid = self.grid(call)
+        if 0 in grid:
+            return lambda values: None  # nothing to launch, on any device (as in __call__)
+        jit = self._runner(call)  # a TileError for CPU arrays
+        args = self._args(call)
+        device = int(next(i.device for i in call.infos.values()).split(":")[1])
+        with torch.cuda.device(device):
+            kernel = jit.warmup(*args, grid=grid, **launch_options(self.program))
+            kernel = kernel.result() if hasattr(kernel, "result") else kernel  # Triton's async compile mode
+            run = kernel.run  # loads the binary on this device
+        function, metadata = kernel.function, kernel.packed_metadata
+        enter, leave = knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook
+        index = dispatch.value_index(self.tk.kernel)
+        fill = []  # (slot in args, slot in the call's values, how a value becomes the argument)
+        for slot, (kind, name) in enumerate(self.program.args):
+            if kind == "dim":
+                continue  # fixed by the signature: the exact shapes
+            mod = type(call.arrays.get(name)).__module__.split(".")[0]
+            fill.append((slot, index[name], _cupy_pointer if kind == "tensor" and mod == "cupy" else None))
+        template = [a if kind == "dim" else None for a, (kind, _) in zip(args, self.program.args)]
+        g0, g1, g2 = (*grid, 1, 1)[:3]
+        stream = dispatch.torch_stream()
+        current = dispatch.torch_device()
+
+        def launch(values: list) -> None:
+            if current() != device:
+                with torch.cuda.device(device):
+                    return launch(values)
+            a = template.copy()
+            for slot, i, convert in fill:
+                a[slot] = values[i] if convert is None else convert(values[i])
+            s = stream(device)
+            if _hooked(enter) or _hooked(leave):  # a profiler watches launches: give it what JIT launches give
+                run(g0, g1, g2, s, function, metadata, kernel.launch_metadata(grid, s, *a), enter, leave, *a)
+            else:
+                run(g0, g1, g2, s, function, metadata, None, None, None, *a)
+
+        return launch
+
+
+def _hooked(hook) -> bool:
+    """Whether a Triton launch hook would do anything (a HookChain with calls, in Triton 3.6 and 3.9)."""
+    return hook is not None and bool(getattr(hook, "calls", True))
+
+
+def _cupy_pointer(x) -> int:
+    return x.data.ptr
 
 
 def compile(tk, target: str | None = None) -> Launcher:  # noqa: A001 - backend interface name

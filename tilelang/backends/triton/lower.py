@@ -18,7 +18,7 @@ import jinja2
 from ...ir import nodes as N
 from ...ir.dtypes import f32
 from ...ir.printer import expr_str, stmt_lines
-from ...ir.visit import sub_exprs
+from ...ir.visit import StmtVisitor
 from ...layout import infer_layouts
 from . import memory
 from .exprs import Emitter, check_pow2, const_value, strip_parens
@@ -86,66 +86,45 @@ def _comment(s: N.Stmt) -> str:
     return f"# {where}  {text}"
 
 
-def _tile_refs(e) -> set[str]:
-    return {x.name for x in sub_exprs(e) if isinstance(x, N.TileRef)} if e is not None else set()
-
-
-def _reads_writes(s: N.Stmt, name: str) -> tuple[bool, bool]:
-    """Whether a (non-loop) statement reads the tile `name`, and whether it then overwrites all of it."""
-    if isinstance(s, N.Let):
-        return name in _tile_refs(s.value), False
-    if isinstance(s, N.Assign):
-        return name in _tile_refs(s.value), s.name == name
-    if isinstance(s, N.Copy):
-        return (isinstance(s.src, N.TileRef) and s.src.name == name,
-                isinstance(s.dst, N.TileRef) and s.dst.name == name)
-    if isinstance(s, N.Gemm):
-        return name in (s.a.name, s.b.name, s.acc.name), False
-    if isinstance(s, N.Dequant):
-        return False, s.dst.name == name
-    return False, False
-
-
 def initial_value_read(body, name: str) -> bool:
-    """Whether running `body` may read the tile's initial value (a loop may run zero times)."""
+    """Whether running `body` may read the tile's initial value (a loop may run zero times).
+
+    Every statement that writes a tile writes all of it, except a gemm, which reads its acc first."""
     for s in body:
         if isinstance(s, N.For):
             if initial_value_read(s.body, name):
                 return True
             continue
-        reads, writes = _reads_writes(s, name)
-        if reads:
+        if name in s.reads():
             return True
-        if writes:
+        if name in s.writes():
             return False
     return False
 
 
-class _Lowering(Emitter):
+class _Lowering(Emitter, StmtVisitor):
+    where = "the Triton backend"
+
     def stmts(self, body) -> None:
         for i, s in enumerate(body):
             self.line(_comment(s))
-            if isinstance(s, N.Alloc):
-                self.alloc(s, body[i + 1:])
-            elif isinstance(s, N.For):
-                self.loop(s)
-            else:
-                getattr(self, type(s).__name__.lower())(s)
+            self.rest = body[i + 1:]  # what follows `s` in its block: an alloc fills only if that reads it
+            self.visit(s)
 
-    def let(self, s: N.Let) -> None:
+    def visit_Let(self, s: N.Let) -> None:
         self.line(f"{self.names[s.name]} = {strip_parens(self.expr(s.value).code)}")
         if self.is_nonneg(s.value):
             self.nonneg.add(s.name)
         if self.is_tensor(s.value):
             self.tensors.add(s.name)
 
-    def alloc(self, s: N.Alloc, rest) -> None:
+    def visit_Alloc(self, s: N.Alloc) -> None:
         t = self.tk.tiles[s.name]
         check_pow2(t.shape, f"tile '{s.name}'", s.loc)
-        if initial_value_read(rest, s.name):
+        if initial_value_read(self.rest, s.name):
             self.line(f"{self.names[s.name]} = {self.fill(t.shape, s.init, t.dtype)}")
 
-    def assign(self, s: N.Assign) -> None:
+    def visit_Assign(self, s: N.Assign) -> None:
         t = self.tk.tiles[s.name]
         check_pow2(t.shape, f"tile '{s.name}'", s.loc)
         code = self.expr(s.value).code
@@ -153,7 +132,7 @@ class _Lowering(Emitter):
             code = f"tl.broadcast_to({code}, {tuple(t.shape)})"
         self.line(f"{self.names[s.name]} = {strip_parens(code)}")
 
-    def copy(self, s: N.Copy) -> None:
+    def visit_Copy(self, s: N.Copy) -> None:
         if isinstance(s.src, N.GlobalRef):
             t = self.tk.tiles[s.dst.name]
             self.line(f"{self.names[s.dst.name]} = {memory.load(self, s.src, t, s.pad)}")
@@ -164,7 +143,7 @@ class _Lowering(Emitter):
             src, dst = self.tk.tiles[s.src.name], self.tk.tiles[s.dst.name]
             self.line(f"{self.names[s.dst.name]} = {memory.convert(self.names[s.src.name], src.dtype, dst.dtype)}")
 
-    def gemm(self, s: N.Gemm) -> None:
+    def visit_Gemm(self, s: N.Gemm) -> None:
         ta, tb, tc = (self.tk.tiles[x.name] for x in (s.a, s.b, s.acc))
         a = f"tl.trans({self.names[s.a.name]})" if s.trans_a else self.names[s.a.name]
         b = f"tl.trans({self.names[s.b.name]})" if s.trans_b else self.names[s.b.name]
@@ -183,11 +162,11 @@ class _Lowering(Emitter):
             code = f"({code})" if tc.dtype != f32 else code
         self.line(f"{acc} = {self.narrow(code, f32, tc.dtype)}")
 
-    def dequant(self, s: N.Dequant) -> None:
+    def visit_Dequant(self, s: N.Dequant) -> None:
         check_pow2(self.tk.tiles[s.dst.name].shape, f"tile '{s.dst.name}'", s.dst.loc)
         self.line(f"{self.names[s.dst.name]} = {strip_parens(memory.dequant(self, s))}")
 
-    def loop(self, s: N.For) -> None:
+    def visit_For(self, s: N.For) -> None:
         lo, hi = self.expr(s.start).code, self.expr(s.stop).code
         if self.is_nonneg(s.start):
             self.nonneg.add(s.var)

@@ -1,15 +1,16 @@
 """Build generated TVMScript with TVM and call it on torch, numpy or cupy arrays.
 
 `import tvm` costs seconds, so it happens on the first build, never on import.
-Built functions are cached in memory per (specialized kernel, target, aliasing):
-the specialized kernel already carries every constant and dtype.
+Built modules are cached in memory per (specialized kernel, target, aliasing), and
+as libraries in the shared disk cache (`aot.cached_module`): the specialized kernel
+already carries every constant and dtype.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 from ...diagnostics import TileError
 from ...runtime.args import BoundCall
+from ..nvcc import find_nvcc
 from .signature import Signature, signature
 
 _LOCK = threading.Lock()
@@ -98,24 +100,25 @@ def generate(tk, target: str | None = None, noalias: bool = True) -> str:
 
 
 def build(tk, target: str | None = None, noalias: bool = True):
-    """The compiled `tvm.runtime.Executable` of the kernel (cached)."""
+    """The kernel's built module (index it by function name), from memory, the disk cache or TVM."""
     key = (tk.kernel, target_kind(target), cuda_arch(target) if target_kind(target) == "cuda" else "", noalias)
     with _LOCK:
-        ex = _BUILT.get(key)
-        if ex is None:
-            ex = _build(tk, generate(tk, target, noalias), target)
-            _BUILT[key] = ex
-    return ex
+        mod = _BUILT.get(key)
+        if mod is None:
+            from .aot import cached_module
+            mod = _BUILT[key] = cached_module(tk, target, noalias)
+    return mod
 
 
-def _build(tk, text: str, target):
+def compile_tir(tk, text: str, tgt):
+    """TVM's `Executable` of generated TVMScript for a `tvm.target.Target`; TVM's failures as a TileError."""
     import tvm
-    if target_kind(target) == "cuda":
-        use_nvcc(cuda_arch(target))
+    if tgt.kind.name == "cuda":
+        use_nvcc(str(tgt.attrs["arch"]))
     t0 = time.perf_counter()
     try:
         func = tvm.script.from_source(text)
-        ex = tvm.compile(func, target=tvm_target(target))
+        ex = tvm.compile(func, target=tgt)
     except Exception as e:  # TVM's own errors are long C++ traces; keep the first lines
         lines = [x.strip() for x in str(e).splitlines() if "rror" in x or x.lstrip()[:1].isdigit()]
         raise TileError(f"TVM could not build kernel '{tk.kernel.name}': {' | '.join(lines[-3:])[:600]}",
@@ -125,24 +128,39 @@ def _build(tk, text: str, target):
     return ex
 
 
+PREBUILT: dict[str, bytes] = {}  # sha256 of a CUDA source -> the binary a library carries for it (aot.py)
+
+
 def use_nvcc(arch: str) -> None:
     """Compile TVM's CUDA source with nvcc (or NVRTC through CuPy) for `arch`, or the local GPU's.
 
-    TVM calls `tvm_callback_cuda_compile(source)` where a CUDA driver is present: while
-    building, or while loading a library built without one.  Its default needs the
-    cuda-bindings package; nvcc is the compiler the project already relies on."""
+    TVM's pip build keeps a CUDA library's device code as source and calls
+    `tvm_callback_cuda_compile(source)` when it loads the library.  A library that
+    `build_aot` compiled ahead of time carries the binary (`PREBUILT`, filled by
+    `aot.load_aot`), which is served without compiling; anything else is compiled
+    here (TVM's default needs the cuda-bindings package; nvcc is the project's compiler)."""
     import tvm_ffi
     arch = local_cuda_arch() or arch
-    compile_with = _nvcc if shutil.which("nvcc") else _nvrtc
-    tvm_ffi.register_global_func("tvm_callback_cuda_compile", lambda code: compile_with(code, arch), override=True)
+
+    def compile_cuda(code, *_target) -> bytes:
+        binary = PREBUILT.get(source_digest(str(code)))
+        if binary is not None:
+            return binary
+        return (nvcc_fatbin if find_nvcc() else _nvrtc)(str(code), arch)
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_cuda, override=True)
 
 
-def _nvcc(code: str, arch: str) -> bytes:
+def source_digest(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def nvcc_fatbin(code: str, arch: str) -> bytes:
+    """A fatbin of `code` for `arch` (sm_90a: compute_90a), by nvcc."""
     with tempfile.TemporaryDirectory() as d:
         src, out = Path(d) / "k.cu", Path(d) / "k.fatbin"
         src.write_text(code)
         num = arch[3:]
-        r = subprocess.run(["nvcc", "--fatbin", "-O3", f"-gencode=arch=compute_{num},code=sm_{num}",
+        r = subprocess.run([find_nvcc(), "--fatbin", "-O3", f"-gencode=arch=compute_{num},code=sm_{num}",
                             "-o", str(out), str(src)], capture_output=True, text=True)
         if r.returncode:
             raise TileError(f"nvcc failed on TVM's CUDA source:\n{r.stderr[-2000:]}")

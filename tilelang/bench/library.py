@@ -1,6 +1,6 @@
-"""GPU benchmarks: tilelang backends against torch peers, measured side by side in one run.
+"""`tilelang bench`: the library's kernels against their torch peers on the GPU, side by side in one run.
 
-    python benchmarks/bench_gpu.py [--backends triton,cuda,tvm] [--quick] [--out BENCH.md]
+    tilelang bench [--backends triton,cuda,tvm] [--quick] [--only gemm,rmsnorm] [--out BENCH.md]
 
 Prints one markdown table per kernel family: microseconds per call (CUDA-graph replay),
 achieved GB/s or TFLOP/s, and the ratio peer_time / our_time (> 1 means we are faster).
@@ -18,20 +18,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Row, copy_bandwidth_gbs, table, time_us  # noqa: E402
+from .. import kernels, progress
+from ..quant import quantize
+from .timing import Row, copy_bandwidth_gbs, table, time_us
 
-import tilelang  # noqa: E402
-from tilelang.quant import quantize  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-K = {}
-for f in sorted((ROOT / "kernels").glob("*.tile")):
-    K.update(tilelang.load(f))
 
 
 def _ours(kernel: str, args: tuple, backend: str, **consts):
-    k = K[kernel]
+    k = kernels.load(kernel)
     return lambda: k(*args, backend=backend, **consts)
 
 
@@ -92,7 +87,7 @@ def bench_gemv(backends, quick):
                 torch.matmul(x, w.t(), out=y)
             fns = {"torch": peer}
             for be in backends:
-                fns[be] = lambda be=be: K["gemv"](*nxt(), backend=be)
+                fns[be] = lambda be=be: kernels.load("gemv")(*nxt(), backend=be)
             rows.append(_measure(Row("gemv f16", f"M={m} {k}x{n}", work=2 * (n * k + m * k + m * n)), fns))
     return rows, "torch"
 
@@ -137,7 +132,7 @@ def bench_w4a16(backends, quick):
                 print(f"int4pack unavailable: {e}", file=sys.stderr)
             kern = "gemv_wNa16" if m == 1 else "gemm_wNa16"
             for be in backends:
-                fns[be] = lambda be=be: K[kern](x, *quant(), y, backend=be, TW="u4", G=g)
+                fns[be] = lambda be=be: kernels.load(kern)(x, *quant(), y, backend=be, TW="u4", G=g)
             rows.append(_measure(Row("w4a16 g128 bf16", f"M={m} {k}x{n}", work=weight_bytes + x.numel() * 2), fns))
     return rows, "int4pack"
 
@@ -163,15 +158,15 @@ DOWN_DECODE = dict(BM=16, BN=32, BK=256, STAGES=4, THREADS=128)
 
 def _mlp_decode(x, wn, wg, wu, wd, hid, y, be):
     """M <= 16: the fused rmsnorm + gate/up + silu*mul kernel, then the down projection + residual."""
-    K["fused_mlp_gate_up"](x, wn, wg, wu, hid, 1e-6, backend=be, BM=16)
-    K["linear_residual"](hid, wd, x, y, backend=be, **DOWN_DECODE)
+    kernels.load("fused_mlp_gate_up")(x, wn, wg, wu, hid, 1e-6, backend=be, BM=16)
+    kernels.load("linear_residual")(hid, wd, x, y, backend=be, **DOWN_DECODE)
 
 
 def _mlp_prefill(x, xn, wn, wg, wu, wd, hid, y, be):
     """Larger M: rmsnorm, then gate/up as a pipelined dual GEMM, then the down projection + residual."""
-    K["rmsnorm"](x, wn, xn, 1e-6, backend=be)
-    K["mlp_gate_up"](xn, wg, wu, hid, backend=be)
-    K["linear_residual"](hid, wd, x, y, backend=be)
+    kernels.load("rmsnorm")(x, wn, xn, 1e-6, backend=be)
+    kernels.load("mlp_gate_up")(xn, wg, wu, hid, backend=be)
+    kernels.load("linear_residual")(hid, wd, x, y, backend=be)
 
 
 def bench_mlp(backends, quick):
@@ -201,23 +196,30 @@ def bench_mlp(backends, quick):
     return rows, "torch"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--backends", default="triton,cuda,tvm")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--only", default=None, help="comma list of: gemm,gemv,w4a16,rmsnorm,mlp")
-    args = ap.parse_args()
+GROUPS = {"gemm": bench_gemm, "gemv": bench_gemv, "w4a16": bench_w4a16, "rmsnorm": bench_rmsnorm, "mlp": bench_mlp}
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--backends", default="triton,cuda,tvm", help="comma list of tilelang backends to time")
+    ap.add_argument("--quick", action="store_true", help="one shape per family")
+    ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    ap.add_argument("--only", default=None, help="comma list of: " + ",".join(GROUPS))
+
+
+def run(args: argparse.Namespace) -> int:
+    if not torch.cuda.is_available():
+        from ..diagnostics import TileError
+        raise TileError("tilelang bench times kernels on a CUDA GPU, and torch sees none here",
+                        hint="run it on a machine with an NVIDIA GPU (scripts/gpu_tune_bench.sh)")
     backends = [b for b in args.backends.split(",") if b]
     torch.manual_seed(0)
     bw = copy_bandwidth_gbs()
     name = torch.cuda.get_device_name()
     lines = [f"GPU: {name}; date {datetime.date.today()}; torch {torch.__version__}; "
              f"measured copy bandwidth {bw:.0f} GB/s (read+write)", ""]
-    groups = {"gemm": bench_gemm, "gemv": bench_gemv, "w4a16": bench_w4a16, "rmsnorm": bench_rmsnorm, "mlp": bench_mlp}
-    for key, fn in groups.items():
-        if args.only and key not in args.only.split(","):
-            continue
+    chosen = [(key, fn) for key, fn in GROUPS.items() if not args.only or key in args.only.split(",")]
+    for i, (key, fn) in enumerate(chosen, 1):
+        progress.step(i, len(chosen), key)
         try:
             rows, peer = fn(backends, args.quick)
         except Exception:
@@ -230,7 +232,14 @@ def main() -> int:
         print("\n".join(lines[-(len(rows) + 4 + len(notes)):]), flush=True)
         if args.out:  # after every family, so a run cut short keeps what it measured
             Path(args.out).write_text("\n".join(lines))
+    progress.done()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tilelang bench", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":
