@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tilelang  # noqa: E402
 from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
 from library_cases import (args_binary, args_decode, args_decode_combine, args_decode_split,  # noqa: E402
-                           args_gemv, args_linear, args_mlp, args_mlp_gate_up, args_norm, args_prefill, args_quant,
-                           args_rotary, args_softmax, odd)
+                           args_gemv, args_linear, args_mlp, args_mlp_gate_up, args_norm, args_packed, args_prefill,
+                           args_quant, args_rotary, args_softmax, odd)
 from tilelang.diagnostics import TileError  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
 from tilelang.runtime.args import bind  # noqa: E402
@@ -59,6 +59,7 @@ LIBRARY = {
     ("gemm_wNa16", "gemm_wNa16_zp"): args_quant("u2", None, True, False),
     ("gemm_wNa16", "gemv_wNa16"): args_quant("u4", 32, False, True),
     ("gemm_wNa16", "gemv_wNa16_zp"): args_quant("i5", 64, True, True),
+    ("gemm_wNa16", "wNa16_packed"): args_packed(False), ("gemm_wNa16", "wNa16_packed_zp"): args_packed(True),
     ("rmsnorm", "rmsnorm"): args_norm("rmsnorm"), ("rmsnorm", "add_rmsnorm"): args_norm("add_rmsnorm"),
     ("layernorm", "layernorm"): args_norm("layernorm"), ("softmax", "softmax"): args_softmax,
     ("rotary", "rotary"): args_rotary, ("attention", "attention_prefill"): args_prefill,
@@ -411,11 +412,14 @@ def test_cuda_arrays_refused_by_llvm_build():
 # ----------------------------------------------------------------------------- CUDA
 
 def _library_typed():
-    """Every library kernel lowered with its default constants (f16 where a dtype has no default)."""
+    """Every library kernel the TVM backend takes (tests/refusals.py), lowered with its default constants
+    (f16 where a dtype has no default)."""
     out = []
     for case in library_cases():
         k = case.kernel()
-        out.append(k.lower(**{c.name: "f16" for c in k.ir.consts if c.kind == "dtype" and c.default is None}))
+        tk = k.lower(**{c.name: "f16" for c in k.ir.consts if c.kind == "dtype" and c.default is None})
+        if not refused(case.id, "tvm", lambda: tvm_backend.generate(tk, "cuda")):
+            out.append(tk)
     return out
 
 

@@ -7,8 +7,9 @@ statement (each statement's code follows its `# file.tile:LINE:` comment):
 * every register tile held in registers is a local array of the plan's values per thread;
   virtual tiles are never stored; resident tiles are shared buffers their definition writes;
 * every swizzled shared tile is indexed through exactly the plan's swizzle, in every access;
-* every gemm runs the plan's instruction: mma.sync over the plan's warp grid with the fragments
-  it implies (and ldmatrix .trans where the plan's instruction is), or the scalar loop;
+* every gemm runs the plan's instruction: mma.sync over the plan's warp grid (k groups included)
+  with the fragments it implies (ldmatrix, .trans where the plan's instruction is, or the
+  operand's own registers where the plan holds it as the fragment), or the scalar loop;
 * every global -> shared copy the plan vectorizes issues 16-byte cp.async; no other does.
 
 Then the printing itself: the slot coordinates printed for a mapping evaluate to the mapping, and
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tilelang  # noqa: E402
 from kernel_refs import load  # noqa: E402
+from refusals import refused  # noqa: E402
 from tilelang.backends.tvm import generate  # noqa: E402
 from tilelang.backends.tvm import mapping as M  # noqa: E402
 from tilelang.backends.tvm.emit import tir_dtype  # noqa: E402
@@ -83,6 +85,8 @@ def _swizzle_term(sw: Swizzle, width: int) -> str:
 @pytest.mark.parametrize("file,name,dt", CASES, ids=[f"{f}.{n}.{d}" for f, n, d in CASES])
 def test_generated_tvm_cuda_is_the_plan(file, name, dt):
     tk = _lowered(file, name, dt)
+    if refused(f"{file}:{name}", "tvm", lambda: generate(tk, "cuda")):
+        return
     plan = infer_layouts(tk, PLAN_TARGET)
     code = generate(tk, "cuda")
     sections = _sections(code)
@@ -112,12 +116,19 @@ def test_generated_tvm_cuda_is_the_plan(file, name, dt):
                 t = p.tiling
                 ab = {"f16": "fp16", "bf16": "bf16"}[tk.tiles[p.stmt.a.name].dtype.name]
                 assert f'T.ptx_legacy.mma("m16n8k16", "row", "col", "{ab}", "{ab}", "fp32"' in text
-                assert f"(tx // 32 // {t.wn}) * {t.m // t.wm}" in text  # the warp grid's rows
+                rows = f"tx // 32 // {t.wn}" + (f" % {t.wm}" if t.wk > 1 else "")
+                assert f"({rows}) * {t.m // t.wm}" in text  # the warp grid's rows
                 assert f"(tx // 32 % {t.wn}) * {t.n // t.wn}" in text  # and columns
-                assert f"gk % 2 * {8 * t.mi} + fi * 8" in text and f"(fi * {t.ni} + fj) * 4" in text
-                for i in p.instrs:
-                    if i.role in ("A", "B") and i.name.startswith("ldmatrix"):
+                assert f"(fi * {t.ni} + fj) * 4" in text  # the accumulator's fragments
+                steps = tk.tiles[p.stmt.a.name].shape[0 if p.stmt.trans_a else 1] // 16 // t.wk
+                reads = {i.role: i for i in p.instrs}
+                for ref, i in ((p.stmt.a, reads["A"]), (p.stmt.b, reads["B"])):
+                    if i.name == "mov":  # the operand is held as the fragment: read from its registers
+                        at = f"(fi * {steps} + gk - 1) * 8" if i.role == "A" else f"((gk - 1) * {t.ni} + fj) * 4"
+                        assert f"t_{ref.name}.data, {at}" in text
+                    else:
                         assert f"T.ptx_legacy.ldmatrix({i.name.endswith('.trans')}, " in text
+                assert (f"add the partial sums of its {t.wk} k groups" in code) == (t.wk > 1)
             else:
                 assert "ptx_legacy" not in text and "for gk in T.serial(" in text
         elif isinstance(p, CopyPlan) and isinstance(p.stmt.src, N.GlobalRef) and p.mapping is None:

@@ -76,7 +76,11 @@ class CudaLowering(Lowering):
         self.virtual = {t.name: defs[t.name] for t in self.plan.tiles if t.storage == "virtual"}
         self.buffers = {t.name: SharedBuffer(t.shared, tuple(t.type.shape)) for t in self.plan.tiles
                         if t.shared is not None}  # shared tiles and resident register tiles
-        self.fragments = {p.stmt.acc.name for p in self.plan.stmts if isinstance(p, GemmPlan) and p.kind == "mma"}
+        mma = [p for p in self.plan.stmts if isinstance(p, GemmPlan) and p.kind == "mma"]
+        # register tiles the mma reads or writes in place: kept in registers however many slots they have
+        self.fragments = {p.stmt.acc.name for p in mma} | {ref.name for p in mma for ref, i in _operands(p)
+                                                          if i.name == "mov"}
+        self.partial: dict[str, int] = {}  # accumulators of k-split gemms not summed yet: their k groups
         self.touched = False  # the statement being lowered reads or writes shared memory
         self.staged = self.plan_stages()  # tile -> stages of its ring (pipelined copies)
         self.stage: dict[str, str] = {}  # tile -> the stage its statements use now
@@ -115,9 +119,12 @@ class CudaLowering(Lowering):
         self.read_mirrors.add(name)
 
     def stmt(self, s: N.Stmt) -> str:
-        """The statement, after rewriting the stale mirrors it reads; its own target's goes stale."""
+        """The statement, after adding up the partial sums of k-split accumulators it touches and rewriting
+        the stale mirrors it reads; its own target's goes stale."""
+        sums = [self.sum_partials(a) for a in list(self.partial) if a in s.reads() | s.writes()
+                and not (isinstance(s, N.Gemm) and s.acc.name == a)]
         outer, self.flush = self.flush, set()
-        text = super().stmt(s)
+        text = "\n".join(sums + [super().stmt(s)])
         stale = sorted(self.flush & self.dirty)
         self.dirty -= self.flush
         self.flush = outer
@@ -200,6 +207,17 @@ class CudaLowering(Lowering):
         em = self.emitter(self.reader(sl), mat)
         body = body_of(sl.coords, em, self.store_at(name, sl.coords))
         return self.m.per_thread(comment, sl.count, sl.loop, sl.guard, body, self.touched)
+
+    def sum_partials(self, acc: str) -> str:
+        """Add up the k groups' partial accumulators (the plan split k over warp groups, the outermost
+        warps): every thread then holds the full sums of its slots, as the accumulator's (replicated)
+        mapping says."""
+        groups = self.partial.pop(acc)
+        sl = self.slots(self.own(acc), acc)
+        parts = self.fresh("parts")
+        self.allocs.append(Alloc(parts, (sl.count, self.threads), "float32", "shared"))
+        return self.m.sum_partials(f"# {acc}: add the partial sums of its {groups} k groups", f"t_{acc}", parts,
+                                   sl.count, sl.loop, self.threads, groups, self.threads // groups)
 
     def mirror(self, name: str) -> str:
         """Copy a register tile to its shared mirror, between barriers (other threads may still read it)."""
@@ -440,24 +458,32 @@ class CudaLowering(Lowering):
 
     def mma_gemm(self, s: N.Gemm, p: GemmPlan) -> str:
         """acc += a @ b on tensor cores: each 16-wide k step loads the warp's A and B fragments with
-        ldmatrix and issues one mma per (m16, n8) fragment of the accumulator."""
+        ldmatrix (or reads them from an operand held as the fragment) and issues one mma per (m16, n8)
+        fragment of the accumulator; each k group of a k split walks its own k steps."""
         t = p.tiling
         k = self.tile(s.a.name).shape[0 if s.trans_a else 1]
+        ks = mma.kstep(t, k)
         dt = tir_dtype(self.tile(s.a.name).dtype)
-        fa, fb = self.fresh("fa"), self.fresh("fb")
-        self.allocs += [Alloc(fa, (16 * t.mi,), dt, "local"), Alloc(fb, (8 * t.ni,), dt, "local")]  # 2 buffers
         self.touched = True
-        for x in (s.a, s.b):
-            if x.name not in self.buffers:
-                self.use_mirror(x.name)
-        a_buf, b_buf = self.operand(s.a.name), self.operand(s.b.name)
-        # .trans where the 8x8 matrices are stored k-major (A) or n-major (B)
-        a = dict(ref=self.sref(a_buf, mma.a_at(t, s.trans_a)), frag=fa, dtype=dt, trans=self.ldmatrix_trans(p, "A"))
-        b = dict(ref=self.sref(b_buf, mma.b_at(t, s.trans_b)), frag=fb, dtype=dt, trans=self.ldmatrix_trans(p, "B"))
-        odd = dict(frag=(t.ni - 1) * 4, ref=self.sref(b_buf, mma.b_last_at(t, s.trans_b))) if t.ni % 2 else None
-        text = self.m.mma_gemm(self.comment(s), k // 16, a, b, t.ni // 2, odd, t.mi, t.ni,
+        ops = {}
+        for (ref, instr), size, at in zip(_operands(p), (16 * t.mi, 8 * t.ni), (mma.a_at, mma.b_at)):
+            if instr.name == "mov":  # held as the fragment: the mma reads the tile's own registers
+                ops[instr.role] = dict(load=False, frag=f"t_{ref.name}", at=mma.register_at(instr.role, t, k))
+                continue
+            if ref.name not in self.buffers:
+                self.use_mirror(ref.name)
+            frag = self.fresh("fa" if instr.role == "A" else "fb")
+            self.allocs.append(Alloc(frag, (size,), dt, "local"))  # two k steps' fragments
+            trans = s.trans_a if instr.role == "A" else s.trans_b
+            ops[instr.role] = dict(load=True, frag=frag, dtype=dt, trans=self.ldmatrix_trans(p, instr.role),
+                                   ref=self.sref(self.operand(ref.name), at(t, trans, ks)))
+        b = ops["B"]
+        odd = dict(frag=(t.ni - 1) * 4, ref=self.sref(self.operand(s.b.name), mma.b_last_at(t, s.trans_b, ks))) \
+            if b["load"] and t.ni % 2 else None
+        if t.wk > 1:
+            self.partial[s.acc.name] = t.wk
+        return self.m.mma_gemm(self.comment(s), mma.steps(t, k), ops["A"], b, t.ni // 2, odd, t.mi, t.ni,
                                f"t_{s.acc.name}", mma.ABBREV[self.tile(s.a.name).dtype.name], id(s) not in self.no_sync)
-        return text
 
     def ldmatrix_trans(self, p: GemmPlan, role: str) -> bool:
         """Whether ldmatrix reads an operand transposed: as the plan's instruction says for a shared
@@ -473,6 +499,12 @@ class CudaLowering(Lowering):
                                 f"does not emit for this orientation", "the TVM cuda lowering", self.tk.kernel.name,
                                 s.loc)
         return stored_k_major
+
+
+def _operands(p: GemmPlan) -> tuple[tuple[N.TileRef, object], ...]:
+    """(operand, the plan's instruction reading it) for A and B of an mma gemm."""
+    by_role = {i.role: i for i in p.instrs}
+    return (p.stmt.a, by_role["A"]), (p.stmt.b, by_role["B"])
 
 
 def _tiles(s: N.Stmt) -> set[str]:
