@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernel_refs import NP_DTYPES, grouped_qkv, poisoned, quantized, rand
+from kernel_refs import NP_DTYPES, grouped_qkv, load, poisoned, quantized, rand
+from tilelang.quant import unpack
 
 
 def odd(rng: np.random.Generator, lo: int, hi: int) -> int:
@@ -40,6 +41,19 @@ def args_quant(tw, group, zp, gemv):
         args = [rand(rng, (m, k), dt), w, s] + ([z.astype(NP_DTYPES[dt])] if zp else []) + [poisoned((m, n), dt)]
         tiles = dict(BN=16, BK=32) if gemv else dict(BM=16, BN=16, BK=16)
         return args, dict(TW=tw, G=g, **tiles)
+    return make
+
+
+def args_packed(zp):
+    """wNa16_packed[_zp]: the weight in the order the kernel's plan chooses (`kernel.pack`)."""
+    def make(rng, dt):
+        m, k, n = odd(rng, 1, 5), odd(rng, 33, 90), odd(rng, 17, 40)
+        w, s, z, _ = quantized(rng, n, k, "u4", 32, zp, dt)
+        consts = dict(TW="u4", G=32, BN=16, BK=128, WK=2)
+        kern = load("gemm_wNa16")["wNa16_packed_zp" if zp else "wNa16_packed"]
+        pw = kern.pack("W", unpack(w, 4, k, False), T=dt, **consts)
+        args = [rand(rng, (m, k), dt), pw, s] + ([z.astype(NP_DTYPES[dt])] if zp else []) + [poisoned((m, n), dt)]
+        return args, consts
     return make
 
 

@@ -22,7 +22,7 @@ import tilelang  # noqa: E402
 from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
 from library_cases import (args_bias, args_binary, args_decode, args_decode_combine, args_decode_lens,  # noqa: E402
                            args_decode_split, args_decode_split_lens, args_gemv, args_linear, args_mlp,
-                           args_mlp_gate_up, args_norm, args_norm_linear, args_positions, args_prefill,
+                           args_mlp_gate_up, args_norm, args_norm_linear, args_packed, args_positions, args_prefill,
                            args_prefill_qkv, args_quant, args_quant_fused, args_rotary, args_rotary_qk, args_softmax, odd)
 from tilelang.diagnostics import TileError  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
@@ -60,6 +60,7 @@ LIBRARY = {
     ("gemm_wNa16", "gemm_wNa16_zp"): args_quant("u2", None, True, False),
     ("gemm_wNa16", "gemv_wNa16"): args_quant("u4", 32, False, True),
     ("gemm_wNa16", "gemv_wNa16_zp"): args_quant("i5", 64, True, True),
+    ("gemm_wNa16", "wNa16_packed"): args_packed(False), ("gemm_wNa16", "wNa16_packed_zp"): args_packed(True),
     ("rmsnorm", "rmsnorm"): args_norm("rmsnorm"), ("rmsnorm", "add_rmsnorm"): args_norm("add_rmsnorm"),
     ("layernorm", "layernorm"): args_norm("layernorm"), ("softmax", "softmax"): args_softmax,
     ("rotary", "rotary"): args_rotary, ("attention", "attention_prefill"): args_prefill,
@@ -102,14 +103,10 @@ def _generic(file: str, name: str):
 
 
 def library_cases() -> list[Case]:
-    """Every kernel of kernels/*.tile, discovered, with its argument maker (or a generic one). Kernels
-    reading a weight in the plan's packed order (`@ packed`) run on the CUDA backend and the interpreter
-    only: TVM refuses them at the call (tests/test_kernel_wNa16_packed.py checks the refusal)."""
+    """Every kernel of kernels/*.tile, discovered, with its argument maker (or a generic one)."""
     out = []
     for path in sorted(KERNELS.glob("*.tile")):
-        for name, k in tilelang.load(path).items():
-            if any(p.storage == "packed" for p in k.ir.tensors):
-                continue
+        for name in tilelang.load(path):
             make = LIBRARY.get((path.stem, name)) or _generic(path.stem, name)
             out.append(Case(lambda f=path.stem, n=name: load(f)[n], make, f"{path.stem}:{name}"))
     return out
@@ -428,11 +425,14 @@ def test_cuda_arrays_refused_by_llvm_build():
 # ----------------------------------------------------------------------------- CUDA
 
 def _library_typed():
-    """Every library kernel lowered with its default constants (f16 where a dtype has no default)."""
+    """Every library kernel the TVM backend takes (tests/refusals.py), lowered with its default constants
+    (f16 where a dtype has no default)."""
     out = []
     for case in library_cases():
         k = case.kernel()
-        out.append(k.lower(**{c.name: "f16" for c in k.ir.consts if c.kind == "dtype" and c.default is None}))
+        tk = k.lower(**{c.name: "f16" for c in k.ir.consts if c.kind == "dtype" and c.default is None})
+        if not refused(case.id, "tvm", lambda: tvm_backend.generate(tk, "cuda")):
+            out.append(tk)
     return out
 
 

@@ -1,5 +1,6 @@
-"""The TVM cuda lowering's tensor-core gemm, checked without a GPU: its ldmatrix addresses and
-accumulator layout (tilelang/backends/tvm/mma.py) are run through a model of ldmatrix and
+"""The TVM cuda lowering's tensor-core gemm, checked without a GPU: its ldmatrix addresses
+(tilelang/backends/tvm/mma.py) and the slots of the plan's accumulator fragment mapping as it
+prints them (tilelang/backends/tvm/mapping.py) are run through a model of ldmatrix and
 mma.m16n8k16 written from the PTX ISA's fragment tables, and must compute a @ b."""
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tilelang  # noqa: E402
 from kernel_refs import load  # noqa: E402
 from tilelang.backends.tvm import generate  # noqa: E402
-from tilelang.backends.tvm import mma  # noqa: E402
-from tilelang.layout.tiling import mma_tiling  # noqa: E402
+from tilelang.backends.tvm import mapping, mma  # noqa: E402
+from tilelang.layout.tiling import mma_fragments, mma_tiling  # noqa: E402
 
 
 def _ev(expr: str, **env) -> int:
@@ -75,7 +76,7 @@ def _simulate(m: int, n: int, k: int, threads: int, trans_a: bool, trans_b: bool
                     s = (fi * t.ni + fj) * 4
                     acc[32 * w: 32 * w + 32, s: s + 4] += _mma(fa[fi], fb[:, 4 * fj: 4 * fj + 4])
     got = np.full((m, n), np.nan)
-    row, col = mma.coords(t)
+    row, col = mapping.held(mma_fragments(t, k, trans_a, trans_b).c, threads).coords  # the accumulator's slots
     for tx in range(threads):
         for v in range(acc.shape[1]):
             i, j = _ev(row, tx=tx, v=v), _ev(col, tx=tx, v=v)

@@ -99,11 +99,7 @@ class TileKernel:
         if backend == "cuda":
             return dataclasses.replace(call, arrays={**call.arrays, **{n: call.arrays[n].data for n in self._packed}})
         if backend != "reference":
-            p = self.ir.param(self._packed[0])
-            raise TileError(f"the {backend} backend reads '{p.name}' only in the plain [N, K] packing, not in the "
-                            f"plan's packed order", p.loc,
-                            hint=f"run it with backend='cuda' (or 'reference'), or declare '{p.name}' without "
-                                 f"`@ packed` and pass tilelang.quant.pack(values, bits)")
+            raise packing.plain_only(backend, self.ir.param(self._packed[0]))
         return dataclasses.replace(call, arrays={**call.arrays, **{n: call.arrays[n].plain() for n in self._packed}})
 
     def pack(self, tensor: str, values, target: str | None = None, **consts) -> PackedWeight:

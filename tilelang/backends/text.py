@@ -13,3 +13,9 @@ def encloses(code: str) -> bool:
         if depth == 0 and i < len(code) - 1:
             return False
     return True
+
+
+def paren(code: str) -> str:
+    """`code` as an operand of an arithmetic operator: parenthesized unless it is a name, a number or
+    already one parenthesized expression (C++ and TVMScript alike)."""
+    return code if code.isidentifier() or code.isdigit() or encloses(code) else f"({code})"

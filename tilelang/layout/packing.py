@@ -25,6 +25,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..diagnostics import TileError
 from . import tv
 from .task_mapping import TaskMapping
 
@@ -144,3 +145,11 @@ def _from_bytes(data: np.ndarray, bits: int, n: int) -> np.ndarray:
         return out.reshape(*data.shape[:-1], -1)[..., :n]
     from ..quant import unpack as unpack_rows
     return unpack_rows(data, bits, n, False)
+
+
+def plain_only(backend: str, p) -> TileError:
+    """The error of a backend that reads packed parameter `p` only in the plain [N, K] packing."""
+    return TileError(f"the {backend} backend reads '{p.name}' only in the plain [N, K] packing, not in the plan's "
+                     f"packed order", p.loc,
+                     hint=f"run it with backend='cuda' (or 'reference'), or declare '{p.name}' without `@ packed` "
+                          f"and pass tilelang.quant.pack(values, bits)")

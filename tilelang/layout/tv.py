@@ -13,7 +13,8 @@ compares functions, not structure.
 Operations: `canonical`, `collapse` (the reduced or broadcast axes become
 replicated), `transpose`, `drop_leading` / `pad_leading` (rank changes of
 broadcasting), `table` (every (thread, value)'s coordinate, as numpy),
-`conversion_kind` (can a thread build one mapping from the other alone?),
+`conversion_kind` (can a thread build one mapping from the other alone?), `terms` (each
+coordinate as a sum of digits of the thread and value indices, which backends print),
 `vector_run` (contiguous values per thread along an axis), and `as_expr`
 (the mapping as a `layout=` annotation).
 """
@@ -142,27 +143,42 @@ def replication(m: TaskMapping) -> int:
     return math.prod(d.extent for d in digits(m) if d.kind == "R")
 
 
+@dataclass(frozen=True)
+class Term:
+    """One digit of a tile coordinate: ``(index // divisor) % extent * scale``, where the index is
+    the thread's (`source` "thread") or the value's ("value")."""
+
+    source: str
+    divisor: int
+    extent: int
+    scale: int
+
+
+@lru_cache(maxsize=4096)
+def terms(m: TaskMapping) -> tuple[tuple[Term, ...], ...]:
+    """Per tile axis, the terms whose sum is that coordinate of (thread, value), innermost digit
+    first: how a backend computes, in its own syntax, which element a thread's value holds."""
+    out: list[list[Term]] = [[] for _ in m.shape]
+    scale = [1] * len(m.shape)
+    strides = {"S": 1, "L": 1}  # threads / values inside the digits seen so far
+    for d in reversed(digits(m)):
+        if d.kind == "R":
+            strides["S"] *= d.extent
+            continue
+        out[d.dim].append(Term("thread" if d.kind == "S" else "value", strides[d.kind], d.extent, scale[d.dim]))
+        strides[d.kind] *= d.extent
+        scale[d.dim] *= d.extent
+    return tuple(tuple(x) for x in out)
+
+
 @lru_cache(maxsize=4096)
 def table(m: TaskMapping) -> np.ndarray:
     """`[threads, values]` array of each (thread, value)'s row-major linear coordinate."""
     shape = m.shape
-    t = np.arange(m.num_threads)[:, None]
-    v = np.arange(m.values_per_thread)[None, :]
-    coord = [np.zeros((1, 1), dtype=np.int64) for _ in shape]
-    scale = [1] * len(shape)
-    tstride = vstride = 1
-    for d in reversed(digits(m)):
-        if d.kind == "R":
-            tstride *= d.extent
-            continue
-        if d.kind == "S":
-            part, tstride = (t // tstride) % d.extent, tstride * d.extent
-        else:
-            part, vstride = (v // vstride) % d.extent, vstride * d.extent
-        coord[d.dim] = coord[d.dim] + part * scale[d.dim]
-        scale[d.dim] *= d.extent
+    index = {"thread": np.arange(m.num_threads)[:, None], "value": np.arange(m.values_per_thread)[None, :]}
     linear = np.zeros((m.num_threads, m.values_per_thread), dtype=np.int64)
-    for axis, c in enumerate(coord):
+    for axis, axis_terms in enumerate(terms(m)):
+        c = sum(((index[t.source] // t.divisor) % t.extent * t.scale for t in axis_terms), np.zeros((1, 1), np.int64))
         linear = linear * shape[axis] + c
     return linear
 

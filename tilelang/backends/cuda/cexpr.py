@@ -6,15 +6,11 @@ text with Python to check it.
 """
 from __future__ import annotations
 
-from ..text import encloses
+from ..text import paren
 
 
 def _int(a: str) -> int | None:
     return int(a) if a.isdigit() else None
-
-
-def paren(a: str) -> str:
-    return a if a.isidentifier() or a.isdigit() or encloses(a) else f"({a})"
 
 
 def mul(a: str, k: int) -> str:

@@ -83,21 +83,12 @@ class Tasked:
         return 1
 
     def coords(self, tid: str, v: str) -> tuple[list[str], str | None]:
-        rank = len(self.shape)
-        coord = ["0"] * rank
-        t_stride = v_stride = 1
-        scale = [1] * rank
-        for atom in reversed(self.task.atoms):  # innermost first
-            src, stride = {"spatial": ("tid", t_stride), "local": ("v", v_stride)}.get(atom.kind, (None, 0))
-            step = 1
-            for extent, d in atom.digits():
-                if src is not None and extent > 1:
-                    part = cx.mod(cx.div(tid if src == "tid" else v, stride * step), extent)
-                    coord[d] = cx.add(coord[d], cx.mul(part, scale[d]))
-                step *= extent
-            t_stride *= atom.threads
-            v_stride *= atom.values
-            scale = [s * e for s, e in zip(scale, atom.shape)]
+        coord = []
+        for axis_terms in tv.terms(self.task):
+            c = "0"
+            for t in axis_terms:
+                c = cx.add(c, cx.mul(cx.mod(cx.div(tid if t.source == "thread" else v, t.divisor), t.extent), t.scale))
+            coord.append(c)
         guard = None if self.task.num_threads == self.threads else f"{tid} < {self.task.num_threads}"
         return coord, guard
 

@@ -7,6 +7,15 @@
     TILELANG_TVM_AOT=<dir>        -> kernel calls run <dir>'s prebuilt libraries, never compile
                                      (scripts/tvm_aot_prebuild.py, scripts/tvm_runtime_kit.sh)
 
+The cuda lowering (lower_cuda.py) emits the layout plan, `tilelang.layout.infer_layouts(tk, "sm_80")`
+(TVM has no wgmma): every register tile's task mapping (mapping.py), every shared tile's layout
+(smem.py), which tiles are kept in shared memory or recomputed, each gemm's instruction and warp
+grid (mma.py), the vector width of global -> shared copies.  It realizes its own way what the
+plan leaves to a backend: shared-memory mirrors of register tiles read across threads,
+reductions through shared buffers and warp shuffles, cp.async rings, barriers.  The llvm
+lowering (lower_llvm.py) keeps its own loop structure and warns about the layout annotations it
+ignores (after the layout pass has accepted them).
+
 `tvm` itself is imported on the first build, not here.
 """
 from __future__ import annotations

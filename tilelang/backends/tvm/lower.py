@@ -16,6 +16,7 @@ from ...diagnostics import TileError
 from ...ir import nodes as N
 from ...ir.types import TileType
 from ...ir.visit import sub_exprs
+from ...layout.packing import plain_only
 from .emit import ExprEmitter, Val, cast, compute_dtype, tir_dtype
 from .signature import Signature, dim_name, signature
 
@@ -76,6 +77,9 @@ class Lowering:
     counter: int = field(init=False, default=0)
 
     def __post_init__(self):
+        for p in self.tk.kernel.tensors:
+            if p.storage == "packed":
+                raise plain_only("tvm", p)
         self.sig = signature(self.tk)
         self.names = self.sig.names()
         self.m = template(self.template_name)

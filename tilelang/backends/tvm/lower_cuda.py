@@ -1,27 +1,40 @@
-"""Lowering for the cuda target (sm_80, sm_90a).
+"""Lowering for the cuda target (sm_80, sm_90a), following the layout plan.
 
-Grid axes bind blockIdx.x/y/z and a block's threads threadIdx.x.  A register tile
-uses the simplest spatial task mapping: element e (row-major) is held by thread
-e % threads, in slot e // threads of that thread's local array, so an elementwise
-statement over tiles of one shape never leaves its thread; register tiles shaped like the
-accumulator of a tensor-core gemm use its mma fragment layout instead (mma.py).  A register tile that
-some statement reads across threads (a broadcast, transpose, reduction or gemm
-operand) also keeps a shared-memory mirror, rewritten between barriers before a
-statement reads it where the tile was written since (so a statement may read its own
-target across threads, and an accumulator is mirrored once after its loop); shared
-tiles and reduction results are shared buffers.  Reductions give each output a
-power-of-two group of lanes of a warp and combine them with warp shuffles.
-Every statement that touches shared memory ends with a barrier.
+What it takes from the plan (`tilelang.layout.infer_layouts(tk, "sm_80")`: TVM has no wgmma,
+so it always asks for the mma.sync plan), so that `tilelang show --layouts` is what runs:
 
-Global -> shared copies move 16-byte chunks with cp.async where the chunk lies inside
-its tensor and every tensor is 16-byte aligned (`s_aligned16`), element by element
-otherwise.  In a `pipelined(..., stages=S)` loop those copies go to a ring of S
-stages of their tiles: S - 1 iterations are in flight while one computes, each a
-cp.async group, with one barrier per iteration.  Shared tiles read by ldmatrix are
-stored with an XOR swizzle of their 16-byte chunks (in the index expressions, which
-TVM's buffer compaction keeps), so the 8 rows of a matrix hit distinct banks.
-Shared tiles are dynamic shared memory (`shared.dyn`): a ring's stages can exceed 48 KiB
-(mirrors and reduction results stay static: TVM's merging of dynamic buffers fails on them).
+* every register tile's task mapping: a thread holds the tile in a local array, slot v of
+  thread tx holding the mapping's value v (mapping.py), and every statement computes its
+  register target in that mapping (a copy between registers and shared memory moves the
+  register tile's elements);
+* where each tile lives: registers; shared memory in the plan's `SharedLayout` (shared tiles,
+  and *resident* register tiles that only gemms read, written by the statement that defines
+  them) realized as TIR buffers in smem.py; or nowhere (*virtual* iota/full tiles, whose
+  defining expression is recomputed where they are read);
+* each gemm's instruction: mma.sync on the plan's warp grid (mma.py), or the scalar fma loop
+  where the plan says so (dtypes, shapes, or an operand layout ldmatrix cannot read);
+* which global -> shared copies move 16-byte vectors (the plan's `CopyPlan.vector`), issued
+  as cp.async where every tensor is 16-byte aligned (`s_aligned16`), element by element
+  otherwise.
+
+What it realizes its own way (target mechanics the plan leaves to the backend):
+
+* mirrors: a register tile that a statement reads at other elements than its own slots hold
+  (a broadcast, transpose, reduction, fma-gemm operand or register mma operand; the plan's
+  "shared" conversions) keeps a row-major shared-memory mirror, rewritten between barriers
+  before a statement reads it where the tile was written since (so a statement may read its
+  own target across threads, and an accumulator is mirrored once after its loop);
+* reductions: each output gets a power-of-two group of lanes of a warp, combined with warp
+  shuffles into a shared buffer (the plan's `ReducePlan` describes the CUDA backend's);
+* statements no register tile takes part in sweep their tile, row-major element q by thread
+  q % threads (what the plan says of them);
+* pipelines: in a `pipelined(..., stages=S)` loop the cp.async copies go to a ring of S stages
+  of their tiles, S - 1 iterations in flight while one computes, one barrier per iteration;
+* barriers: every statement that touches shared memory ends with one.
+
+Grid axes bind blockIdx.x/y/z and a block's threads threadIdx.x.  Shared tiles are dynamic
+shared memory (`shared.dyn`): a ring's stages can exceed 48 KiB (mirrors and reduction
+results stay static: TVM's merging of dynamic buffers fails on them).
 """
 from __future__ import annotations
 
@@ -29,17 +42,22 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from ...diagnostics import TileError
+from ...diagnostics import InternalError
 from ...ir import nodes as N
 from ...ir.visit import sub_exprs, walk_stmts
+from ...layout import infer_layouts
+from ...layout.plan import GemmPlan
+from ...layout.task_mapping import TaskMapping
+from . import mapping as M
 from . import mma
 from .emit import Val, cast, tir_dtype
 from .lower import Alloc, Lowering, combine, reduce_dtype
 from .signature import ALIGNED
+from .smem import SharedBuffer
 
-MAX_UNROLL = 64  # slots per thread unrolled (kept in registers); more go to local memory
+PLAN_TARGET = "sm_80"  # the plan TVM follows: mma.sync (it has no wgmma)
 AXES = ("blockIdx.x", "blockIdx.y", "blockIdx.z")
-CHUNK = 16  # bytes of one vector access (cp.async.cg, ldmatrix rows)
+CHUNK = 16  # bytes of one cp.async.cg
 SHARED = "shared.dyn"
 
 
@@ -51,14 +69,21 @@ class CudaLowering(Lowering):
 
     def __post_init__(self):
         super().__post_init__()
-        self.mma = mma.plan(self.tk)
+        self.plan = infer_layouts(self.tk, PLAN_TARGET)
         self.block_ids = tuple(f"b{a}" for a in range(len(self.tk.kernel.grid)))
         self.threads = self.tk.threads
+        defs = {s.name: s.value for s in walk_stmts(self.tk.kernel.body) if isinstance(s, N.Assign) and s.define}
+        self.virtual = {t.name: defs[t.name] for t in self.plan.tiles if t.storage == "virtual"}
+        self.buffers = {t.name: SharedBuffer(t.shared, tuple(t.type.shape)) for t in self.plan.tiles
+                        if t.shared is not None}  # shared tiles and resident register tiles
+        mma = [p for p in self.plan.stmts if isinstance(p, GemmPlan) and p.kind == "mma"]
+        # register tiles the mma reads or writes in place: kept in registers however many slots they have
+        self.fragments = {p.stmt.acc.name for p in mma} | {ref.name for p in mma for ref, i in _operands(p)
+                                                          if i.name == "mov"}
+        self.partial: dict[str, int] = {}  # accumulators of k-split gemms not summed yet: their k groups
         self.touched = False  # the statement being lowered reads or writes shared memory
         self.staged = self.plan_stages()  # tile -> stages of its ring (pipelined copies)
         self.stage: dict[str, str] = {}  # tile -> the stage its statements use now
-        self.swizzled = {buf for s in walk_stmts(self.tk.kernel.body) if id(s) in self.mma.gemms
-                         for buf in (self.operand(s.a.name), self.operand(s.b.name))}
         self.no_sync: set = set()  # statements whose trailing barrier the pipeline provides
         self.dirty: set = set()  # mirrored tiles written since their mirror was last rewritten
         self.read_mirrors: set = set()  # mirrors read by the statements lowered so far (of this loop body)
@@ -73,49 +98,20 @@ class CudaLowering(Lowering):
         return self.m.kernel(info, self.allocs, body) + "\n"
 
     # ------------------------------------------------------------------ where elements live
-    def slots(self, shape) -> tuple[int, str, str]:
-        """Slots per thread, the loop kind over them, and the guard of the last partial slot."""
-        numel = math.prod(shape)
-        n = -(-numel // self.threads)
-        guard = f"v * {self.threads} + tx < {numel}" if numel % self.threads else ""
-        keep = n <= MAX_UNROLL or self.mma.layout(shape) is not None  # mma fragments must be registers
-        return n, "unroll" if keep else "serial", guard
+    def own(self, name: str) -> TaskMapping | None:
+        """The plan's mapping of a register tile held in registers; None for tiles in shared memory or recomputed."""
+        return self.plan.tile(name).mapping
 
-    def held(self, t) -> tuple[str, ...]:
-        """The element of tile `t` that slot v of thread tx holds (register tiles) or moves (shared)."""
-        lay = self.mma.layout(t.shape) if t.scope == "register" else None
-        return mma.coords(lay) if lay is not None else self.coords(t.shape)
-
-    def coords(self, shape, linear: str | None = None) -> tuple[str, ...]:
-        """The coordinates of element `linear` (default: this thread's slot v) of a tile."""
-        e = linear or f"(v * {self.threads} + tx)"
-        live = [d for d, x in enumerate(shape) if x > 1]
-        out = []
-        for d, x in enumerate(shape):
-            if x == 1:
-                out.append("0")
-                continue
-            stride = math.prod(shape[d + 1:])
-            c = e if stride == 1 else f"{e} // {stride}"
-            out.append(c if d == live[0] else f"{c} % {x}")
-        return tuple(out)
+    def slots(self, m: TaskMapping | None, name: str) -> M.Slots:
+        """The slots of a statement over tile `name` in mapping `m` (None: the threads sweep the tile)."""
+        shape = tuple(self.tile(name).shape)
+        if m is None:
+            return M.sweep(shape, self.threads)
+        return M.held(M.fit(m, shape), self.threads, registers=name in self.fragments)
 
     def operand(self, name: str) -> str:
         """The shared buffer a gemm operand is read from: a register tile's is its mirror."""
-        return f"m_{name}" if self.tile(name).scope == "register" else f"t_{name}"
-
-    def swizzle(self, buf: str, idx: tuple[str, ...]) -> tuple[str, ...]:
-        """XOR the 16-byte chunk of a column with bits of its row, so 8 rows of one chunk column fall
-        into the 8 distinct chunks of a 128-byte bank line (rows of P chunks share a line 8 // P at a time)."""
-        t = self.tile(buf[2:])
-        vec = CHUNK * 8 // t.dtype.bits
-        p = t.shape[-1] // vec if len(t.shape) == 2 and t.dtype.bits in (16, 32) else 0
-        if buf not in self.swizzled or t.shape[-1] % vec or p < 2 or p & (p - 1):
-            return idx
-        r, c = idx
-        rows = max(1, 8 // p)
-        line = f"({r})" if rows == 1 else f"({r}) // {rows}"
-        return r, f"T.bitwise_xor(({c}) // {vec}, {line} % {min(p, 8)}) * {vec} + ({c}) % {vec}"
+        return f"t_{name}" if name in self.buffers else f"m_{name}"
 
     def use_mirror(self, name: str) -> None:
         self.wants.add(name)
@@ -123,15 +119,18 @@ class CudaLowering(Lowering):
         self.read_mirrors.add(name)
 
     def stmt(self, s: N.Stmt) -> str:
-        """The statement, after rewriting the stale mirrors it reads; its own target's goes stale."""
+        """The statement, after adding up the partial sums of k-split accumulators it touches and rewriting
+        the stale mirrors it reads; its own target's goes stale."""
+        sums = [self.sum_partials(a) for a in list(self.partial) if a in s.reads() | s.writes()
+                and not (isinstance(s, N.Gemm) and s.acc.name == a)]
         outer, self.flush = self.flush, set()
-        text = super().stmt(s)
+        text = "\n".join(sums + [super().stmt(s)])
         stale = sorted(self.flush & self.dirty)
         self.dirty -= self.flush
         self.flush = outer
         if not isinstance(s, N.For):
             w = _written(s)
-            if w is not None and w in self.mirrored and self.tile(w).scope == "register":
+            if w is not None and w in self.mirrored and self.own(w) is not None:
                 self.dirty.add(w)
         return "\n".join([self.mirror(x) for x in stale] + [text])
 
@@ -148,29 +147,39 @@ class CudaLowering(Lowering):
         return pre, "\n".join([body] + [self.mirror(x) for x in end])
 
     def sref(self, buf: str, idx: tuple[str, ...]) -> str:
-        """An element of a shared tile or mirror: swizzled, and in the current stage of a ring."""
-        idx = self.swizzle(buf, tuple(idx))
-        if buf.startswith("t_") and buf[2:] in self.staged:
-            idx = (self.stage[buf[2:]],) + idx
+        """An element of a shared buffer: a tile's (or resident tile's) placed by the plan's layout, in
+        the current stage of a ring; a mirror's or reduction result's row-major."""
+        if buf.startswith("t_"):
+            name = buf[2:]
+            idx = self.buffers[name].index(tuple(idx))
+            if name in self.staged:
+                idx = (self.stage[name],) + idx
         return f"{buf}[{', '.join(idx)}]"
 
-    def reader(self, shape=None, idx=None):
-        """Element loads for a statement whose own element is `idx` of a tile of `shape`."""
+    def reader(self, visiting: M.Slots | None = None):
+        """Element loads for a statement whose slots are `visiting` (None: it reads every operand
+        across threads).  A register operand is read from this thread's own slot where that slot
+        holds the element, else from its mirror; virtual tiles are recomputed."""
         def read(name: str, at: tuple[str, ...]) -> str:
             t = self.tk.tiles.get(name)
-            if t is not None and t.scope == "register":
-                if at == self.held(t) and shape is not None and math.prod(t.shape) == math.prod(shape):
-                    return f"t_{name}[v]"  # this thread's slot v holds that element (broadcasts too)
-                self.use_mirror(name)
+            if t is None:  # a reduction result
                 self.touched = True
-                return self.sref(f"m_{name}", at)
+                return f"{name}[{', '.join(at)}]"
+            if name in self.virtual:
+                return cast(self.emitter(read).value(self.virtual[name], at), tir_dtype(t.dtype)).text
+            if name in self.buffers:
+                self.touched = True
+                return self.sref(f"t_{name}", at)
+            own = self.slots(self.own(name), name)
+            if visiting is not None and own.coords == at and own.same_elements(visiting):
+                return f"t_{name}[v]"
+            self.use_mirror(name)
             self.touched = True
-            return self.sref(f"t_{name}", at) if t is not None else f"{name}[{', '.join(at)}]"
+            return self.sref(f"m_{name}", at)
         return read
 
     def store_at(self, name: str, idx: tuple[str, ...]) -> str:
-        t = self.tile(name)
-        if t.scope == "shared":
+        if name in self.buffers:
             self.touched = True
             return self.sref(f"t_{name}", idx)
         return f"t_{name}[v]"
@@ -178,30 +187,43 @@ class CudaLowering(Lowering):
     def declare(self, name: str) -> None:
         t = self.tile(name)
         tdt = tir_dtype(t.dtype)
-        if t.scope == "shared":
+        if name in self.buffers:
             ring = (self.staged[name],) if name in self.staged else ()
-            self.allocs.append(Alloc(f"t_{name}", ring + tuple(t.shape), tdt, SHARED))
+            self.allocs.append(Alloc(f"t_{name}", ring + self.buffers[name].dims, tdt, SHARED))
             return
-        self.allocs.append(Alloc(f"t_{name}", (self.slots(t.shape)[0],), tdt, "local"))
+        self.allocs.append(Alloc(f"t_{name}", (self.slots(self.own(name), name).count,), tdt, "local"))
         if name in self.mirrored:
             self.allocs.append(Alloc(f"m_{name}", t.shape, tdt, "shared"))
 
-    def over(self, name: str, comment: str, body_of, mat=None) -> str:
-        """A statement computing every element of tile `name`: `body_of(idx, em, target) -> text`."""
-        t = self.tile(name)
-        n, kind, guard = self.slots(t.shape)
-        idx = self.held(t)
+    def over(self, name: str, m: TaskMapping | None, comment: str, body_of, mat=None) -> str:
+        """A statement visiting every element of tile `name` in mapping `m` (None: a sweep):
+        `body_of(idx, em, target) -> text`, `target` the element's place in `name`."""
+        own = self.own(name)
+        if own is not None and m != own:
+            raise InternalError(f"a statement computes register tile '{name}' in {m!r}, not its mapping {own!r}",
+                                "the TVM cuda lowering", self.tk.kernel.name)
+        sl = self.slots(m, name)
         self.touched = False
-        em = self.emitter(self.reader(t.shape, idx), mat)
-        body = body_of(idx, em, self.store_at(name, idx))
-        return self.m.per_thread(comment, n, kind, guard, body, self.touched)
+        em = self.emitter(self.reader(sl), mat)
+        body = body_of(sl.coords, em, self.store_at(name, sl.coords))
+        return self.m.per_thread(comment, sl.count, sl.loop, sl.guard, body, self.touched)
+
+    def sum_partials(self, acc: str) -> str:
+        """Add up the k groups' partial accumulators (the plan split k over warp groups, the outermost
+        warps): every thread then holds the full sums of its slots, as the accumulator's (replicated)
+        mapping says."""
+        groups = self.partial.pop(acc)
+        sl = self.slots(self.own(acc), acc)
+        parts = self.fresh("parts")
+        self.allocs.append(Alloc(parts, (sl.count, self.threads), "float32", "shared"))
+        return self.m.sum_partials(f"# {acc}: add the partial sums of its {groups} k groups", f"t_{acc}", parts,
+                                   sl.count, sl.loop, self.threads, groups, self.threads // groups)
 
     def mirror(self, name: str) -> str:
         """Copy a register tile to its shared mirror, between barriers (other threads may still read it)."""
-        t = self.tile(name)
-        n, kind, guard = self.slots(t.shape)
-        store = f"{self.sref(f'm_{name}', self.held(t))} = t_{name}[v]"
-        return self.m.sync() + "\n" + self.m.per_thread("", n, kind, guard, store, True)
+        sl = self.slots(self.own(name), name)
+        store = f"{self.sref(f'm_{name}', sl.coords)} = t_{name}[v]"
+        return self.m.sync() + "\n" + self.m.per_thread("", sl.count, sl.loop, sl.guard, store, True)
 
     # ------------------------------------------------------------------ reductions
     def materialize(self, e: N.Expr) -> tuple[str, dict]:
@@ -215,6 +237,8 @@ class CudaLowering(Lowering):
         return "\n".join(text), mat
 
     def reduce(self, r: N.Reduce, out: str, mat: dict) -> str:
+        """`group` lanes of a warp share each output: each folds a strided part of the axis, a shuffle
+        tree combines them, and the first writes the result to the shared buffer `out`."""
         shape = self.tk.type_of(r.x).shape
         oshape = self.tk.type_of(r).shape
         n, outputs = shape[r.axis], math.prod(oshape)
@@ -226,7 +250,7 @@ class CudaLowering(Lowering):
         part = self.fresh("part")
         self.allocs.append(Alloc(part, (1,), cd, "local"))
         o = f"(rp * {per_pass} + tx // {group})"
-        ocoords = self.coords(oshape, o)
+        ocoords = M.unravel(o, oshape)
         xcoords = tuple(f"ra * {group} + tx % {group}" if d == r.axis else c for d, c in enumerate(ocoords))
         em = self.emitter(self.reader(), mat)
         x = cast(em.value(r.x, xcoords), cd).text
@@ -251,9 +275,11 @@ class CudaLowering(Lowering):
         def body(idx, em, target):
             init = em.value(s.init) if s.init is not None else Val("T.int32(0)", "int32")
             return f"{target} = {cast(init, tdt).text}"
-        return self.over(s.name, self.comment(s), body)
+        return self.over(s.name, self.own(s.name), self.comment(s), body)
 
     def stmt_assign(self, s: N.Assign) -> str:
+        if s.name in self.virtual:  # recomputed where it is read
+            return self.comment(s)
         t = self.tile(s.name)
         if s.define:
             self.declare(s.name)
@@ -261,11 +287,14 @@ class CudaLowering(Lowering):
 
         def body(idx, em, target):
             return f"{target} = {cast(em.at(s.value, idx, t.shape), tir_dtype(t.dtype)).text}"
-        return "\n".join(filter(None, [pre, self.over(s.name, self.comment(s), body, mat)]))
+        # a resident tile is computed in its operands' mapping, straight into its shared buffer
+        computed = self.over(s.name, self.plan.stmt(s).mapping, self.comment(s), body, mat)
+        return "\n".join(filter(None, [pre, computed]))
 
     def stmt_copy(self, s: N.Copy) -> str:
         if self.async_copyable(s):
             return "\n".join([self.async_copy(s), self.m.cp_async_commit(), self.m.cp_async_wait(0), self.m.sync()])
+        m = self.plan.stmt(s).mapping  # the register tile's, where one takes part; else a sweep
         if isinstance(s.src, N.GlobalRef):
             t = self.tile(s.dst.name)
             win = self.window(s.src, t.shape)
@@ -275,68 +304,63 @@ class CudaLowering(Lowering):
                 v = cast(self.load_global(win.tensor, win.element(idx)), tdt).text
                 pad = cast(em.value(s.pad) if s.pad is not None else Val("T.int32(0)", "int32"), tdt).text
                 return self.m.guarded(win.mask(idx), f"{target} = {v}", f"{target} = {pad}")
-            return self.c.lets(win.starts) + self.over(s.dst.name, self.comment(s), body)
+            return self.c.lets(win.starts) + self.over(s.dst.name, m, self.comment(s), body)
+        src = self.tile(s.src.name)
         if isinstance(s.dst, N.GlobalRef):
-            t = self.tile(s.src.name)
-            win = self.window(s.dst, t.shape)
+            win = self.window(s.dst, src.shape)
             arg = next(a for a in self.sig.tensors if a.name == s.dst.tensor)
 
             def body(idx, em, target):
-                v = cast(Val(self.reader(t.shape, idx)(s.src.name, idx), tir_dtype(t.dtype)), arg.dtype).text
+                v = cast(Val(em.read(s.src.name, idx), tir_dtype(src.dtype)), arg.dtype).text
                 return self.m.guarded(win.mask(idx), f"{arg.buffer}[{', '.join(win.element(idx))}] = {v}", "")
-            return self.c.lets(win.starts) + self.over(s.src.name, self.comment(s), body)
-        src = self.tile(s.src.name)
+            return self.c.lets(win.starts) + self.over(s.src.name, m, self.comment(s), body)
 
         def body(idx, em, target):
-            v = Val(self.reader(self.tile(s.dst.name).shape, idx)(s.src.name, idx), tir_dtype(src.dtype))
+            v = Val(em.read(s.src.name, idx), tir_dtype(src.dtype))
             return f"{target} = {cast(v, tir_dtype(self.tile(s.dst.name).dtype)).text}"
-        return self.over(s.dst.name, self.comment(s), body)
+        return self.over(s.dst.name, m, self.comment(s), body)
 
     # ------------------------------------------------------------------ cp.async and pipelining
     def async_copyable(self, s: N.Stmt) -> bool:
-        """A global -> shared copy without conversion, in whole 16-byte chunks of the tile's rows."""
+        """A global -> shared copy the plan moves in 16-byte vectors (`CopyPlan.vector`)."""
         if not (isinstance(s, N.Copy) and isinstance(s.src, N.GlobalRef) and isinstance(s.dst, N.TileRef)):
             return False
-        t, p = self.tile(s.dst.name), self.tk.tensor(s.src.tensor)
-        if t.scope != "shared" or p.dtype.is_packed or p.dtype.name != t.dtype.name or t.dtype.bits not in (8, 16, 32):
+        p = self.plan.stmt(s)
+        if p.mapping is not None or p.vector == 1:
             return False
-        return t.shape[-1] % (CHUNK * 8 // t.dtype.bits) == 0 and (s.pad is None or isinstance(s.pad, N.Const))
+        if p.vector * self.tile(s.dst.name).dtype.bits != CHUNK * 8:
+            raise InternalError(f"a copy vector of {p.vector} elements is not one {CHUNK}-byte cp.async",
+                                "the TVM cuda lowering", self.tk.kernel.name, s.loc)
+        return True
 
     def async_copy(self, s: N.Copy) -> str:
-        """Issue the copy's cp.async chunks (the caller commits them as a group).  Zero padding is
-        cp.async's zero fill (a source size of 0, from the tensor's first element); with other
-        padding, chunks not wholly inside the tensor go element by element, and so does every chunk
-        where a tensor or a row is not 16-byte aligned."""
+        """Issue the copy's cp.async chunks (the caller commits them as a group).  The plan vectorizes
+        only zero-padded copies whose rows are whole chunks, so a chunk is inside the tensor or
+        wholly outside it, where cp.async's zero fill (a source size of 0, from the tensor's first
+        element) pads it; every chunk goes element by element where a tensor or a row is not
+        16-byte aligned."""
         t = self.tile(s.dst.name)
         win = self.window(s.src, t.shape)
         tdt = tir_dtype(t.dtype)
-        vec = CHUNK * 8 // t.dtype.bits
-        cshape = tuple(t.shape[:-1]) + (t.shape[-1] // vec,)
-        chunks = math.prod(cshape)
-        n = -(-chunks // self.threads)
-        guard = f"v * {self.threads} + tx < {chunks}" if chunks % self.threads else ""
-        at = self.coords(cshape)
+        vec = self.plan.stmt(s).vector
+        chunks = M.sweep(tuple(t.shape[:-1]) + (t.shape[-1] // vec,), self.threads)  # the threads sweep them
+        at = chunks.coords
         first = at[:-1] + (f"({at[-1]}) * {vec}",)
         elem, dim = win.element(first), win.dims[-1]
         arg = next(a for a in self.sig.tensors if a.name == s.src.tensor)
         dst = self.sref(f"t_{s.dst.name}", first)
         conds = [f"{ALIGNED} == 1"] + ([f"{dim} % {vec} == 0"] if not dim.isdigit() else [])
-        zero_pad = s.pad is None or s.pad.value == 0
-        if zero_pad:  # rows are whole chunks: a chunk is inside the tensor or wholly outside it
-            inside = win.mask(first)
-            src = f"{arg.buffer}[{', '.join(f'T.Select({inside}, {x}, 0)' for x in elem)}]"
-            fast = self.m.cp_async(dst, src, f"T.Select({inside}, 16, 0)")
-        else:
-            conds += [win.mask(first), f"{elem[-1]} + {vec} <= {dim}"]
-            fast = self.m.cp_async(dst, f"{arg.buffer}[{', '.join(elem)}]", "16")
+        inside = win.mask(first)
+        src = f"{arg.buffer}[{', '.join(f'T.Select({inside}, {x}, 0)' for x in elem)}]"
+        fast = self.m.cp_async(dst, src, f"T.Select({inside}, 16, 0)")
         one = at[:-1] + (f"({at[-1]}) * {vec} + e",)
-        pad = cast(self.emitter(lambda n_, i: n_).value(s.pad) if s.pad is not None
-                   else Val("T.int32(0)", "int32"), tdt).text
+        pad = cast(Val("T.int32(0)", "int32"), tdt).text
         target = self.sref(f"t_{s.dst.name}", one)
         v = cast(self.load_global(win.tensor, win.element(one)), tdt).text
         slow = self.m.each(vec, self.m.guarded(win.mask(one), f"{target} = {v}", f"{target} = {pad}"))
         body = self.m.guarded(" and ".join(conds), fast, slow)
-        return self.c.lets(win.starts) + self.m.per_thread(self.comment(s), n, "unroll", guard, body, False)
+        return self.c.lets(win.starts) + self.m.per_thread(self.comment(s), chunks.count, chunks.loop, chunks.guard,
+                                                           body, False)
 
     def plan_stages(self) -> dict[str, int]:
         """Tiles filled by cp.async copies in pipelined loops, to be held in rings of the loop's stages.
@@ -399,18 +423,22 @@ class CudaLowering(Lowering):
             v = self.dequant_value(s, win, idx, em, tdt).text
             zero = cast(Val("T.float32(0.0)", "float32"), tdt).text
             return self.m.guarded(win.mask(idx), f"{target} = {v}", f"{target} = {zero}")
-        return self.c.lets(win.starts) + self.over(s.dst.name, self.comment(s), body)
+        return self.c.lets(win.starts) + self.over(s.dst.name, self.plan.stmt(s).mapping, self.comment(s), body)
 
     def stmt_gemm(self, s: N.Gemm) -> str:
+        """The plan's instruction: mma.sync on its warp grid, or a scalar loop over the accumulator's
+        slots (every operand read across threads)."""
+        p = self.plan.gemm(s)
+        if p.kind == "mma":
+            return self.mma_gemm(s, p)
+        if p.kind != "fma":
+            raise InternalError(f"the {PLAN_TARGET} plan gave a gemm the {p.kind} instruction", "the TVM cuda lowering",
+                                self.tk.kernel.name, s.loc)
         ta, tb, tc = (self.tile(x.name) for x in (s.a, s.b, s.acc))
-        if tc.scope != "register":
-            raise TileError("the TVM cuda lowering needs a register accumulator for gemm", s.acc.loc,
-                            hint="accumulate in a register tile and copy it to shared memory afterwards")
         k = ta.shape[0] if s.trans_a else ta.shape[1]
-        if id(s) in self.mma.gemms:
-            return self.mma_gemm(s, k, self.mma.gemms[id(s)])
-        n, kind, guard = self.slots(tc.shape)
-        i, j = self.held(tc)
+        sl = self.slots(self.own(s.acc.name), s.acc.name)
+        n, kind, guard = sl.count, sl.loop, sl.guard
+        i, j = sl.coords
         read = self.reader()
         a = read(s.a.name, ("gk", i) if s.trans_a else (i, "gk"))
         b = read(s.b.name, (j, "gk") if s.trans_b else ("gk", j))
@@ -428,24 +456,55 @@ class CudaLowering(Lowering):
             finish = self.m.per_thread("", n, kind, guard, f"t_{s.acc.name}[v] = {tot.text}", False)
         return self.m.gemm(self.comment(s), k, n, kind, guard, acc, a_val, b_val, fill, finish) + "\n" + self.m.sync()
 
-    def mma_gemm(self, s: N.Gemm, k: int, t: mma.MmaTiling) -> str:
+    def mma_gemm(self, s: N.Gemm, p: GemmPlan) -> str:
         """acc += a @ b on tensor cores: each 16-wide k step loads the warp's A and B fragments with
-        ldmatrix and issues one mma per (m16, n8) fragment of the accumulator."""
+        ldmatrix (or reads them from an operand held as the fragment) and issues one mma per (m16, n8)
+        fragment of the accumulator; each k group of a k split walks its own k steps."""
+        t = p.tiling
+        k = self.tile(s.a.name).shape[0 if s.trans_a else 1]
+        ks = mma.kstep(t, k)
         dt = tir_dtype(self.tile(s.a.name).dtype)
-        fa, fb = self.fresh("fa"), self.fresh("fb")
-        self.allocs += [Alloc(fa, (16 * t.mi,), dt, "local"), Alloc(fb, (8 * t.ni,), dt, "local")]  # 2 buffers
         self.touched = True
-        for name in (s.a.name, s.b.name):
-            if self.tile(name).scope == "register":
-                self.use_mirror(name)
-        a_buf, b_buf = self.operand(s.a.name), self.operand(s.b.name)
-        # .trans where the 8x8 matrices are stored k-major (A) or n-major (B)
-        a = dict(ref=self.sref(a_buf, mma.a_at(t, s.trans_a)), frag=fa, dtype=dt, trans=s.trans_a)
-        b = dict(ref=self.sref(b_buf, mma.b_at(t, s.trans_b)), frag=fb, dtype=dt, trans=not s.trans_b)
-        odd = dict(frag=(t.ni - 1) * 4, ref=self.sref(b_buf, mma.b_last_at(t, s.trans_b))) if t.ni % 2 else None
-        text = self.m.mma_gemm(self.comment(s), k // 16, a, b, t.ni // 2, odd, t.mi, t.ni,
+        ops = {}
+        for (ref, instr), size, at in zip(_operands(p), (16 * t.mi, 8 * t.ni), (mma.a_at, mma.b_at)):
+            if instr.name == "mov":  # held as the fragment: the mma reads the tile's own registers
+                ops[instr.role] = dict(load=False, frag=f"t_{ref.name}", at=mma.register_at(instr.role, t, k))
+                continue
+            if ref.name not in self.buffers:
+                self.use_mirror(ref.name)
+            frag = self.fresh("fa" if instr.role == "A" else "fb")
+            self.allocs.append(Alloc(frag, (size,), dt, "local"))  # two k steps' fragments
+            trans = s.trans_a if instr.role == "A" else s.trans_b
+            ops[instr.role] = dict(load=True, frag=frag, dtype=dt, trans=self.ldmatrix_trans(p, instr.role),
+                                   ref=self.sref(self.operand(ref.name), at(t, trans, ks)))
+        b = ops["B"]
+        odd = dict(frag=(t.ni - 1) * 4, ref=self.sref(self.operand(s.b.name), mma.b_last_at(t, s.trans_b, ks))) \
+            if b["load"] and t.ni % 2 else None
+        if t.wk > 1:
+            self.partial[s.acc.name] = t.wk
+        return self.m.mma_gemm(self.comment(s), mma.steps(t, k), ops["A"], b, t.ni // 2, odd, t.mi, t.ni,
                                f"t_{s.acc.name}", mma.ABBREV[self.tile(s.a.name).dtype.name], id(s) not in self.no_sync)
-        return text
+
+    def ldmatrix_trans(self, p: GemmPlan, role: str) -> bool:
+        """Whether ldmatrix reads an operand transposed: as the plan's instruction says for a shared
+        operand (which must agree with how the tile stores it), as the row-major mirror stores it
+        for a register one."""
+        s = p.stmt
+        stored_k_major = s.trans_a if role == "A" else not s.trans_b  # the k axis is not the contiguous one
+        name = next(i.name for i in p.instrs if i.role == role)
+        if name == "convert.shared":
+            return stored_k_major
+        if not name.startswith("ldmatrix") or name.endswith(".trans") != stored_k_major:
+            raise InternalError(f"the plan reads the {role} operand of a gemm with {name}, which the TVM cuda lowering "
+                                f"does not emit for this orientation", "the TVM cuda lowering", self.tk.kernel.name,
+                                s.loc)
+        return stored_k_major
+
+
+def _operands(p: GemmPlan) -> tuple[tuple[N.TileRef, object], ...]:
+    """(operand, the plan's instruction reading it) for A and B of an mma gemm."""
+    by_role = {i.role: i for i in p.instrs}
+    return (p.stmt.a, by_role["A"]), (p.stmt.b, by_role["B"])
 
 
 def _tiles(s: N.Stmt) -> set[str]:
