@@ -12,10 +12,9 @@ from pathlib import Path
 
 import jinja2
 
-from ...diagnostics import TileError
 from ...ir import nodes as N
 from ...ir.types import TileType
-from ...ir.visit import sub_exprs
+from ...ir.visit import StmtVisitor, sub_exprs
 from ...layout.packing import plain_only
 from .emit import ExprEmitter, Val, cast, compute_dtype, tir_dtype
 from .signature import Signature, dim_name, signature
@@ -65,7 +64,7 @@ class Alloc:
 
 
 @dataclass
-class Lowering:
+class Lowering(StmtVisitor):
     """State of one kernel's lowering; subclasses implement the statements."""
     tk: object
     target: str
@@ -161,12 +160,9 @@ class Lowering:
         return "\n".join(self.stmt(s) for s in body)
 
     def stmt(self, s: N.Stmt) -> str:
-        method = getattr(self, "stmt_" + type(s).__name__.lower(), None)
-        if method is None:
-            raise TileError(f"the TVM backend cannot lower {type(s).__name__} statements", s.loc)
-        return method(s)
+        return self.visit(s)
 
-    def stmt_let(self, s: N.Let) -> str:
+    def visit_Let(self, s: N.Let) -> str:
         tdt = tir_dtype(self.tk.scalars[s.name].dtype)
         em = self.emitter(lambda n, i: n)
         v = cast(em.value(s.value), tdt)
@@ -174,7 +170,7 @@ class Lowering:
         self.names[s.name] = Val(name, tdt)
         return self.c.let(name, v.text, self.comment(s))
 
-    def stmt_for(self, s: N.For) -> str:
+    def visit_For(self, s: N.For) -> str:
         em = self.emitter(lambda n, i: n)
         lo, hi = cast(em.value(s.start), "int32").text, cast(em.value(s.stop), "int32").text
         name = "v_" + s.var

@@ -63,6 +63,7 @@ SHARED = "shared.dyn"
 
 @dataclass
 class CudaLowering(Lowering):
+    where = "the TVM cuda lowering"
     template_name: str = "cuda.py.j2"
     mirrored: frozenset = frozenset()  # register tiles that are read across threads
     wants: set = field(default_factory=set)  # the same, as found by this lowering
@@ -266,7 +267,7 @@ class CudaLowering(Lowering):
             f"{out}[{', '.join(ocoords)}] = {part}[0]", fold, tree)
 
     # ------------------------------------------------------------------ statements
-    def stmt_alloc(self, s: N.Alloc) -> str:
+    def visit_Alloc(self, s: N.Alloc) -> str:
         self.declare(s.name)
         if s.name in self.staged:  # every iteration's copy writes all of it before it is read
             return self.comment(s)
@@ -277,7 +278,7 @@ class CudaLowering(Lowering):
             return f"{target} = {cast(init, tdt).text}"
         return self.over(s.name, self.own(s.name), self.comment(s), body)
 
-    def stmt_assign(self, s: N.Assign) -> str:
+    def visit_Assign(self, s: N.Assign) -> str:
         if s.name in self.virtual:  # recomputed where it is read
             return self.comment(s)
         t = self.tile(s.name)
@@ -291,7 +292,7 @@ class CudaLowering(Lowering):
         computed = self.over(s.name, self.plan.stmt(s).mapping, self.comment(s), body, mat)
         return "\n".join(filter(None, [pre, computed]))
 
-    def stmt_copy(self, s: N.Copy) -> str:
+    def visit_Copy(self, s: N.Copy) -> str:
         if self.async_copyable(s):
             return "\n".join([self.async_copy(s), self.m.cp_async_commit(), self.m.cp_async_wait(0), self.m.sync()])
         m = self.plan.stmt(s).mapping  # the register tile's, where one takes part; else a sweep
@@ -385,7 +386,7 @@ class CudaLowering(Lowering):
                     out[s.dst.name] = int(loop.stages.value)
         return out
 
-    def stmt_for(self, s: N.For) -> str:
+    def visit_For(self, s: N.For) -> str:
         issue = [x for x in s.body if isinstance(x, N.Copy) and isinstance(x.dst, N.TileRef)
                  and x.dst.name in self.staged]
         em = self.emitter(lambda n, i: n)
@@ -414,7 +415,7 @@ class CudaLowering(Lowering):
         return "\n".join(filter(None, [pre] + prologue + [self.c.for_(var, lo, hi, body, self.comment(s)),
                                                           self.m.cp_async_wait(0), self.m.sync()]))
 
-    def stmt_dequant(self, s: N.Dequant) -> str:
+    def visit_Dequant(self, s: N.Dequant) -> str:
         t = self.tile(s.dst.name)
         win = self.window(s.src, t.shape)
         tdt = tir_dtype(t.dtype)
@@ -425,7 +426,7 @@ class CudaLowering(Lowering):
             return self.m.guarded(win.mask(idx), f"{target} = {v}", f"{target} = {zero}")
         return self.c.lets(win.starts) + self.over(s.dst.name, self.plan.stmt(s).mapping, self.comment(s), body)
 
-    def stmt_gemm(self, s: N.Gemm) -> str:
+    def visit_Gemm(self, s: N.Gemm) -> str:
         """The plan's instruction: mma.sync on its warp grid, or a scalar loop over the accumulator's
         slots (every operand read across threads)."""
         p = self.plan.gemm(s)

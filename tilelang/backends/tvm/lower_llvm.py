@@ -67,6 +67,7 @@ def tile_loops(shape: tuple[int, ...], tag: str, vector: bool = True) -> tuple[l
 
 @dataclass
 class LlvmLowering(Lowering):
+    where = "the TVM llvm lowering"
     template_name: str = "llvm.py.j2"
 
     def __post_init__(self):
@@ -185,7 +186,7 @@ class LlvmLowering(Lowering):
             return cast(self.load_global(win.tensor, win.element(i)), tir_dtype(t.dtype)).text
 
         if isinstance(use, N.Gemm):
-            fast = self.stmt_gemm(use, read)
+            fast = self.visit_Gemm(use, read)
         else:
             try:
                 v = cast(self.emitter(read).at(use.value, idx, t.shape), tir_dtype(self.tile(use.name).dtype)).text
@@ -196,7 +197,7 @@ class LlvmLowering(Lowering):
         return self.m.branch(self.comment(cp), win.starts, win.full(), fast, slow)
 
     # ------------------------------------------------------------------ statements
-    def stmt_for(self, s: N.For) -> str:
+    def visit_For(self, s: N.For) -> str:
         """The loop, with the lanes of the accumulators it defers zeroed before and summed after it."""
         accs = [a for a in dict.fromkeys(g.acc.name for g in s.body if isinstance(g, N.Gemm))
                 if a not in self.lanes and self.deferrable(s.body, a)]
@@ -204,7 +205,7 @@ class LlvmLowering(Lowering):
             m, n = self.tile(a).shape
             self.lanes[a] = (self.alloc(self.fresh("lanes"), (m, n, LANES), "float32"),
                              self.alloc(self.fresh("live"), (1,), "int32"))
-        text = super().stmt_for(s)
+        text = super().visit_For(s)
         deferred = [(a, self.lanes.pop(a)) for a in accs]
         return "\n".join([f"{live}[0] = 0" for _, (_, live) in deferred] + [text] + [
             self.m.lanes_sum(self.buf(a), part, live, self.tile(a).shape[1], LANES) for a, (part, live) in deferred])
@@ -221,7 +222,7 @@ class LlvmLowering(Lowering):
                    for s in walk_stmts(body) if not isinstance(s, N.For) and
                    (acc == _written(s) or _readers((s,), acc)))
 
-    def stmt_alloc(self, s: N.Alloc) -> str:
+    def visit_Alloc(self, s: N.Alloc) -> str:
         t = self.tile(s.name)
         tdt = tir_dtype(t.dtype)
         self.alloc(self.buf(s.name), t.shape, tdt)
@@ -230,7 +231,7 @@ class LlvmLowering(Lowering):
         loops, idx = tile_loops(t.shape, "i")
         return self.m.elementwise(self.comment(s), loops, self.read(s.name, idx), init)
 
-    def stmt_assign(self, s: N.Assign) -> str:
+    def visit_Assign(self, s: N.Assign) -> str:
         t = self.tile(s.name)
         tdt = tir_dtype(t.dtype)
         if s.define:
@@ -292,7 +293,7 @@ class LlvmLowering(Lowering):
             f"not ({row_in})", inner(path(True, padding=True)), inner(path(False))))
         return dict(loops=path(True)["loops"][:1], body=body.rstrip())
 
-    def stmt_copy(self, s: N.Copy) -> str:
+    def visit_Copy(self, s: N.Copy) -> str:
         if isinstance(s.src, N.GlobalRef):
             win, fast, slow = self.load_paths(s)
             return self.m.window(self.comment(s), win.starts, win.full(), fast, slow)
@@ -313,7 +314,7 @@ class LlvmLowering(Lowering):
         v = cast(Val(self.read(s.src.name, idx), tir_dtype(self.tile(s.src.name).dtype)), tir_dtype(t.dtype)).text
         return self.m.elementwise(self.comment(s), loops, self.read(s.dst.name, idx), v)
 
-    def stmt_dequant(self, s: N.Dequant) -> str:
+    def visit_Dequant(self, s: N.Dequant) -> str:
         t = self.tile(s.dst.name)
         win = self.window(s.src, t.shape)
         tdt = tir_dtype(t.dtype)
@@ -330,7 +331,7 @@ class LlvmLowering(Lowering):
 
         return self.m.window(self.comment(s), win.starts, win.full(), path(True), path(False))
 
-    def stmt_gemm(self, s: N.Gemm, read=None) -> str:
+    def visit_Gemm(self, s: N.Gemm, read=None) -> str:
         """`read(tile, idx)` may replace the operands' loads (a forwarded copy)."""
         read = read or self.read
         ta, tb, tc = (self.tile(x.name) for x in (s.a, s.b, s.acc))
