@@ -23,6 +23,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     # weights stored in the plan's packed order: only the CUDA backend (and the interpreter) read them
     ("gemm_wNa16:wNa16_packed", "tvm"): "only in the plain [N, K] packing",
     ("gemm_wNa16:wNa16_packed_zp", "tvm"): "only in the plain [N, K] packing",
+    ("gemm_wNa16:wNa16_packed", "triton"): "only in the plain [N, K] packing",
+    ("gemm_wNa16:wNa16_packed_zp", "triton"): "only in the plain [N, K] packing",
 }
 
 

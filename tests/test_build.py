@@ -42,3 +42,18 @@ def test_build_rebuild_and_errors(tmp_path):
     assert "bad_launch.tile:1:" in r.stderr and "40 threads per block" in r.stderr
     assert "1 unchanged, 2 failed" in r.stdout
     assert not list(out.rglob(".*.tmp*")) and not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+def test_a_kernel_the_backend_cannot_take_is_listed_not_failed(tmp_path):
+    """Triton reads packed weights only in the plain [N, K] packing: the build names the kernel and the
+    reason, builds the rest and succeeds."""
+    src = tmp_path / "src"
+    src.mkdir()
+    text = (ROOT / "kernels/gemm_wNa16.tile").read_text()
+    start = text.index("kernel wNa16_packed(")
+    (src / "packed.tile").write_text(text[start:text.index("\n}\n", start) + 3])
+    shutil.copy(ROOT / "kernels/softmax.tile", src)
+    r = build(src, tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "1 built, 0 unchanged, 1 not supported by triton, 0 failed" in r.stdout
+    assert "packed.tile:1:" in r.stderr and "reads 'W' only in the plain [N, K] packing" in r.stderr

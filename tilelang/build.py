@@ -23,7 +23,7 @@ from pathlib import Path
 from . import __version__, progress
 from .backends import get_backend
 from .backends.nvcc import find_nvcc
-from .diagnostics import TileError, TileErrors
+from .diagnostics import TileError, TileErrors, Unsupported
 from .frontend.tile_parser import parse_file
 from .passes import lower
 from .runtime.cache import cache_key, spec_key, write_atomic
@@ -35,7 +35,7 @@ _TOOLS = {"triton": ("triton",), "tvm": ("apache-tvm",), "cuda": ()}
 class Result:
     file: Path
     kernel: str
-    status: str  # "built", "cached" or "failed"
+    status: str  # "built", "cached", "unsupported" (another backend takes it) or "failed"
     seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
     error: str = ""
@@ -99,6 +99,8 @@ def build(src_dir: str | Path, backend: str = "triton", out: Path = Path("build"
                             "spec": spec_key(tk, backend, target), "outputs": rel, "binary": binary,
                             "load": str(artifact.relative_to(out)) if artifact else None,
                             "consts": {k: str(v) for k, v in tk.consts.items()}})
+        except Unsupported as e:  # another backend takes it: listed, not a failed build
+            results.append(Result(f, name, "unsupported", error=e.render()))
         except TileError as e:
             results.append(Result(f, name, "failed", time.perf_counter() - t0, error=e.render()))
         except Exception as e:  # a backend/toolchain failure: report it with the kernel it came from
@@ -116,7 +118,7 @@ def _summary(results: list[Result], backend: str, target: str, out: Path) -> Non
     rows = [("kernel", "file", "status", "time", "binary", "outputs")]
     for r in results:
         rows.append((r.kernel, r.file.name, r.status, f"{r.seconds:.2f}s" if r.status == "built" else "-",
-                     "-" if r.status == "failed" else "yes" if r.binary else "SOURCES ONLY",
+                     "-" if r.status in ("failed", "unsupported") else "yes" if r.binary else "SOURCES ONLY",
                      ", ".join(Path(o).name for o in r.outputs) or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for j, row in enumerate(rows):
@@ -124,13 +126,17 @@ def _summary(results: list[Result], backend: str, target: str, out: Path) -> Non
         if j == 0:
             print("  ".join("-" * w for w in widths))
     failed = [r for r in results if r.status == "failed"]
-    counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed")}
-    print(f"\n{backend} ({target}) -> {out}/: "
-          f"{counts['built']} built, {counts['cached']} unchanged, {counts['failed']} failed")
-    sources_only = [r.kernel for r in results if r.status != "failed" and not r.binary]
+    counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "unsupported", "failed")}
+    unsupported = f"{counts['unsupported']} not supported by {backend}, " if counts["unsupported"] else ""
+    print(f"\n{backend} ({target}) -> {out}/: {counts['built']} built, {counts['cached']} unchanged, "
+          f"{unsupported}{counts['failed']} failed")
+    sources_only = [r.kernel for r in results if r.status in ("built", "cached") and not r.binary]
     if sources_only:
         print(f"note: {len(sources_only)} kernel(s) have sources only, no compiled binary, because nvcc was not "
               f"found here: {', '.join(sources_only)}. The machine that runs them must compile them "
               "(install the CUDA toolkit here and build again to embed cubins/fatbins).")
+    for r in results:
+        if r.status == "unsupported":
+            print(f"note: {r.error.splitlines()[0]}", file=sys.stderr)
     for r in failed:
         print(r.error, file=sys.stderr)

@@ -67,6 +67,12 @@ class TileErrors(TileError):
         return "\n".join(e.render() for e in self.errors)
 
 
+class Unsupported(TileError):
+    """A valid kernel that one backend cannot take, though another can (e.g. weights in the plan's packed
+    order off the CUDA backend): the hint names the backend that does. `tilelang build` lists such kernels
+    as unsupported and goes on; a call raises it."""
+
+
 class InternalError(TileError):
     """A bug in tilelang itself, not in the kernel: a pass produced something its own checks reject, or an
     assertion or unexpected exception escaped a pass or a backend (`internal_errors`; the original

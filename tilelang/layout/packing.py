@@ -25,7 +25,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..diagnostics import TileError
+from ..diagnostics import TileError, Unsupported
 from . import tv
 from .task_mapping import TaskMapping
 
@@ -147,9 +147,9 @@ def _from_bytes(data: np.ndarray, bits: int, n: int) -> np.ndarray:
     return unpack_rows(data, bits, n, False)
 
 
-def plain_only(backend: str, p) -> TileError:
-    """The error of a backend that reads packed parameter `p` only in the plain [N, K] packing."""
-    return TileError(f"the {backend} backend reads '{p.name}' only in the plain [N, K] packing, not in the plan's "
+def plain_only(backend: str, p) -> Unsupported:
+    """The refusal of a backend that reads packed parameter `p` only in the plain [N, K] packing."""
+    return Unsupported(f"the {backend} backend reads '{p.name}' only in the plain [N, K] packing, not in the plan's "
                      f"packed order", p.loc,
                      hint=f"run it with backend='cuda' (or 'reference'), or declare '{p.name}' without `@ packed` "
                           f"and pass tilelang.quant.pack(values, bits)")

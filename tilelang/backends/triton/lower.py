@@ -20,6 +20,7 @@ from ...ir.dtypes import f32
 from ...ir.printer import expr_str, stmt_lines
 from ...ir.visit import StmtVisitor
 from ...layout import infer_layouts
+from ...layout.packing import plain_only
 from . import memory
 from .exprs import Emitter, check_pow2, const_value, strip_parens
 from .names import Names
@@ -53,6 +54,9 @@ def num_warps(threads: int) -> int:
 def lower(tk) -> Program:
     infer_layouts(tk)  # the verdict on the kernel's layout annotations (Triton places values itself)
     k = tk.kernel
+    for p in k.tensors:
+        if p.storage == "packed":
+            raise plain_only("triton", p)
     names = Names(k)
     body = _Lowering(tk, names)
     body.stmts(k.body)
