@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,6 +38,7 @@ from ...ir.visit import sub_exprs
 from ...passes.infer import TypedKernel
 from ...passes.verify import MAX_SHARED_BYTES
 from . import cexpr as cx
+from . import cir
 from . import ctype
 from . import mapping as M
 from . import tma as TMA
@@ -86,8 +86,7 @@ class KernelGen:
         self.tk, self.plan = tk, plan
         self.k = tk.kernel
         self.T = tk.threads
-        self.lines: list[str] = []
-        self.depth = 1
+        self.out = cir.Builder()
         self.counter = 0
         self.kinds: dict[str, str] = {}
         self.scratch_cursor = 0
@@ -108,29 +107,21 @@ class KernelGen:
 
     # ------------------------------------------------------------------ output helpers
     def line(self, text: str) -> None:
-        self.lines.append("  " * self.depth + text if text else "")
+        self.out.add(cir.Line(text))
 
     def text(self, block: str) -> None:
-        """A multi-line snippet (a rendered macro), re-indented to the current depth."""
-        lines = [l.rstrip() for l in block.strip("\n").split("\n")]
-        for l in lines:
-            self.lines.append(l if l.startswith("#pragma") or not l else "  " * self.depth + l)
+        """A multi-line snippet (a rendered macro), indented to where it stands."""
+        self.out.add(cir.Snippet(tuple(l.rstrip() for l in block.strip("\n").split("\n"))))
 
-    @contextmanager
-    def scope(self, head: str = ""):
-        self.line(f"{head} {{" if head else "{")
-        self.depth += 1
-        yield
-        self.depth -= 1
-        self.line("}")
+    def scope(self, head: str = "", pragma: str = ""):
+        return self.out.block(head, pragma)
 
     @contextmanager
     def value_runs(self, m, run: int):
         """Loop over this thread's values of mapping `m`, `run` at a time: binds the coordinates
         (`i0`, `i1`, ...; yielded as names) and skips replicas that must not act."""
         coords, guard = m.coords("tid", "v")
-        with self.scope(f"for (int v = 0; v < {m.values}; v += {run})"):
-            self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+        with self.scope(f"for (int v = 0; v < {m.values}; v += {run})", "#pragma unroll"):
             names = []
             for i, c in enumerate(coords):
                 names.append(c if c.isdigit() else f"i{i}")
@@ -149,11 +140,9 @@ class KernelGen:
         return name
 
     def barrier(self) -> None:
-        last = next((l for l in reversed(self.lines) if l is not None), "")
-        if last.strip() != "__syncthreads();":
-            if self.plan.wgmma:  # shared writes before it become visible to wgmma's reads after it
-                self.line("tl::fence_proxy_async();")
-            self.line("__syncthreads();")
+        """A block-wide barrier; under wgmma it also fences earlier shared writes for wgmma's reads after it
+        (`cir.drop_redundant_barriers` removes one that directly follows another)."""
+        self.out.add(cir.Barrier(fence=self.plan.wgmma))
         self.pending = self.global_reads = self.global_writes = False
 
     def global_access(self, write: bool) -> None:
@@ -174,11 +163,15 @@ class KernelGen:
         if self.pending:
             self.barrier()
 
+    def remark(self, text: str) -> None:
+        self.out.add(cir.Comment(text))
+
     def comment(self, s) -> None:
+        """`// file.tile:LINE  source` before a statement's code (`errors.py` maps compiler errors back by it)."""
         loc = s.loc
         if loc is not None and loc.line:
             src = loc.source_line.strip() if loc.source_line else type(s).__name__
-            self.line(f"// {os.path.basename(loc.file)}:{loc.line}  {src}")
+            self.remark(f"{os.path.basename(loc.file)}:{loc.line}  {src}")
 
     def scratch(self, nbytes: int, ctype_: str, base: str = "tl_s") -> str:
         off = -(-self.scratch_cursor // SCRATCH_ALIGN) * SCRATCH_ALIGN
@@ -221,7 +214,7 @@ class KernelGen:
             for i, st in enumerate(self.strides(p)):
                 setup.append(f"const long long {cname(p.name)}st{i} = {st};")
         self.stmts(k.body)
-        body = "\n".join(l for l in self.lines if l is not None)
+        body = cir.lower(self.out.finish(), depth=1)
         smem = self.plan.tiles_bytes + self.scratch_max
         if smem > MAX_SHARED_BYTES:
             raise TileError(f"kernel '{k.name}' needs {smem} bytes of shared memory on the CUDA backend "
@@ -315,17 +308,15 @@ class KernelGen:
         groups = self.partial.pop(acc)
         m = self.mapping(acc)
         per = self.T // groups  # threads per k group (the groups are the outermost warps)
-        self.line(f"// {acc}: add the partial sums of its {groups} k groups")
+        self.remark(f"{acc}: add the partial sums of its {groups} k groups")
         with self.scope():
             self.barrier()
             parts = self.scratch(self.T * m.values * 4, "float")
-            with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
-                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+            with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
                 self.line(f"{parts}[v * {self.T} + tid] = {cname(acc)}[v];")
             self.pending = True
             self.sync()
-            with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
-                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+            with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
                 terms = " + ".join(f"{parts}[v * {self.T} + {g * per} + tid % {per}]" for g in range(groups))
                 self.line(f"{cname(acc)}[v] = {terms};")
             self.barrier()
@@ -339,30 +330,16 @@ class KernelGen:
 
         Loops that index register arrays must unroll fully (or the array goes to local memory)."""
         coords, guard = m.coords("tid", var)
-        with self.scope(f"for (int {var} = 0; {var} < {m.values}; ++{var})"):
-            self.lines.insert(len(self.lines) - 1, unroll)
+        with self.scope(f"for (int {var} = 0; {var} < {m.values}; ++{var})", unroll):
             names = []
             for i, c in enumerate(coords):
                 if c.isdigit():
                     names.append(c)
                 else:
                     names.append(f"i{i}")
-                    self.line(f"const int i{i} = {c};")
-            first = len(self.lines)
-            if guard:
-                with self.scope(f"if ({guard})"):
-                    yield names
-            else:
+                    self.out.add(cir.Decl("int", f"i{i}", c))  # dropped if the body never reads it
+            with self.scope(f"if ({guard})") if guard else nullcontext():
                 yield names
-            self._drop_unused(first, len(coords))
-
-    def _drop_unused(self, first: int, n: int) -> None:
-        """Blank out `const int iK = ...;` declarations (just above line `first`) the body never reads."""
-        body = "\n".join(l for l in self.lines[first:] if l is not None)
-        for j in range(max(first - n, 0), first):
-            m = re.match(r"\s*const int (i\d+) = ", self.lines[j] or "")
-            if m and not re.search(rf"\b{m.group(1)}\b", body):
-                self.lines[j] = None  # type: ignore[call-overload]
 
     @contextmanager
     def elements(self, shape: tuple[int, ...]):
@@ -382,8 +359,7 @@ class KernelGen:
         if t.scope == "register":
             m = self.mapping(s.name)
             self.line(f"{st} {cname(s.name)}[{m.values}];")
-            with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
-                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+            with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
                 self.line(f"{cname(s.name)}[v] = {init};")
             return
         lay = self.plan.layouts[s.name]
@@ -402,7 +378,7 @@ class KernelGen:
 
     def assign(self, s: N.Assign) -> None:
         if s.name in self.plan.virtual:
-            self.line(f"// '{s.name}' is recomputed where it is read")
+            self.remark(f"'{s.name}' is recomputed where it is read")
             return
         t = self.tk.tiles[s.name]
         if s.name in self.plan.resident:
@@ -553,20 +529,17 @@ class KernelGen:
             return cx.add(*terms)
 
         with self.scope():
-            self.line(f"// {r.op} along axis {r.axis}: in-thread, then lanes {[st for _, st in intra]} "
+            self.remark(f"{r.op} along axis {r.axis}: in-thread, then lanes {[st for _, st in intra]} "
                       f"by shuffles{', then warps ' + str([st // 32 for _, st in inter]) if inter else ''}")
             self.line(f"{acc} p[{slots}];")
-            with self.scope(f"for (int s = 0; s < {slots}; ++s)"):
-                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+            with self.scope(f"for (int s = 0; s < {slots}; ++s)", "#pragma unroll"):
                 self.line(f"p[s] = {ident};")
-            with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
-                self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+            with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
                 self.line(f"p[{slot_of('v')}] = {op}(p[{slot_of('v')}], {load % (arr + '[v]')});")
             for e, st in intra:
                 mask = st
                 while mask < st * e:
-                    with self.scope(f"for (int s = 0; s < {slots}; ++s)"):
-                        self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+                    with self.scope(f"for (int s = 0; s < {slots}; ++s)", "#pragma unroll"):
                         self.line(f"p[s] = {op}(p[s], __shfl_xor_sync(0xffffffffu, p[s], {mask}));")
                     mask *= 2
             lead = " && ".join(f"{cx.mod(cx.div('tid', st), e)} == 0" for e, st in intra) or "true"
@@ -833,8 +806,7 @@ class KernelGen:
         k = a.shape[0] if s.trans_a else a.shape[1]
         (ap, al), (bp, bl) = ops[s.a.name], ops[s.b.name]
         self.line(f"float sum[{m.values}];")
-        with self.scope(f"for (int v = 0; v < {m.values}; ++v)"):
-            self.lines.insert(len(self.lines) - 1, "#pragma unroll")
+        with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
             self.line("sum[v] = 0.0f;")
         with self.scope(f"for (int kk = 0; kk < {k}; ++kk)"):
             with self.values(m) as (i, j):
@@ -956,8 +928,7 @@ class KernelGen:
                 with self.scope(head):  # a rolled loop: the cold path stays small (and quick to compile)
                     if not shared:
                         self.line(f"float w[{run}];  // local memory, on this path only")
-                    with self.scope(f"for (int u = 0; u < {run}; ++u)"):
-                        self.lines.insert(len(self.lines) - 1, "#pragma unroll 1")
+                    with self.scope(f"for (int u = 0; u < {run}; ++u)", "#pragma unroll 1"):
                         cu = names[:-1] + [f"{names[-1]} + u"]
                         self.line("float x = 0.0f;")
                         with self.scope(f"if (row && tl::in_range(col + u, {w.dims[-1]}))"):
@@ -1184,7 +1155,7 @@ class KernelGen:
                 self.pipeline_tma(s, pipe, var)
                 return
             S, A = pipe.stages, pipe.ahead
-            self.line(f"// software pipeline: {S} stages; loads for iteration k + {A} are in flight "
+            self.remark(f"software pipeline: {S} stages; loads for iteration k + {A} are in flight "
                       f"while iteration k computes" + (" (and iteration k - 1's wgmma)" if pipe.lag else ""))
             lagged = self._lagged_accumulators(pipe)
             self.fence_registers(lagged)
@@ -1203,9 +1174,9 @@ class KernelGen:
             with self.scope(f"for (int {var} = lo; {var} < hi; ++{var})"):
                 self.line(f"const int it = {var} - lo;")
                 self.line(f"tl::cp_async_wait<{A - 1}>();  // iteration it's tiles have landed (this thread's part)")
-                if self.plan.wgmma:
-                    self.line("tl::fence_proxy_async();        // ... visible to wgmma (the async proxy)")
-                self.line("__syncthreads();                // ... everyone's, and iteration it-1 is done reading")
+                self.out.add(cir.Barrier(fence=self.plan.wgmma, note="... everyone's" + (
+                    ", visible to wgmma (the async proxy)" if self.plan.wgmma else "") +
+                    "; iteration it-1 is done reading"))
                 self.pending = self.global_reads = self.global_writes = False  # that barrier orders it-1's accesses
                 with self.scope():
                     self.line(f"const int next = {var} + {A};")
@@ -1235,13 +1206,13 @@ class KernelGen:
         (Tried: an "empty" mbarrier per stage released by each warp instead of the barrier; on the
         H200 it was no faster at 128x256 tiles and 13% slower at 128x128.)"""
         S, A = pipe.stages, pipe.tma_ahead
-        self.line(f"// software pipeline, TMA: {S} stages; loads run {A} iterations ahead, one mbarrier per stage")
+        self.remark(f"software pipeline, TMA: {S} stages; loads run {A} iterations ahead, one mbarrier per stage")
         self.line(f"unsigned long long* const tl_bars = reinterpret_cast<unsigned long long*>(tl_smem + "
                   f"{self.plan.mbarriers[id(s)]});")
         with self.scope("if (tid == 0)"):
             self.line(f"for (int i = 0; i < {S}; ++i) tl::mbar_init(&tl_bars[i], 1);")
             self.line("tl::fence_mbar_init();")
-        self.line("__syncthreads();")
+        self.out.add(cir.Barrier())
         self.pending = self.global_reads = self.global_writes = False
         lagged = self._lagged_accumulators(pipe)
         self.fence_registers(lagged)
@@ -1255,8 +1226,8 @@ class KernelGen:
             self.line(f"tl::mbar_wait(&tl_bars[it % {S}], (it / {S}) & 1);  // iteration it's tiles have landed")
             self.stage_pointers(pipe, f"it % {S}")
             self.stmts(pipe.consumers)
-            if self.lines[-1].strip() != "__syncthreads();":  # no proxy fence: consumers fence their own writes
-                self.line("__syncthreads();  // every thread is done with iteration it (and it - lag's wgmma)")
+            # no proxy fence: consumers fence their own writes
+            self.out.add(cir.Barrier(note="every thread is done with iteration it (and it - lag's wgmma)"))
             self.global_reads = self.global_writes = False
             with self.scope("if (tid == 0)"):
                 self.line(f"const int next = {var} + {A};")
