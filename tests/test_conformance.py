@@ -11,9 +11,10 @@ from tilelang.ir.interpreter import Interpreter
 from tilelang.ir.visit import STMT_KINDS, StmtVisitor
 from tilelang.layout import infer  # noqa: F401 - registers the layout rules
 from tilelang.layout.rules import ORDER, RULES
+from tilelang.backends.cuda.codegen import KernelGen as CudaKernelGen
 from tilelang.backends.triton.lower import _Lowering as TritonLowering
 
-VISITORS = [Interpreter, TritonLowering]
+VISITORS = [Interpreter, TritonLowering, CudaKernelGen]
 
 
 def test_statement_kinds_come_from_the_stmt_union():

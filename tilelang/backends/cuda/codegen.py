@@ -34,7 +34,7 @@ from ...diagnostics import TileError
 from ...ir import nodes as N
 from ...ir.dtypes import DType, f32
 from ...ir.types import ScalarType, TileType
-from ...ir.visit import sub_exprs
+from ...ir.visit import StmtVisitor, sub_exprs
 from ...passes.infer import TypedKernel
 from ...passes.verify import MAX_SHARED_BYTES
 from . import cexpr as cx
@@ -81,7 +81,12 @@ def generate_source(tk: TypedKernel, arch: str | None = None, tma: bool = False)
     return KernelGen(tk, make_plan(tk, arch, tma)).run()
 
 
-class KernelGen:
+class KernelGen(StmtVisitor):
+    """Emits the kernel statement by statement: `stmt` keeps the state every statement shares (scratch,
+    staging, ring shadows, pending partial sums), `visit_<Kind>` emits one kind."""
+
+    where = "the CUDA backend"
+
     def __init__(self, tk: TypedKernel, plan: Plan):
         self.tk, self.plan = tk, plan
         self.k = tk.kernel
@@ -277,27 +282,15 @@ class KernelGen:
         self.staged = {}
         for st in _walk((s,)):
             self.shadow.pop(written_tile(st) or "", None)
-        if isinstance(s, N.Let):
-            v = self.ex.scalar(s.value)
-            t = self.tk.scalars[s.name]
-            ct = {"float": "float", "bool": "bool"}.get(v.kind, "long long" if t.dtype.name == "i64" else "int")
-            self.kinds[s.name] = v.kind
-            self.line(f"const {ct} {cname(s.name)} = {v.code};")
-        elif isinstance(s, N.Alloc):
-            self.alloc(s)
-        elif isinstance(s, N.Assign):
-            self.assign(s)
-        elif isinstance(s, N.Copy) and id(s) in self.ring_ptr:
-            self.copy_from_ring(s, self.ring_ptr[id(s)])
-        elif isinstance(s, N.Copy):
-            self.copy(s)
-        elif isinstance(s, N.Gemm):
-            self.gemm(s)
-        elif isinstance(s, N.Dequant):
-            self.dequant(s)
-        elif isinstance(s, N.For):
-            self.loop(s)
+        self.visit(s)
         assert not self.pending, "a statement left shared writes unfenced"
+
+    def visit_Let(self, s: N.Let) -> None:
+        v = self.ex.scalar(s.value)
+        t = self.tk.scalars[s.name]
+        ct = {"float": "float", "bool": "bool"}.get(v.kind, "long long" if t.dtype.name == "i64" else "int")
+        self.kinds[s.name] = v.kind
+        self.line(f"const {ct} {cname(s.name)} = {v.code};")
 
     def mapping(self, name: str) -> M.Mapping:
         return self.plan.mappings[name]
@@ -348,7 +341,7 @@ class KernelGen:
             yield coords
 
     # ------------------------------------------------------------------ alloc / assign
-    def alloc(self, s: N.Alloc) -> None:
+    def visit_Alloc(self, s: N.Alloc) -> None:
         t = self.tk.tiles[s.name]
         st = ctype.storage(t.dtype)
         if s.init is not None:
@@ -376,7 +369,7 @@ class KernelGen:
             self.line(f"{cname(s.name)}[{lay.offset(c)}] = {init};")
         self.barrier()
 
-    def assign(self, s: N.Assign) -> None:
+    def visit_Assign(self, s: N.Assign) -> None:
         if s.name in self.plan.virtual:
             self.remark(f"'{s.name}' is recomputed where it is read")
             return
@@ -571,7 +564,10 @@ class KernelGen:
         return self.scratch(n * 8, acc, "tl_parts")
 
     # ------------------------------------------------------------------ copies
-    def copy(self, s: N.Copy) -> None:
+    def visit_Copy(self, s: N.Copy) -> None:
+        if id(s) in self.ring_ptr:
+            self.copy_from_ring(s, self.ring_ptr[id(s)])
+            return
         src, dst = s.src, s.dst
         if isinstance(src, N.GlobalRef):
             t = self.tk.tiles[dst.name]  # type: ignore[union-attr]
@@ -594,7 +590,7 @@ class KernelGen:
             return
         dt = self.tk.tiles[dst.name]
         if dt.scope == "register" and st.scope == "register":
-            self.assign(N.Assign(dst.name, N.Cast(N.TileRef(src.name), dt.dtype), False, s.loc))
+            self.visit_Assign(N.Assign(dst.name, N.Cast(N.TileRef(src.name), dt.dtype), False, s.loc))
         elif dt.scope == "register":
             with self.scope(), self.values(self.mapping(dst.name)) as c:
                 v = f"{self.tile_ptr(src.name)}[{self.plan.layouts[src.name].offset(c)}]"
@@ -775,7 +771,7 @@ class KernelGen:
                           f"{self._load_elem(w, c, w.offset(c), t.dtype)} : {padv};")
 
     # ------------------------------------------------------------------ gemm
-    def gemm(self, s: N.Gemm) -> None:
+    def visit_Gemm(self, s: N.Gemm) -> None:
         with self.scope():
             ops = {}
             in_registers = {i.role for i in self.plan.layout.instrs(s) if i.name == "mov"}
@@ -869,7 +865,7 @@ class KernelGen:
             shape=f"{til.mi} x m64n{til.inst_n}k16 x {til.nsplit}, {k // 16} k-steps"))
 
     # ------------------------------------------------------------------ dequant
-    def dequant(self, s: N.Dequant) -> None:
+    def visit_Dequant(self, s: N.Dequant) -> None:
         """w = (q - zero) * scale by group, as if in f32, rounded to the tile's dtype.
 
         Runs of `run` consecutive fields that start on a byte and fill a power-of-two number of
@@ -1135,7 +1131,7 @@ class KernelGen:
         return f"(float){ctype.to_compute(v, p.dtype)}" if not p.dtype.is_float else ctype.to_compute(v, p.dtype)
 
     # ------------------------------------------------------------------ loops
-    def loop(self, s: N.For) -> None:
+    def visit_For(self, s: N.For) -> None:
         lo, hi = self.ex.scalar(s.start), self.ex.scalar(s.stop)
         pipe = self.plan.pipelines.get(id(s))
         var = cname(s.var)
