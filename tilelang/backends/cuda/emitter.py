@@ -123,34 +123,29 @@ class Emitter(StmtVisitor):
     def tile_ptr(self, name: str) -> str:
         return self.ptr.get(name, cname(name))
 
-    @contextmanager
     def values(self, m: M.Mapping, var: str = "v", unroll: str = "#pragma unroll"):
         """Loop over this thread's values of mapping `m`; yields the coordinates.
 
         Loops that index register arrays must unroll fully (or the array goes to local memory)."""
+        return self._value_loop(m, var, f"++{var}", unroll)
+
+    def value_runs(self, m: M.Mapping, run: int):
+        """Loop over this thread's values of mapping `m`, `run` at a time (the body handles v .. v + run - 1)."""
+        return self._value_loop(m, "v", f"v += {run}", "#pragma unroll")
+
+    @contextmanager
+    def _value_loop(self, m: M.Mapping, var: str, step: str, unroll: str):
+        """Binds the coordinates of value `var` (`i0`, `i1`, ...: yielded as names, digits where constant;
+        the unread ones are dropped by a `cir` pass) and skips replicas that must not act."""
         coords, guard = m.coords("tid", var)
-        with self.scope(f"for (int {var} = 0; {var} < {m.values}; ++{var})", unroll):
+        with self.scope(f"for (int {var} = 0; {var} < {m.values}; {step})", unroll):
             names = []
             for i, c in enumerate(coords):
                 if c.isdigit():
                     names.append(c)
                 else:
                     names.append(f"i{i}")
-                    self.out.add(cir.Decl("int", f"i{i}", c))  # dropped if the body never reads it
-            with self.scope(f"if ({guard})") if guard else nullcontext():
-                yield names
-
-    @contextmanager
-    def value_runs(self, m, run: int):
-        """Loop over this thread's values of mapping `m`, `run` at a time: binds the coordinates
-        (`i0`, `i1`, ...; yielded as names) and skips replicas that must not act."""
-        coords, guard = m.coords("tid", "v")
-        with self.scope(f"for (int v = 0; v < {m.values}; v += {run})", "#pragma unroll"):
-            names = []
-            for i, c in enumerate(coords):
-                names.append(c if c.isdigit() else f"i{i}")
-                if not c.isdigit():
-                    self.line(f"const int i{i} = {c};")
+                    self.out.add(cir.Decl("int", f"i{i}", c))
             with self.scope(f"if ({guard})") if guard else nullcontext():
                 yield names
 
