@@ -26,7 +26,7 @@ class ElementwiseEmitter(Emitter):
         if t.scope == "register":
             m = self.mapping(s.name)
             self.line(f"{st} {cname(s.name)}[{m.values}];")
-            with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
+            with self.unrolled(m.values):
                 self.line(f"{cname(s.name)}[v] = {init};")
             return
         lay = self.plan.layouts[s.name]

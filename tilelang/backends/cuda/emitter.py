@@ -123,6 +123,10 @@ class Emitter(StmtVisitor):
     def tile_ptr(self, name: str) -> str:
         return self.ptr.get(name, cname(name))
 
+    def unrolled(self, n: int, var: str = "v"):
+        """A fully unrolled loop of `var` over [0, n): register arrays may only be indexed by constants."""
+        return self.scope(f"for (int {var} = 0; {var} < {n}; ++{var})", "#pragma unroll")
+
     def values(self, m: M.Mapping, var: str = "v", unroll: str = "#pragma unroll"):
         """Loop over this thread's values of mapping `m`; yields the coordinates.
 

@@ -49,7 +49,7 @@ class GemmEmitter(Emitter):
         k = a.shape[0] if s.trans_a else a.shape[1]
         (ap, al), (bp, bl) = ops[s.a.name], ops[s.b.name]
         self.line(f"float sum[{m.values}];")
-        with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
+        with self.unrolled(m.values):
             self.line("sum[v] = 0.0f;")
         with self.scope(f"for (int kk = 0; kk < {k}; ++kk)"):
             with self.values(m) as (i, j):
@@ -121,11 +121,11 @@ class GemmEmitter(Emitter):
         with self.scope():
             self.barrier()
             parts = self.scratch(self.T * m.values * 4, "float")
-            with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
+            with self.unrolled(m.values):
                 self.line(f"{parts}[v * {self.T} + tid] = {cname(acc)}[v];")
             self.pending = True
             self.sync()
-            with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
+            with self.unrolled(m.values):
                 terms = " + ".join(f"{parts}[v * {self.T} + {g * per} + tid % {per}]" for g in range(groups))
                 self.line(f"{cname(acc)}[v] = {terms};")
             self.barrier()

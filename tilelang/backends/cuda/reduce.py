@@ -85,14 +85,14 @@ class ReduceEmitter(Emitter):
             self.remark(f"{r.op} along axis {r.axis}: in-thread, then lanes {[st for _, st in intra]} "
                         f"by shuffles{', then warps ' + str([st // 32 for _, st in inter]) if inter else ''}")
             self.line(f"{acc} p[{slots}];")
-            with self.scope(f"for (int s = 0; s < {slots}; ++s)", "#pragma unroll"):
+            with self.unrolled(slots, "s"):
                 self.line(f"p[s] = {ident};")
-            with self.scope(f"for (int v = 0; v < {m.values}; ++v)", "#pragma unroll"):
+            with self.unrolled(m.values):
                 self.line(f"p[{slot_of('v')}] = {op}(p[{slot_of('v')}], {load % (arr + '[v]')});")
             for e, st in intra:
                 mask = st
                 while mask < st * e:
-                    with self.scope(f"for (int s = 0; s < {slots}; ++s)", "#pragma unroll"):
+                    with self.unrolled(slots, "s"):
                         self.line(f"p[s] = {op}(p[s], __shfl_xor_sync(0xffffffffu, p[s], {mask}));")
                     mask *= 2
             lead = " && ".join(f"{cx.mod(cx.div('tid', st), e)} == 0" for e, st in intra) or "true"
