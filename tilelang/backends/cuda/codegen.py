@@ -71,6 +71,8 @@ class KernelGen(ElementwiseEmitter, ReduceEmitter, CopyEmitter, GemmEmitter, Deq
     staging, ring shadows, pending partial sums), `visit_<Kind>` (in the families) emits one kind."""
 
     def run(self) -> Source:
+        """The kernel: parameters (tensors, dims, scalars, tensor maps) and their setup, the body's `cir`
+        lowered, all in the `kernel.cu.j2` frame."""
         k = self.k
         params, setup, order = [], [], []
         for p in k.tensors:
@@ -130,6 +132,7 @@ class KernelGen(ElementwiseEmitter, ReduceEmitter, CopyEmitter, GemmEmitter, Deq
         return out
 
     def notes(self) -> list[str]:
+        """The plan's mapping or layout of every tile, for the header comment."""
         out = []
         for name, m in self.plan.mappings.items():
             t = self.tk.tiles[name]
@@ -156,6 +159,8 @@ class KernelGen(ElementwiseEmitter, ReduceEmitter, CopyEmitter, GemmEmitter, Deq
             self.stmt(s)
 
     def stmt(self, s: N.Stmt) -> None:
+        """One statement: pending k-split sums it reads are added first; scratch and staged copies are the
+        statement's own; ring shadows of the tiles it writes end."""
         for acc in [a for a in self.partial if a in s.reads() | s.writes()
                     and not (isinstance(s, N.Gemm) and s.acc.name == a)]:
             self.sum_partials(acc)

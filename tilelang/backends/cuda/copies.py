@@ -108,6 +108,7 @@ class CopyEmitter(Emitter):
             self.barrier()
 
     def window(self, ref: N.GlobalRef, shape: tuple[int, ...]) -> Window:
+        """The window of `ref` a tile of `shape` covers; its start in each dim is computed once, here."""
         p = self.tk.tensor(ref.tensor)
         full = (1,) * (len(p.dims) - len(shape)) + tuple(shape)
         w = self.fresh("w")
@@ -188,6 +189,7 @@ class CopyEmitter(Emitter):
         return ctype.convert(f"{cname(p.name)}[{off}]", p.dtype, dt)
 
     def packed_field(self, w: Window, c: list[str]) -> str:
+        """The integer value of the sub-byte field of the window at tile coordinate `c`."""
         p = w.tensor
         row = w.offset(c, skip_last=True)
         col = f"{w.starts[-1]} + {c[-1]}" if c[-1] != "0" else w.starts[-1]
@@ -214,6 +216,7 @@ class CopyEmitter(Emitter):
         self._runs(self.mapping(name), self.plan.vector(s), w, vector, scalar)
 
     def store_global_from_shared(self, name: str, ref: N.GlobalRef) -> None:
+        """Shared tile -> global window, element by element; elements outside the tensor are not written."""
         self.global_access(write=True)
         t = self.tk.tiles[name]
         w = self.window(ref, t.shape)

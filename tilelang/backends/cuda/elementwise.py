@@ -95,6 +95,8 @@ class ElementwiseEmitter(Emitter):
             self.line(store(val.code if isinstance(et, TileType) else ctype.cast(val.code, val.kind, dt), coords))
 
     def _needs(self, e: N.Expr, ident: bool, m: M.Mapping, staged: list, reduces: list) -> None:
+        """Collect the tiles `e` must read through a staged copy (held under a mapping other than `m`, or
+        broadcast, or transposed; a tile shadowing a ring stage is read there) and the reductions it contains."""
         t = self.tk.type_of(e)
         if isinstance(t, ScalarType):
             return

@@ -80,6 +80,7 @@ class Emitter(StmtVisitor):
         return f"{base}{self.counter}"
 
     def _temp(self, ctype_: str, code: str) -> str:
+        """A named temporary for ExprEmitter (a value used more than once)."""
         name = self.fresh("t")
         self.line(f"const {ctype_} {name} = {code};")
         return name
@@ -110,6 +111,7 @@ class Emitter(StmtVisitor):
             self.barrier()
 
     def scratch(self, nbytes: int, ctype_: str, base: str = "tl_s") -> str:
+        """A pointer to `nbytes` of this statement's scratch (the kernel reserves the most any statement uses)."""
         off = -(-self.scratch_cursor // SCRATCH_ALIGN) * SCRATCH_ALIGN
         self.scratch_cursor = off + nbytes
         self.scratch_max = max(self.scratch_max, self.scratch_cursor)
@@ -169,6 +171,7 @@ class Emitter(StmtVisitor):
         return buf
 
     def stage_array(self, arr: str, m: M.Mapping, t: TileType) -> str:
+        """Register array `arr` (mapping `m`, tile type `t`) written to scratch, dense row-major."""
         st = ctype.storage(t.dtype)
         buf = self.scratch(t.numel * ctype.nbytes(t.dtype), st)
         with self.values(m) as c:

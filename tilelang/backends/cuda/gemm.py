@@ -43,6 +43,7 @@ class GemmEmitter(Emitter):
                 self.gemm_simt(s, ops)
 
     def gemm_simt(self, s: N.Gemm, ops) -> None:
+        """Each thread sums its accumulator values over k in f32 (gemms the tensor cores cannot take)."""
         acc = self.tk.tiles[s.acc.name]
         a = self.tk.tiles[s.a.name]
         m = self.mapping(s.acc.name)
@@ -61,6 +62,8 @@ class GemmEmitter(Emitter):
             self.line(f"{cname(s.acc.name)}[v] = {ctype.from_compute(v, acc.dtype)};")
 
     def gemm_mma(self, s: N.Gemm, mma, ops) -> None:
+        """mma.sync on the plan's warp tiling: the ldmatrix addresses of shared operands, or the operands'
+        own registers where the plan laid them out as fragments."""
         til = mma.tiling
         (ap, al), (bp, bl) = ops[s.a.name], ops[s.b.name]
         mi, ni = til.mi, til.ni

@@ -172,6 +172,7 @@ class PipelineEmitter(Emitter):
                     self.line(f"tl::{name}(dst{off}, &{ld.param}, bar, {', '.join(coords)});")
 
     def producers(self, pipe, stage: str) -> None:
+        """cp.async one iteration's shared tiles and ringed windows into the slots of `stage`."""
         saved = dict(self.ptr)
         for let in pipe.lets:
             self.stmt(let)
@@ -189,6 +190,7 @@ class PipelineEmitter(Emitter):
         self.ptr = saved
 
     def ring_type(self, s: N.Copy | N.Dequant) -> str:
+        """A ring holds the raw global elements: packed fields as bytes."""
         return "unsigned char" if isinstance(s, N.Dequant) else ctype.storage(self.tk.tensor(s.src.tensor).dtype)
 
     def fill_ring(self, s: N.Copy | N.Dequant, ring: Ring, dst: str) -> None:
