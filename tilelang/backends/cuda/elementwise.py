@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ...ir import nodes as N
 from ...ir.types import ScalarType, TileType
+from ...layout.plan import children
 from . import cexpr as cx
 from . import ctype
 from . import mapping as M
@@ -111,17 +112,7 @@ class ElementwiseEmitter(Emitter):
         elif isinstance(e, (N.Broadcast, N.Transpose)):
             self._needs(e.x, False, m, staged, reduces)
         else:
-            for child in _children(e):
+            for child in children(e):
                 ct = self.tk.type_of(child)
                 same = isinstance(ct, TileType) and M.squeeze(ct.shape) == M.squeeze(t.shape)
                 self._needs(child, ident and same, m, staged, reduces)
-
-
-def _children(e: N.Expr) -> list[N.Expr]:
-    if isinstance(e, N.BinOp):
-        return [e.lhs, e.rhs]
-    if isinstance(e, (N.Unary, N.Cast)):
-        return [e.x]
-    if isinstance(e, N.Where):
-        return [e.cond, e.a, e.b]
-    return []
