@@ -483,7 +483,7 @@ def test_a_missing_barrier_is_caught_by_the_sanitizer(monkeypatch):
 
     def broken(tk):
         src = real(tk)
-        code = src.code.replace("__syncthreads();                // ... everyone", "// (barrier removed)", 1)
+        code = src.code.replace("__syncthreads();  // ... everyone", "// (barrier removed)", 1)
         return type(src)(code, *list(src.__dict__.values())[1:])
 
     monkeypatch.setattr(emulate, "generate_source", broken)

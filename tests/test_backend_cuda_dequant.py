@@ -1,4 +1,4 @@
-"""The CUDA backend's f16/bf16 pair dequantization (prelude `dequant_pairs`, KernelGen._pair_run).
+"""The CUDA backend's f16/bf16 pair dequantization (prelude `dequant_pairs`, `cuda/dequant.py` `_pair_run`).
 
 4-bit (and, into f16, 8-bit) fields become pairs by prmt/lop3 into a magic exponent and two packed
 fmas; the result must equal the reference interpreter's f32 formula rounded to the tile's dtype

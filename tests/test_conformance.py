@@ -11,11 +11,12 @@ from tilelang.ir.interpreter import Interpreter
 from tilelang.ir.visit import STMT_KINDS, StmtVisitor
 from tilelang.layout import infer  # noqa: F401 - registers the layout rules
 from tilelang.layout.rules import ORDER, RULES
+from tilelang.backends.cuda.codegen import KernelGen as CudaKernelGen
 from tilelang.backends.triton.lower import _Lowering as TritonLowering
 from tilelang.backends.tvm.lower_cuda import CudaLowering as TvmCudaLowering
 from tilelang.backends.tvm.lower_llvm import LlvmLowering as TvmLlvmLowering
 
-VISITORS = [Interpreter, TritonLowering, TvmCudaLowering, TvmLlvmLowering]
+VISITORS = [Interpreter, TritonLowering, CudaKernelGen, TvmCudaLowering, TvmLlvmLowering]
 
 
 def test_statement_kinds_come_from_the_stmt_union():

@@ -7,10 +7,14 @@
 
 Modules: `ctype` (dtypes as C++), `cexpr` (integer expression text), `mapping` (which
 thread holds which register-tile element), `smem` (shared layouts), `plan` (decisions
-before codegen), `expr` (scalar and elementwise expressions), `codegen` (statements),
-`wgmma` (Hopper warpgroup MMA: tiling, fragments, smem descriptors), `runtime` (NVRTC and
-launching), `aot` (nvcc), `errors` (compiler errors mapped back to
-the `.tile` source).  The C++ helpers and code shapes are templates in `templates/`.
+before codegen), `expr` (scalar and elementwise expressions), `codegen` (the kernel: signature,
+frame, one statement at a time) over `emitter` (what the statement emitters share) and one
+emitter per family: `elementwise` (Alloc, Assign), `reduce`, `copies`, `gemm`, `dequant`,
+`pipeline` (loops); they build `cir` (a statement-level C IR that passes tidy before printing).
+`wgmma` (Hopper warpgroup MMA: tiling, fragments, smem descriptors), `tma` (tensor maps),
+`runtime` (NVRTC and launching), `aot` (nvcc), `emulate` (host C++ emulation for race checks),
+`errors` (compiler errors mapped back to the `.tile` source).  The C++ helpers and code shapes are
+templates in `templates/` (`templating` loads them).
 """
 from __future__ import annotations
 

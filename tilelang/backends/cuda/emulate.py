@@ -24,9 +24,10 @@ from ...diagnostics import TileError
 from ...passes.infer import TypedKernel
 from ...quant import PackedWeight
 from ...runtime.args import bind
-from .codegen import Source, generate_source, verbatim
+from .codegen import Source, generate_source
 from .errors import explain
 from .runtime import grid_of
+from .templating import verbatim
 
 _CACHE = os.path.join(tempfile.gettempdir(), "tilelang_cuda_emulator")
 
