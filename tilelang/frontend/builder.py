@@ -230,6 +230,8 @@ class _Builder:
         existing = self.scope.lookup(name)
         if existing is not None and existing[0] == _FAILED:
             raise _FollowOn(name)
+        if isinstance(v, S.SSubscript) and self.kind_of(v.base, v.loc) == "tensor":
+            return self.read_scalar(name, v, existing, s.loc)
         value = self.expr(v)
         if _is_tile(value):
             if existing is None:
@@ -246,6 +248,24 @@ class _Builder:
                             related=((f"'{name}' was defined here", existing[1]),))
         self.declare(name, "scalar", s.loc)
         return N.Let(name, value, s.loc)
+
+    def read_scalar(self, name: str, v: S.SSubscript, existing, loc: SourceLoc) -> N.ReadScalar:
+        """`n = Lens[b];`: one element of a global tensor, by one element index per dim."""
+        t = self.tensors[v.base]
+        if len(v.indices) != len(t.dims):
+            raise TileError(f"'{v.base}' has {len(t.dims)} dims but {len(v.indices)} indices were given", v.loc,
+                            hint=f"a scalar read gives one element index per dim, e.g. {v.base}[{', '.join(['i'] * len(t.dims))}]; "
+                                 "windows of a tensor are read with copy(...)")
+        for i in v.indices:
+            if isinstance(i, S.SSlice):
+                raise TileError("a slice selects a window; a scalar read takes element indices", i.loc,
+                                hint=f"load windows with copy({v.base}[...], tile)")
+        if existing is not None:
+            raise TileError(f"'{name}' is already defined; scalars are bound once", loc,
+                            related=((f"'{name}' was defined here", existing[1]),))
+        ref = N.GlobalRef(v.base, tuple(self.scalar(i, "an element index") for i in v.indices), v.loc)
+        self.declare(name, "scalar", loc)
+        return N.ReadScalar(name, ref, loc)
 
     def alloc(self, name: str, call: S.SCall) -> N.Alloc:
         kw = self.kwargs(call, {"layout", "init"} if call.func == "register" else {"layout"})
@@ -310,6 +330,10 @@ class _Builder:
         if not isinstance(src, N.GlobalRef):
             raise TileError("dequant reads a window of a packed global tensor", call.args[0].loc,
                             hint="e.g. dequant(W[pid_n, k], w, scale=S, group=128)")
+        for i in src.indices:
+            if isinstance(i, N.ElemOffset):
+                raise TileError("dequant windows are tile-indexed; an element offset is not supported here", i.loc,
+                                hint="e.g. dequant(W[pid_n, k], w, scale=S, group=128)")
         dst = self.tile_name(call.args[1], "the dequant destination")
         names = {}
         for key in ("scale", "zero"):
@@ -350,11 +374,18 @@ class _Builder:
             if len(e.indices) != len(t.dims):
                 raise TileError(f"'{e.base}' has {len(t.dims)} dims but {len(e.indices)} tile indices were given",
                                 e.loc, hint="give one tile index per dim (use 0 for a dim the tile covers whole)")
-            return N.GlobalRef(e.base, tuple(self.scalar(i, "a tile index") for i in e.indices), e.loc)
+            return N.GlobalRef(e.base, tuple(self.window_index(i) for i in e.indices), e.loc)
         if isinstance(e, S.SName) and self.kind_of(e.id, e.loc) == "tensor":
             raise TileError(f"'{e.id}' is a global tensor; say which tile of it", e.loc,
                             hint=f"index it with tile indices, e.g. {e.id}[pid, 0]")
         return self.tile_name(e, "a copy operand")
+
+    def window_index(self, e: S.SExpr) -> N.Expr | N.ElemOffset:
+        """A tile index, or `start:` / `start:stop` in elements."""
+        if isinstance(e, S.SSlice):
+            stop = None if e.stop is None else self.scalar(e.stop, "a window's stop")
+            return N.ElemOffset(self.scalar(e.start, "a window's element offset"), stop, e.loc)
+        return self.scalar(e, "a tile index")
 
     def tile_type(self, e: S.SExpr) -> tuple[N.DTypeLike, tuple[N.Expr, ...]]:
         if not isinstance(e, S.SSubscript):
@@ -414,8 +445,14 @@ class _Builder:
         if isinstance(e, S.SCall):
             return self.call(e)
         if isinstance(e, S.SSubscript):
+            if self.scope.lookup(e.base) is not None and self.kind_of(e.base, e.loc) == "tensor":
+                raise TileError(f"an element of '{e.base}' is read by a statement of its own", e.loc,
+                                hint=f"bind it to a name first, e.g. n = {e.base}[...]; then use n")
             raise TileError(f"'{e.base}[...]' is only meaningful in copy(...) or as a tile type", e.loc,
                             hint="load a window with copy(T[i, j], tile)")
+        if isinstance(e, S.SSlice):
+            raise TileError("a slice is a window index; it is only meaningful inside T[...] in copy(...)", e.loc,
+                            hint="e.g. copy(A[pos:, j], tile) reads the window whose first row is element pos")
         raise TileError("a tuple is not a value here", e.loc)
 
     def call(self, c: S.SCall) -> N.Expr:

@@ -61,12 +61,20 @@ class SSubscript:
 
 
 @dataclass(frozen=True)
+class SSlice:
+    """`start:` or `start:stop` as a window index: an offset in elements (only inside `T[...]`)."""
+    start: "SExpr"
+    stop: "SExpr | None" = None
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
 class STuple:
     items: tuple["SExpr", ...]
     loc: SourceLoc = _loc()
 
 
-SExpr = Union[SName, SNum, SBin, SUnary, SCall, SSubscript, STuple]
+SExpr = Union[SName, SNum, SBin, SUnary, SCall, SSubscript, STuple, SSlice]
 
 
 @dataclass(frozen=True)

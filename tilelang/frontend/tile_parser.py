@@ -248,6 +248,9 @@ class _Converter:
             return self.call(t)
         if kind == "subscript":
             return S.SSubscript(str(t.children[0]), self.exprs(t.children[1]), loc)
+        if kind == "slice":
+            start, stop = t.children
+            return S.SSlice(self.expr(start), None if stop is None else self.expr(stop), loc)
         if kind == "tuple":
             items = []
             for c in t.children:

@@ -204,6 +204,16 @@ SCOPES = ("register", "shared")
 
 
 @dataclass(frozen=True)
+class ElemOffset:
+    """A window index given in elements (`A[pos:, j]`, `A[pos:stop, j]`): on this axis the window
+    covers elements `start .. start + extent - 1`, and elements at or past `stop` (when given)
+    count as outside the tensor (read as pad, never written).  Only inside `GlobalRef.indices`."""
+    start: Expr
+    stop: Expr | None = None
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
 class GlobalRef:
     """A tile-indexed window of a global tensor parameter (see module docstring)."""
     tensor: str
@@ -335,7 +345,22 @@ class For:
         return frozenset().union(*(s.writes() for s in self.body))
 
 
-Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For]
+@dataclass(frozen=True)
+class ReadScalar:
+    """`name = T[i, j, ...]`: bind a scalar to one element of a global tensor (one index per dim, in
+    elements), a value every thread of the block agrees on.  An index outside the tensor reads 0."""
+    name: str
+    src: GlobalRef
+    loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return frozenset({self.src.tensor})
+
+    def writes(self) -> frozenset:
+        return frozenset()
+
+
+Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For, ReadScalar]
 
 
 # ----------------------------------------------------------------------------- kernels

@@ -48,6 +48,8 @@ def expr_str(e) -> str:
         return f"full({e.dtype}[{', '.join(map(expr_str, e.shape))}], {expr_str(e.value)})"
     if isinstance(e, N.Transpose):
         return f"trans({expr_str(e.x)})"
+    if isinstance(e, N.ElemOffset):
+        return f"{expr_str(e.start)}:{'' if e.stop is None else expr_str(e.stop)}"
     if isinstance(e, N.GlobalRef):
         return f"{e.tensor}[{', '.join(map(expr_str, e.indices))}]"
     return repr(e)
@@ -63,6 +65,8 @@ def stmt_lines(s: N.Stmt, typed=None, indent: str = "    ") -> list[str]:
 
     if isinstance(s, N.Let):
         return [f"{indent}{s.name} = {expr_str(s.value)};"]
+    if isinstance(s, N.ReadScalar):
+        return [f"{indent}{s.name} = {expr_str(s.src)};"]
     if isinstance(s, N.Alloc):
         extra = "" if s.init is None else f", init={expr_str(s.init)}"
         extra += "" if s.layout is None else f", layout={s.layout}"

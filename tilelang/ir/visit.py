@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 from . import nodes as N
 
 _EXPR_TYPES = (N.Const, N.Var, N.TileRef, N.BlockId, N.BinOp, N.Unary, N.Cast, N.Where,
-               N.Reduce, N.Broadcast, N.Iota, N.Full, N.Transpose)
+               N.Reduce, N.Broadcast, N.Iota, N.Full, N.Transpose, N.ElemOffset)
 
 
 def _map_field(v, fn):

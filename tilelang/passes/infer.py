@@ -111,6 +111,8 @@ def _check_body(tk: TypedKernel, body: tuple[N.Stmt, ...]) -> None:
             _check_gemm(tk, s)
         elif isinstance(s, N.Dequant):
             _check_dequant(tk, s)
+        elif isinstance(s, N.ReadScalar):
+            _check_read_scalar(tk, s)
         elif isinstance(s, N.For):
             _expect_int_scalar(tk, s.start, "a loop bound")
             _expect_int_scalar(tk, s.stop, "a loop bound")
@@ -132,9 +134,24 @@ def _shape(dims: tuple[N.Expr, ...], what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _check_read_scalar(tk: TypedKernel, s: N.ReadScalar) -> None:
+    t = tk.tensor(s.src.tensor)
+    if t.dtype.is_packed or t.storage != "plain":
+        raise TileError(f"cannot read a scalar from packed tensor '{t.name}'", s.src.loc,
+                        hint="scalars are read from plain tensors (i32, i64, f32, ...)")
+    for i in s.src.indices:
+        _expect_int_scalar(tk, i, "an element index")
+    tk.scalars[s.name] = ScalarType(t.dtype)
+
+
 def _window(tk: TypedKernel, ref: N.GlobalRef, tile: TileType) -> None:
     t = tk.tensor(ref.tensor)
     for i in ref.indices:
+        if isinstance(i, N.ElemOffset):
+            _expect_int_scalar(tk, i.start, "a window's element offset")
+            if i.stop is not None:
+                _expect_int_scalar(tk, i.stop, "a window's stop")
+            continue
         _expect_int_scalar(tk, i, "a tile index")
     if len(tile.shape) > len(t.dims):
         raise TileError(f"a {len(tile.shape)}-d tile does not fit {len(t.dims)}-d tensor '{t.name}'", ref.loc)

@@ -122,6 +122,10 @@ class _Lowering(Emitter, StmtVisitor):
         if self.is_tensor(s.value):
             self.tensors.add(s.name)
 
+    def visit_ReadScalar(self, s: N.ReadScalar) -> None:
+        self.line(f"{self.names[s.name]} = {memory.read_scalar(self, s.src)}")
+        self.tensors.add(s.name)
+
     def visit_Alloc(self, s: N.Alloc) -> None:
         t = self.tk.tiles[s.name]
         check_pow2(t.shape, f"tile '{s.name}'", s.loc)

@@ -376,7 +376,8 @@ class CudaLowering(Lowering):
             inner = list(walk_stmts(loop.body))
             if any(isinstance(x, N.Copy) and isinstance(x.dst, N.GlobalRef) for x in inner):
                 continue
-            bound = {x.name for x in inner if isinstance(x, N.Let)} | {x.var for x in inner if isinstance(x, N.For)}
+            bound = {x.name for x in inner if isinstance(x, (N.Let, N.ReadScalar))} | \
+                {x.var for x in inner if isinstance(x, N.For)}
             for s in loop.body:
                 if not self.async_copyable(s) or _names(s.src) & bound:
                     continue
