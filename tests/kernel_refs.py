@@ -194,3 +194,39 @@ def decode_positions(pos, hkv: int, maxs: int):
     slots = ((kv[None] * len(pos) + b[:, None, None]) * hkv + h[None]) * maxs + pos[:, None, None]
     tok = np.stack([b * maxs + pos, b * maxs + pos + 1])
     return pos + 1, pos, tok, slots.transpose(0, 2, 1).reshape(len(pos), 2 * hkv)
+
+
+# ----------------------------------------------------------------------------- gathers and cache writes
+
+def embedding(ids, table):
+    """Rows of `table` at `ids`; an id outside the table gives a row of zeros (kernels/embedding.tile)."""
+    ids = np.asarray(ids, np.int64)
+    inside = (ids >= 0) & (ids < table.shape[0])
+    return np.where(inside[:, None], table[np.clip(ids, 0, table.shape[0] - 1)], 0).astype(table.dtype)
+
+
+def kv_append(k, v, k_cache, v_cache, pos):
+    """The caches after kernels/kv_cache.tile's kv_append: K[b, :, s] at row pos[b] + s (rows outside
+    the cache dropped)."""
+    k_cache, v_cache = k_cache.copy(), v_cache.copy()
+    maxs = k_cache.shape[2]
+    for b, p in enumerate(np.asarray(pos, np.int64)):
+        for s in range(k.shape[2]):
+            if 0 <= p + s < maxs:
+                k_cache[b, :, p + s] = k[b, :, s]
+                v_cache[b, :, p + s] = v[b, :, s]
+    return k_cache, v_cache
+
+
+def kv_append_qkv(qkv, cache, rows, pos):
+    """One layer's cache [2, CB, HKV, MAXS, D] after kv_append_qkv of grouped rows qkv [B * S, HKV, G + 2, D]."""
+    cache = cache.copy()
+    b_count = len(rows)
+    seq = qkv.shape[0] // b_count
+    for m in range(qkv.shape[0]):
+        b = m // seq
+        r, p = int(rows[b]), int(pos[b]) + m % seq
+        if 0 <= r < cache.shape[1] and 0 <= p < cache.shape[3]:
+            cache[0, r, :, p] = qkv[m, :, -2]
+            cache[1, r, :, p] = qkv[m, :, -1]
+    return cache

@@ -217,3 +217,27 @@ def args_quant_fused(kind):
         wu, su, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
         return [x, rand(rng, (k,), dt), w, s, wu, su, poisoned((m, n), dt), 1e-5], consts
     return make
+
+
+def args_embedding(rng, dt):
+    """Token ids (i64) with some outside the table, which give zero rows."""
+    v, d, nt = odd(rng, 9, 41), odd(rng, 17, 90), odd(rng, 3, 21)
+    ids = rng.integers(-3, v + 3, nt).astype(np.int64)
+    return [ids, rand(rng, (v, d), dt), poisoned((nt, d), dt)], dict(BD=32)
+
+
+def args_kv_append(rng, dt):
+    """New rows at per-sequence positions, one running past the cache's end."""
+    b, hkv, s, d, maxs = odd(rng, 1, 5), odd(rng, 1, 3), odd(rng, 1, 21), odd(rng, 17, 40), odd(rng, 25, 41)
+    pos = np.array([int(rng.integers(0, maxs - s)) for _ in range(b - 1)] + [maxs - s // 2 - 1], np.int32)
+    return [rand(rng, (b, hkv, s, d), dt), rand(rng, (b, hkv, s, d), dt), rand(rng, (b, hkv, maxs, d), dt),
+            rand(rng, (b, hkv, maxs, d), dt), pos], dict(BS=8, BD=16)
+
+
+def args_kv_append_qkv(rng, dt):
+    """A pass of B sequences of S tokens into cache rows given by Rows, one of them outside the cache."""
+    b, s, hkv, g, d, cb, maxs = odd(rng, 1, 5), odd(rng, 1, 9), 2, 3, odd(rng, 17, 40), 7, odd(rng, 17, 33)
+    rows = rng.permutation(cb)[:b].astype(np.int32)
+    rows[-1] = cb + 1 if b > 1 else rows[-1]
+    pos = rng.integers(0, maxs - s + 2, b).astype(np.int32)
+    return [rand(rng, (b * s, hkv, g + 2, d), dt), rand(rng, (2, cb, hkv, maxs, d), dt), rows, pos], dict(BD=16)

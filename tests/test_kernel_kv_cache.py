@@ -18,3 +18,26 @@ def test_decode_positions(b, hkv, maxs, tiles):
     load("kv_cache")["decode_positions"](pos, cur, tok, slots, maxs, **tiles)
     for got, ref in zip((pos[:, 0], cur[:, 0], tok, slots), want):
         np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kv_append_writes_only_the_new_rows_at_each_position(dt, seed):
+    from kernel_refs import kv_append
+    from library_cases import args_kv_append
+    args, consts = args_kv_append(np.random.default_rng(seed), dt)
+    want = kv_append(*args)
+    load("kv_cache")["kv_append"](*args, **consts)
+    np.testing.assert_array_equal(args[2], want[0])
+    np.testing.assert_array_equal(args[3], want[1])
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_kv_append_qkv_writes_keys_and_values_at_rows_and_positions(dt, seed):
+    from kernel_refs import kv_append_qkv
+    from library_cases import args_kv_append_qkv
+    args, consts = args_kv_append_qkv(np.random.default_rng(seed), dt)
+    want = kv_append_qkv(*args)
+    load("kv_cache")["kv_append_qkv"](*args, **consts)
+    np.testing.assert_array_equal(args[1], want)

@@ -209,6 +209,8 @@ class _Builder:
             return self.assign(s)
         if isinstance(s, S.SFor):
             return self.for_(s)
+        if isinstance(s, S.SIf):
+            return self.if_(s)
         call = s.call
         if call.func == "copy":
             return self.copy(call)
@@ -296,6 +298,22 @@ class _Builder:
         finally:
             self.scope = self.scope.parent  # type: ignore[assignment]
         return N.For(s.var, start, stop, body, stages, s.loc)
+
+    def if_(self, s: S.SIf) -> N.If:
+        """`if` on a scalar condition; each branch is a block of its own (its names are local to it)."""
+        cond = self.expr(s.cond)
+        if _is_tile(cond):
+            raise TileError("an if condition must be a scalar (the same for every thread), not a tile", s.cond.loc,
+                            hint="choose per element with where(cond, a, b); reduce a tile first "
+                                 "(e.g. max(x, axis=1)) only if a single block-wide value is meant")
+        branches = []
+        for stmts in (s.body, s.orelse):
+            self.scope = _Scope(parent=self.scope)
+            try:
+                branches.append(self.block(stmts))
+            finally:
+                self.scope = self.scope.parent  # type: ignore[assignment]
+        return N.If(cond, branches[0], branches[1], s.loc)
 
     def copy(self, call: S.SCall) -> N.Copy:
         kw = self.kwargs(call, {"pad"})

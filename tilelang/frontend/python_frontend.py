@@ -164,6 +164,8 @@ class _Converter:
             if s.orelse or not isinstance(s.target, ast.Name) or not isinstance(s.iter, ast.Call):
                 raise self.fail(s, "loops are `for i in range(...)` or `for i in pipelined(..., stages=N)`")
             return S.SFor(s.target.id, self.call(s.iter), self.block(s.body), self.loc(s))
+        if isinstance(s, ast.If):
+            return S.SIf(self.expr(s.test), self.block(s.body), self.block(s.orelse), self.loc(s))
         if isinstance(s, ast.Pass):
             raise self.fail(s, "'pass' is not a tile statement", hint="remove it")
         raise self.fail(s, f"{type(s).__name__} statements are not part of the tile language",

@@ -98,7 +98,16 @@ class SFor:
     loc: SourceLoc = _loc()
 
 
-SStmt = Union[SAssign, SExprStmt, SFor]
+@dataclass(frozen=True)
+class SIf:
+    """`if cond { ... } else { ... }` (`elif`/`else if` nest another SIf in `orelse`)."""
+    cond: SExpr
+    body: tuple["SStmt", ...]
+    orelse: tuple["SStmt", ...] = ()
+    loc: SourceLoc = _loc()
+
+
+SStmt = Union[SAssign, SExprStmt, SFor, SIf]
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,10 @@ class _Converter:
             return S.SAssign(tuple(str(n) for n in targets.children), self.expr(value), self.loc(t))
         if t.data == "expr_stmt":
             return S.SExprStmt(self.call(t.children[0]), self.loc(t))
+        if t.data == "if_stmt":
+            cond, body, orelse = t.children
+            rest = () if orelse is None else self.block(orelse) if orelse.data == "block" else (self.stmt(orelse),)
+            return S.SIf(self.expr(cond), self.block(body), rest, self.loc(t))
         var, it, body = t.children
         return S.SFor(str(var), self.call(it), self.block(body), self.loc(t))
 

@@ -137,6 +137,9 @@ class Interpreter(StmtVisitor):
         inside = all(0 <= i < n for i, n in zip(idx, arr.shape))
         env[s.name] = arr[idx].item() if inside else _as(np.asarray(0), self.tk.scalars[s.name].dtype).item()
 
+    def visit_If(self, s: N.If, env, bid, tiles) -> None:
+        self.block(s.body if self.scalar(s.cond, env, bid, tiles) else s.orelse, env, bid, tiles)
+
     def window(self, ref: N.GlobalRef, shape: tuple[int, ...], env, bid, tiles):
         """Index arrays and an in-bounds mask for a window (tile indices or element offsets)."""
         arr = self.logical[ref.tensor]

@@ -360,7 +360,23 @@ class ReadScalar:
         return frozenset()
 
 
-Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For, ReadScalar]
+@dataclass(frozen=True)
+class If:
+    """`if cond { body } else { orelse }` on a scalar condition (the same for every thread of a block):
+    runs one branch.  Names defined in a branch are local to it."""
+    cond: Expr
+    body: tuple["Stmt", ...]
+    orelse: tuple["Stmt", ...] = ()
+    loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return _names(self.cond).union(*(s.reads() for s in self.body + self.orelse))
+
+    def writes(self) -> frozenset:
+        return frozenset().union(*(s.writes() for s in self.body + self.orelse))
+
+
+Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For, ReadScalar, If]
 
 
 # ----------------------------------------------------------------------------- kernels

@@ -82,6 +82,15 @@ def stmt_lines(s: N.Stmt, typed=None, indent: str = "    ") -> list[str]:
     if isinstance(s, N.Dequant):
         zero = "" if s.zero is None else f", zero={s.zero}"
         return [f"{indent}dequant({expr_str(s.src)}, {s.dst.name}, scale={s.scale}, group={expr_str(s.group)}{zero});"]
+    if isinstance(s, N.If):
+        lines = [f"{indent}if {expr_str(s.cond)} {{"]
+        for b in s.body:
+            lines += stmt_lines(b, typed, indent + "    ")
+        if s.orelse:
+            lines.append(f"{indent}}} else {{")
+            for b in s.orelse:
+                lines += stmt_lines(b, typed, indent + "    ")
+        return lines + [f"{indent}}}"]
     if isinstance(s, N.For):
         it = "range" if s.stages is None else "pipelined"
         st = "" if s.stages is None else f", stages={expr_str(s.stages)}"

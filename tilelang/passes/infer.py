@@ -113,6 +113,16 @@ def _check_body(tk: TypedKernel, body: tuple[N.Stmt, ...]) -> None:
             _check_dequant(tk, s)
         elif isinstance(s, N.ReadScalar):
             _check_read_scalar(tk, s)
+        elif isinstance(s, N.If):
+            ct = tk.type_of(s.cond)
+            if not isinstance(ct, ScalarType):
+                raise TileError(f"an if condition must be a scalar, got {ct}", s.cond.loc,
+                                hint="choose per element with where(cond, a, b)")
+            if ct.dtype.is_float:
+                raise TileError(f"an if condition must be a bool or an integer, got {ct}", s.cond.loc,
+                                hint="compare it, e.g. if x > 0.0 { ... }")
+            _check_body(tk, s.body)
+            _check_body(tk, s.orelse)
         elif isinstance(s, N.For):
             _expect_int_scalar(tk, s.start, "a loop bound")
             _expect_int_scalar(tk, s.stop, "a loop bound")

@@ -175,6 +175,18 @@ class Lowering(StmtVisitor):
         self.names[s.name] = Val(name, tdt)
         return self.c.let(name, v.text, self.comment(s))
 
+    def visit_If(self, s: N.If) -> str:
+        em = self.emitter(lambda n, i: n)
+        lines = [self.comment(s), f"if {em.value(s.cond).text}:"]
+        lines.append(_indent(self.branch(s.body) or "T.evaluate(0)"))
+        if s.orelse:
+            lines += ["else:", _indent(self.branch(s.orelse) or "T.evaluate(0)")]
+        return "\n".join(lines)
+
+    def branch(self, body: tuple[N.Stmt, ...]) -> str:
+        """One branch of an if (targets keep what they need around it by overriding this)."""
+        return self.block(body)
+
     def visit_ReadScalar(self, s: N.ReadScalar) -> str:
         """One element at clamped indices, selected only where the indices are inside the tensor (else 0)."""
         p = self.tk.tensor(s.src.tensor)
@@ -215,6 +227,10 @@ class Lowering(StmtVisitor):
         return {"sum": "T.float32(0.0)" if cd == "float32" else f"T.{cd}(0)",
                 "max": f'T.{cd}("-inf")' if cd == "float32" else f"T.min_value(\"{cd}\")",
                 "min": f'T.{cd}("inf")' if cd == "float32" else f"T.max_value(\"{cd}\")"}[op]
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line if line else line for line in text.split("\n"))
 
 
 def combine(op: str, a: str, b: str) -> str:
