@@ -205,6 +205,15 @@ def embedding(ids, table):
     return np.where(inside[:, None], table[np.clip(ids, 0, table.shape[0] - 1)], 0).astype(table.dtype)
 
 
+def scatter_rows(src, dst, rows):
+    """dst after kernels/embedding.tile's scatter_rows: src[t] at row rows[t] where that is inside dst."""
+    dst = dst.copy()
+    for t, r in enumerate(np.asarray(rows, np.int64)):
+        if 0 <= r < dst.shape[0]:
+            dst[r] = src[t]
+    return dst
+
+
 def kv_append(k, v, k_cache, v_cache, pos):
     """The caches after kernels/kv_cache.tile's kv_append: K[b, :, s] at row pos[b] + s (rows outside
     the cache dropped)."""
@@ -218,15 +227,13 @@ def kv_append(k, v, k_cache, v_cache, pos):
     return k_cache, v_cache
 
 
-def kv_append_qkv(qkv, cache, rows, pos):
-    """One layer's cache [2, CB, HKV, MAXS, D] after kv_append_qkv of grouped rows qkv [B * S, HKV, G + 2, D]."""
+def kv_append_slots(qkv, cache, slots):
+    """Cache rows [R, D] after kv_append_slots: key (value) of token m, kv head h at row slots[m, h, 0] (1)."""
     cache = cache.copy()
-    b_count = len(rows)
-    seq = qkv.shape[0] // b_count
     for m in range(qkv.shape[0]):
-        b = m // seq
-        r, p = int(rows[b]), int(pos[b]) + m % seq
-        if 0 <= r < cache.shape[1] and 0 <= p < cache.shape[3]:
-            cache[0, r, :, p] = qkv[m, :, -2]
-            cache[1, r, :, p] = qkv[m, :, -1]
+        for h in range(qkv.shape[1]):
+            for kv in range(2):
+                r = int(slots[m, h, kv])
+                if 0 <= r < cache.shape[0]:
+                    cache[r] = qkv[m, h, qkv.shape[2] - 2 + kv]
     return cache

@@ -226,6 +226,14 @@ def args_embedding(rng, dt):
     return [ids, rand(rng, (v, d), dt), poisoned((nt, d), dt)], dict(BD=32)
 
 
+def args_scatter_rows(rng, dt):
+    """Distinct destination rows, some outside the table (written nowhere)."""
+    r, d, nt = odd(rng, 21, 41), odd(rng, 17, 90), odd(rng, 3, 15)
+    rows = rng.permutation(r)[:nt].astype(np.int64)
+    rows[0], rows[-1] = -2, r + 1
+    return [rand(rng, (nt, d), dt), rand(rng, (r, d), dt), rows], dict(BD=32)
+
+
 def args_kv_append(rng, dt):
     """New rows at per-sequence positions, one running past the cache's end."""
     b, hkv, s, d, maxs = odd(rng, 1, 5), odd(rng, 1, 3), odd(rng, 1, 21), odd(rng, 17, 40), odd(rng, 25, 41)
@@ -234,10 +242,9 @@ def args_kv_append(rng, dt):
             rand(rng, (b, hkv, maxs, d), dt), pos], dict(BS=8, BD=16)
 
 
-def args_kv_append_qkv(rng, dt):
-    """A pass of B sequences of S tokens into cache rows given by Rows, one of them outside the cache."""
-    b, s, hkv, g, d, cb, maxs = odd(rng, 1, 5), odd(rng, 1, 9), 2, 3, odd(rng, 17, 40), 7, odd(rng, 17, 33)
-    rows = rng.permutation(cb)[:b].astype(np.int32)
-    rows[-1] = cb + 1 if b > 1 else rows[-1]
-    pos = rng.integers(0, maxs - s + 2, b).astype(np.int32)
-    return [rand(rng, (b * s, hkv, g + 2, d), dt), rand(rng, (2, cb, hkv, maxs, d), dt), rows, pos], dict(BD=16)
+def args_kv_append_slots(rng, dt):
+    """Grouped QKV rows into distinct cache rows, some slots outside the cache."""
+    m, hkv, g, d, r = odd(rng, 1, 9), 2, 3, odd(rng, 17, 40), 61
+    slots = rng.permutation(r)[:m * hkv * 2].reshape(m, hkv, 2).astype(np.int64)
+    slots[0, 0, 1], slots[-1, -1, 0] = -1, r + 5
+    return [rand(rng, (m, hkv, g + 2, d), dt), rand(rng, (r, d), dt), slots], dict(BD=16)

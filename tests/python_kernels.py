@@ -632,21 +632,17 @@ def kv_append(K: T[B, HKV, S, D], V: T[B, HKV, S, D], Kc: T[B, HKV, MAXS, D], Vc
 
 
 @tile_kernel
-def kv_append_qkv(QKV: T[M, HKV, G2, D], Cache: T[2, CB, HKV, MAXS, D], Rows: i32[B], Pos: i32[B],
-                  T: dtype = f16, BD: const = 128):
+def kv_append_slots(QKV: T[M, HKV, G2, D], Cache: T[R, D], Slots: i64[M, HKV, 2], T: dtype = f16,
+                    BD: const = 128):
     launch(grid=(M, HKV), threads=32)
     m = block_id(0)
     h = block_id(1)
-    seq = M // B
-    b = m // seq
-    row = Rows[b]
-    start = Pos[b]
-    pos = start + m % seq
     for kv in range(2):
+        row = Slots[m, h, kv]
         for dj in range(cdiv(D, BD)):
             x = register(T[1, BD])
             copy(QKV[m, h, G2 - 2 + kv, dj], x)
-            copy(x, Cache[kv, row, h, pos:, dj])
+            copy(x, Cache[row:, dj])
 
 
 # ---------------------------------------------------------------- kernels/embedding.tile
@@ -660,6 +656,17 @@ def embedding(Ids: TI[NT], Table: T[V, D], Out: T[NT, D], TI: dtype = i32, T: dt
     row = register(T[1, BD])
     copy(Table[id:, d], row)
     copy(row, Out[t, d])
+
+
+@tile_kernel
+def scatter_rows(Src: T[NT, D], Dst: T[R, D], Rows: TI[NT], TI: dtype = i64, T: dtype = f16, BD: const = 1024):
+    launch(grid=(NT, cdiv(D, BD)), threads=128)
+    t = block_id(0)
+    d = block_id(1)
+    r = Rows[t]
+    row = register(T[1, BD])
+    copy(Src[t, d], row)
+    copy(row, Dst[r:, d])
 
 
 # ---------------------------------------------------------------- kernels/layernorm.tile

@@ -18,3 +18,21 @@ def test_embedding_rows_and_out_of_range_ids(dt, id_dtype, v, d, tiles):
     out = poisoned((len(ids), d), dt)
     load("embedding")["embedding"](ids, table, out, **tiles)
     np.testing.assert_array_equal(out, embedding(ids, table))
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scatter_rows_writes_rows_at_indices_and_nothing_outside(dt, seed):
+    from kernel_refs import scatter_rows
+    from library_cases import args_scatter_rows
+    args, consts = args_scatter_rows(np.random.default_rng(seed), dt)
+    want = scatter_rows(*args)
+    load("embedding")["scatter_rows"](*args, **consts)
+    np.testing.assert_array_equal(args[1], want)
+
+
+def test_scatter_rows_of_int64_tokens_into_a_token_buffer():
+    """The models' use: sampled token ids into a flat [B * maxs] buffer viewed as rows of one."""
+    tokens = np.zeros((3 * 10, 1), np.int64)
+    load("embedding")["scatter_rows"](np.array([[7], [8], [9]], np.int64), tokens, np.array([4, 15, 29], np.int64))
+    assert tokens[[4, 15, 29], 0].tolist() == [7, 8, 9] and tokens.sum() == 24

@@ -34,10 +34,10 @@ def test_kv_append_writes_only_the_new_rows_at_each_position(dt, seed):
 
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
 @pytest.mark.parametrize("seed", [0, 3])
-def test_kv_append_qkv_writes_keys_and_values_at_rows_and_positions(dt, seed):
-    from kernel_refs import kv_append_qkv
-    from library_cases import args_kv_append_qkv
-    args, consts = args_kv_append_qkv(np.random.default_rng(seed), dt)
-    want = kv_append_qkv(*args)
-    load("kv_cache")["kv_append_qkv"](*args, **consts)
+def test_kv_append_slots_writes_keys_and_values_into_their_rows(dt, seed):
+    from kernel_refs import kv_append_slots
+    from library_cases import args_kv_append_slots
+    args, consts = args_kv_append_slots(np.random.default_rng(seed), dt)
+    want = kv_append_slots(*args)
+    load("kv_cache")["kv_append_slots"](*args, **consts)
     np.testing.assert_array_equal(args[1], want)
