@@ -326,6 +326,35 @@ def test_triton_interpreter_matches_numpy(interpreted_triton, name, dt):
     assert interpreted_triton[f"{name}@{dt}"] == "ok", interpreted_triton[f"{name}@{dt}"]
 
 
+def _cuda_tensor(a):
+    import torch
+    if not isinstance(a, np.ndarray):
+        return a
+    if a.dtype == _np("bf16"):
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).cuda()
+    return torch.from_numpy(a).cuda()
+
+
+def _host(t, like):
+    import torch
+    if not isinstance(like, np.ndarray):
+        return like
+    t = t.cpu()
+    return t.view(torch.int16).numpy().view(like.dtype) if t.dtype == torch.bfloat16 else t.numpy()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gpu_backends_match_numpy(backend, name, dt):
+    make, want = CASES[name]
+    args = make(dt)
+    dev = [_cuda_tensor(a) for a in args]
+    kernels()[name](*dev, backend=backend)
+    _same([_host(t, a) for t, a in zip(dev, args)], want(*make(dt)))
+
+
 def _triton_worker() -> None:
     results = {}
     for name, (make, want) in CASES.items():

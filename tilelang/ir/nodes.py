@@ -15,8 +15,10 @@ Vocabulary
 * Global tensors are kernel parameters; they are only touched by `Copy` and
   `Dequant`, through a `GlobalRef` whose indices are *tile indices*: the tile's
   shape, padded with leading 1s to the tensor's rank, times the index gives the
-  element offset of the window.  Elements of a window that fall outside the
-  tensor read as `pad` (default 0) and are never written.
+  element offset of the window (an `ElemOffset` index gives it in elements, in a
+  copy).  Elements of a window that fall outside the tensor read as `pad`
+  (default 0) and are never written.  `ReadScalar` reads one element into a scalar.
+* `If` runs one of two blocks on a scalar condition.
 """
 from __future__ import annotations
 
