@@ -205,18 +205,19 @@ def embedding(ids, table):
     return np.where(inside[:, None], table[np.clip(ids, 0, table.shape[0] - 1)], 0).astype(table.dtype)
 
 
+# The scatters below return every argument as the kernel leaves it.
+
 def scatter_rows(src, dst, rows):
-    """dst after kernels/embedding.tile's scatter_rows: src[t] at row rows[t] where that is inside dst."""
+    """kernels/embedding.tile's scatter_rows: src[t] at row rows[t] of dst where that is inside dst."""
     dst = dst.copy()
     for t, r in enumerate(np.asarray(rows, np.int64)):
         if 0 <= r < dst.shape[0]:
             dst[r] = src[t]
-    return dst
+    return [src, dst, rows]
 
 
 def kv_append(k, v, k_cache, v_cache, pos):
-    """The caches after kernels/kv_cache.tile's kv_append: K[b, :, s] at row pos[b] + s (rows outside
-    the cache dropped)."""
+    """kernels/kv_cache.tile's kv_append: K[b, :, s] at cache row pos[b] + s (rows outside the cache dropped)."""
     k_cache, v_cache = k_cache.copy(), v_cache.copy()
     maxs = k_cache.shape[2]
     for b, p in enumerate(np.asarray(pos, np.int64)):
@@ -224,11 +225,11 @@ def kv_append(k, v, k_cache, v_cache, pos):
             if 0 <= p + s < maxs:
                 k_cache[b, :, p + s] = k[b, :, s]
                 v_cache[b, :, p + s] = v[b, :, s]
-    return k_cache, v_cache
+    return [k, v, k_cache, v_cache, pos]
 
 
 def kv_append_slots(qkv, cache, slots):
-    """Cache rows [R, D] after kv_append_slots: key (value) of token m, kv head h at row slots[m, h, 0] (1)."""
+    """kv_append_slots: the key (value) of token m, kv head h at cache row slots[m, h, 0] (1)."""
     cache = cache.copy()
     for m in range(qkv.shape[0]):
         for h in range(qkv.shape[1]):
@@ -236,4 +237,4 @@ def kv_append_slots(qkv, cache, slots):
                 r = int(slots[m, h, kv])
                 if 0 <= r < cache.shape[0]:
                     cache[r] = qkv[m, h, qkv.shape[2] - 2 + kv]
-    return cache
+    return [qkv, cache, slots]

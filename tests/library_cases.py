@@ -248,3 +248,13 @@ def args_kv_append_slots(rng, dt):
     slots = rng.permutation(r)[:m * hkv * 2].reshape(m, hkv, 2).astype(np.int64)
     slots[0, 0, 1], slots[-1, -1, 0] = -1, r + 5
     return [rand(rng, (m, hkv, g + 2, d), dt), rand(rng, (r, d), dt), slots], dict(BD=16)
+
+
+def run_scatter(file: str, name: str, dt: str, seed: int) -> tuple[list, list]:
+    """A scatter kernel of the library on its maker's arguments: (the arguments after the kernel, after
+    its numpy reference in kernel_refs, which returns every argument)."""
+    import kernel_refs
+    args, consts = globals()[f"args_{name}"](np.random.default_rng(seed), dt)
+    want = getattr(kernel_refs, name)(*args)
+    load(file)[name](*args, **consts)
+    return args, want

@@ -22,22 +22,10 @@ def test_decode_positions(b, hkv, maxs, tiles):
 
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_kv_append_writes_only_the_new_rows_at_each_position(dt, seed):
-    from kernel_refs import kv_append
-    from library_cases import args_kv_append
-    args, consts = args_kv_append(np.random.default_rng(seed), dt)
-    want = kv_append(*args)
-    load("kv_cache")["kv_append"](*args, **consts)
-    np.testing.assert_array_equal(args[2], want[0])
-    np.testing.assert_array_equal(args[3], want[1])
-
-
-@pytest.mark.parametrize("dt", ["f16", "bf16"])
-@pytest.mark.parametrize("seed", [0, 3])
-def test_kv_append_slots_writes_keys_and_values_into_their_rows(dt, seed):
-    from kernel_refs import kv_append_slots
-    from library_cases import args_kv_append_slots
-    args, consts = args_kv_append_slots(np.random.default_rng(seed), dt)
-    want = kv_append_slots(*args)
-    load("kv_cache")["kv_append_slots"](*args, **consts)
-    np.testing.assert_array_equal(args[1], want)
+@pytest.mark.parametrize("name", ["kv_append", "kv_append_slots"])
+def test_kv_append_writes_only_the_new_rows_at_their_positions(name, dt, seed):
+    """kv_append: rows at each sequence's position, one running past the cache's end; kv_append_slots:
+    a grouped QKV row's key and value into the rows its slots name, some outside the cache."""
+    from library_cases import run_scatter
+    for got, want in zip(*run_scatter("kv_cache", name, dt, seed)):
+        np.testing.assert_array_equal(got, want)

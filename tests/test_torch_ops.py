@@ -115,6 +115,6 @@ def test_a_tensor_written_at_positions_read_from_tensors_is_returned_updated():
     kc_new, vc_new = ops.kv_append(k, v, kc, vc, pos)
     want = kv_append(*(t.numpy() for t in (k, v, kc, vc, pos)))
     assert torch.equal(kc, before)
-    assert torch.equal(kc_new, torch.from_numpy(want[0])) and torch.equal(vc_new, torch.from_numpy(want[1]))
+    assert torch.equal(kc_new, torch.from_numpy(want[2])) and torch.equal(vc_new, torch.from_numpy(want[3]))
     ids = torch.tensor([3, -1, 9], dtype=torch.int64)
     assert torch.equal(ops.embedding(ids, kc[0, 0])[1], torch.zeros(20, dtype=torch.float16))  # out of range: 0
