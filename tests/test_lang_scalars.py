@@ -268,6 +268,8 @@ ERRORS = [
     ("copy(A[0:1.5, 0], x);", "a window's stop must be an integer scalar", None, "1.5"),
     ("y = register(f16[4:, BN]);", "a slice is a window index", "copy(A[pos:, j], tile)", "4:"),
     ("dequant(Q[3:, 0], x, scale=S, group=32);", "dequant windows are tile-indexed", None, "3:"),
+    ("y = register(u8[BM, BN]); copy(Q[0, 3:], y);", "windows of packed tensor 'Q' are tile-indexed", "Q[i, j]",
+     "3:"),
     ("if x > 0.0 { x = x + 1.0; }", "an if condition must be a scalar", "where(cond, a, b)", "x > 0.0"),
     ("if 1.5 { x = x + 1.0; }", "an if condition must be a bool or an integer", None, "1.5"),
     ("if 1 { t = register(f16[BM, BN]); } copy(t, A[0, 0]);", "unknown name 't'", None, "t"),

@@ -178,6 +178,10 @@ def _check_copy(tk: TypedKernel, s: N.Copy) -> None:
             if x is s.dst and tk.tensor(x.tensor).dtype.is_packed:
                 raise TileError(f"cannot store into packed tensor '{x.tensor}'", s.loc,
                                 hint="pack weights on the host with tilelang.quant.pack")
+            offset = next((i for i in x.indices if isinstance(i, N.ElemOffset)), None)
+            if offset is not None and tk.tensor(x.tensor).dtype.is_packed:
+                raise TileError(f"windows of packed tensor '{x.tensor}' are tile-indexed; an element offset is "
+                                "not supported here", offset.loc, hint="index the window by tiles, e.g. Q[i, j]")
     if s.pad is not None and not isinstance(tk.type_of(s.pad), ScalarType):
         raise TileError("pad must be a scalar", s.pad.loc)
 
