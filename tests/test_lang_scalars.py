@@ -352,6 +352,16 @@ def test_cuda_source_matches_numpy_on_the_emulator(name):
     _same(args, want(*make("bf16")))
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="the CPU emulator needs g++")
+@pytest.mark.parametrize("name", ["embedding", "kv_append", "kv_append_slots"])  # scatter_rows: as kv_append_slots
+def test_library_gathers_and_scatters_match_the_interpreter_on_the_cuda_emulator(name):
+    """The library kernels built on these constructs, in bf16, ids and positions out of range included."""
+    from test_backend_cuda import cases, kernel_by_name
+    from test_backend_cuda_codegen import _emulate_and_compare
+    args, consts = next(cases(name, "bf16", np.random.default_rng(4)))
+    _emulate_and_compare(kernel_by_name(name), args, consts, "bf16")
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_tvm_cuda_lowering_matches_numpy_on_the_emulator(name):
     from tvm_cuda_emulator import emulate
