@@ -194,3 +194,47 @@ def decode_positions(pos, hkv: int, maxs: int):
     slots = ((kv[None] * len(pos) + b[:, None, None]) * hkv + h[None]) * maxs + pos[:, None, None]
     tok = np.stack([b * maxs + pos, b * maxs + pos + 1])
     return pos + 1, pos, tok, slots.transpose(0, 2, 1).reshape(len(pos), 2 * hkv)
+
+
+# ----------------------------------------------------------------------------- gathers and cache writes
+
+def embedding(ids, table):
+    """Rows of `table` at `ids`; an id outside the table gives a row of zeros (kernels/embedding.tile)."""
+    ids = np.asarray(ids, np.int64)
+    inside = (ids >= 0) & (ids < table.shape[0])
+    return np.where(inside[:, None], table[np.clip(ids, 0, table.shape[0] - 1)], 0).astype(table.dtype)
+
+
+# The scatters below return every argument as the kernel leaves it.
+
+def scatter_rows(src, dst, rows):
+    """kernels/embedding.tile's scatter_rows: src[t] at row rows[t] of dst where that is inside dst."""
+    dst = dst.copy()
+    for t, r in enumerate(np.asarray(rows, np.int64)):
+        if 0 <= r < dst.shape[0]:
+            dst[r] = src[t]
+    return [src, dst, rows]
+
+
+def kv_append(k, v, k_cache, v_cache, pos):
+    """kernels/kv_cache.tile's kv_append: K[b, :, s] at cache row pos[b] + s (rows outside the cache dropped)."""
+    k_cache, v_cache = k_cache.copy(), v_cache.copy()
+    maxs = k_cache.shape[2]
+    for b, p in enumerate(np.asarray(pos, np.int64)):
+        for s in range(k.shape[2]):
+            if 0 <= p + s < maxs:
+                k_cache[b, :, p + s] = k[b, :, s]
+                v_cache[b, :, p + s] = v[b, :, s]
+    return [k, v, k_cache, v_cache, pos]
+
+
+def kv_append_slots(qkv, cache, slots):
+    """kv_append_slots: the key (value) of token m, kv head h at cache row slots[m, h, 0] (1)."""
+    cache = cache.copy()
+    for m in range(qkv.shape[0]):
+        for h in range(qkv.shape[1]):
+            for kv in range(2):
+                r = int(slots[m, h, kv])
+                if 0 <= r < cache.shape[0]:
+                    cache[r] = qkv[m, h, qkv.shape[2] - 2 + kv]
+    return [qkv, cache, slots]

@@ -217,3 +217,44 @@ def args_quant_fused(kind):
         wu, su, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
         return [x, rand(rng, (k,), dt), w, s, wu, su, poisoned((m, n), dt), 1e-5], consts
     return make
+
+
+def args_embedding(rng, dt):
+    """Token ids (i64) with some outside the table, which give zero rows."""
+    v, d, nt = odd(rng, 9, 41), odd(rng, 17, 90), odd(rng, 3, 21)
+    ids = rng.integers(-3, v + 3, nt).astype(np.int64)
+    return [ids, rand(rng, (v, d), dt), poisoned((nt, d), dt)], dict(BD=32)
+
+
+def args_scatter_rows(rng, dt):
+    """Distinct destination rows, some outside the table (written nowhere)."""
+    r, d, nt = odd(rng, 21, 41), odd(rng, 17, 90), odd(rng, 3, 15)
+    rows = rng.permutation(r)[:nt].astype(np.int64)
+    rows[0], rows[-1] = -2, r + 1
+    return [rand(rng, (nt, d), dt), rand(rng, (r, d), dt), rows], dict(BD=32)
+
+
+def args_kv_append(rng, dt):
+    """New rows at per-sequence positions, one running past the cache's end."""
+    b, hkv, s, d, maxs = odd(rng, 1, 5), odd(rng, 1, 3), odd(rng, 1, 21), odd(rng, 17, 40), odd(rng, 25, 41)
+    pos = np.array([int(rng.integers(0, maxs - s)) for _ in range(b - 1)] + [maxs - s // 2 - 1], np.int32)
+    return [rand(rng, (b, hkv, s, d), dt), rand(rng, (b, hkv, s, d), dt), rand(rng, (b, hkv, maxs, d), dt),
+            rand(rng, (b, hkv, maxs, d), dt), pos], dict(BS=8, BD=16)
+
+
+def args_kv_append_slots(rng, dt):
+    """Grouped QKV rows into distinct cache rows, some slots outside the cache."""
+    m, hkv, g, d, r = odd(rng, 1, 9), 2, 3, odd(rng, 17, 40), 61
+    slots = rng.permutation(r)[:m * hkv * 2].reshape(m, hkv, 2).astype(np.int64)
+    slots[0, 0, 1], slots[-1, -1, 0] = -1, r + 5
+    return [rand(rng, (m, hkv, g + 2, d), dt), rand(rng, (r, d), dt), slots], dict(BD=16)
+
+
+def run_scatter(file: str, name: str, dt: str, seed: int) -> tuple[list, list]:
+    """A scatter kernel of the library on its maker's arguments: (the arguments after the kernel, after
+    its numpy reference in kernel_refs, which returns every argument)."""
+    import kernel_refs
+    args, consts = globals()[f"args_{name}"](np.random.default_rng(seed), dt)
+    want = getattr(kernel_refs, name)(*args)
+    load(file)[name](*args, **consts)
+    return args, want

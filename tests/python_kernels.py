@@ -612,6 +612,63 @@ def decode_positions(Pos: i32[B, 1], Cur: i32[B, 1], Tok: i64[2, B], Slots: i64[
     copy(p1, Pos[pid, 0])
 
 
+@tile_kernel
+def kv_append(K: T[B, HKV, S, D], V: T[B, HKV, S, D], Kc: T[B, HKV, MAXS, D], Vc: T[B, HKV, MAXS, D],
+              Pos: TP[B], T: dtype = f16, TP: dtype = i32, BS: const = 16, BD: const = 64):
+    launch(grid=(B * HKV, cdiv(S, BS)), threads=64)
+    b = block_id(0) // HKV
+    h = block_id(0) % HKV
+    j = block_id(1)
+    pos = Pos[b]
+    first = pos + j * BS
+    end = pos + S
+    for dj in range(cdiv(D, BD)):
+        k = register(T[BS, BD])
+        copy(K[b, h, j, dj], k)
+        copy(k, Kc[b, h, first:end, dj])
+        v = register(T[BS, BD])
+        copy(V[b, h, j, dj], v)
+        copy(v, Vc[b, h, first:end, dj])
+
+
+@tile_kernel
+def kv_append_slots(QKV: T[M, HKV, G2, D], Cache: T[R, D], Slots: i64[M, HKV, 2], T: dtype = f16,
+                    BD: const = 128):
+    launch(grid=(M, HKV), threads=32)
+    m = block_id(0)
+    h = block_id(1)
+    for kv in range(2):
+        row = Slots[m, h, kv]
+        for dj in range(cdiv(D, BD)):
+            x = register(T[1, BD])
+            copy(QKV[m, h, G2 - 2 + kv, dj], x)
+            copy(x, Cache[row:, dj])
+
+
+# ---------------------------------------------------------------- kernels/embedding.tile
+
+@tile_kernel
+def embedding(Ids: TI[NT], Table: T[V, D], Out: T[NT, D], TI: dtype = i32, T: dtype = f16, BD: const = 1024):
+    launch(grid=(NT, cdiv(D, BD)), threads=128)
+    t = block_id(0)
+    d = block_id(1)
+    id = Ids[t]
+    row = register(T[1, BD])
+    copy(Table[id:, d], row)
+    copy(row, Out[t, d])
+
+
+@tile_kernel
+def scatter_rows(Src: T[NT, D], Dst: T[R, D], Rows: TI[NT], TI: dtype = i64, T: dtype = f16, BD: const = 1024):
+    launch(grid=(NT, cdiv(D, BD)), threads=128)
+    t = block_id(0)
+    d = block_id(1)
+    r = Rows[t]
+    row = register(T[1, BD])
+    copy(Src[t, d], row)
+    copy(row, Dst[r:, d])
+
+
 # ---------------------------------------------------------------- kernels/layernorm.tile
 
 @tile_kernel

@@ -363,6 +363,9 @@ def cases(name: str, dt: str, rng: np.random.Generator):
         for m, h, i in [(5, 100, 70), (70, 64, 64)]:
             yield [rand(rng, (m, h), dt), rand(rng, (h,), dt), rand(rng, (i, h), dt, 0.2), rand(rng, (i, h), dt, 0.2),
                    poisoned((m, i), dt), 1e-5], {}
+    elif name in ("embedding", "scatter_rows", "kv_append", "kv_append_slots"):  # ids and positions out of range included
+        import library_cases
+        yield getattr(library_cases, f"args_{name}")(rng, dt)
     else:
         yield from generic_cases(kernel_by_name(name), dt, rng)
 

@@ -36,6 +36,7 @@ from library_cases import (args_bias, args_binary, args_decode, args_decode_comb
                            args_decode_split, args_decode_split_lens, args_gemv, args_linear, args_mlp,
                            args_mlp_gate_up, args_norm, args_norm_linear, args_positions, args_prefill,
                            args_prefill_qkv, args_quant, args_quant_fused, args_rotary, args_rotary_qk, args_softmax, odd)
+from library_cases import args_embedding, args_kv_append, args_kv_append_slots, args_scatter_rows  # noqa: E402
 
 import tilelang  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
@@ -338,6 +339,10 @@ CASES = [
     Case("attention", "attention_decode_lens", args_decode_lens),
     Case("attention", "attention_decode_split_lens", args_decode_split_lens),
     Case("kv_cache", "decode_positions", args_positions, dtypes=("int",)),
+    Case("kv_cache", "kv_append", args_kv_append),
+    Case("kv_cache", "kv_append_slots", args_kv_append_slots),
+    Case("embedding", "embedding", args_embedding),
+    Case("embedding", "scatter_rows", args_scatter_rows),
     Case("fused_mlp", "fused_mlp_gate_up", args_mlp),
     Case("fused_mlp", "mlp_gate_up", args_mlp_gate_up),
     Case("fused_mlp", "silu_mul", args_binary),

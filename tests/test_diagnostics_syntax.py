@@ -76,7 +76,7 @@ def test_a_missing_comma_does_not_blame_the_bracket():
 @pytest.mark.parametrize("body, hint", [
     ("    x = a b;\n", "expected ';', '(', '[' or an operator"),   # exactly what may follow `a`, no ')' or ']'
     ("    x = 1 <= ;\n", "expected '(', '[', a name, a number or an operator"),
-    ("    x = register(f16[4]) ;; \n", "expected '}', 'for' or a name"),
+    ("    x = register(f16[4]) ;; \n", "expected '}', 'for', 'if' or a name"),
 ])
 def test_expected_tokens_are_written_as_in_the_source(body, hint):
     e = _error(HEAD + body + "}\n")

@@ -18,3 +18,14 @@ def test_decode_positions(b, hkv, maxs, tiles):
     load("kv_cache")["decode_positions"](pos, cur, tok, slots, maxs, **tiles)
     for got, ref in zip((pos[:, 0], cur[:, 0], tok, slots), want):
         np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", ["kv_append", "kv_append_slots"])
+def test_kv_append_writes_only_the_new_rows_at_their_positions(name, dt, seed):
+    """kv_append: rows at each sequence's position, one running past the cache's end; kv_append_slots:
+    a grouped QKV row's key and value into the rows its slots name, some outside the cache."""
+    from library_cases import run_scatter
+    for got, want in zip(*run_scatter("kv_cache", name, dt, seed)):
+        np.testing.assert_array_equal(got, want)

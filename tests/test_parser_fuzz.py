@@ -10,12 +10,16 @@ from hypothesis import strategies as st
 from tilelang import InternalError, TileError
 from tilelang.frontend.tile_parser import parse_module
 from tilelang.passes import lower
+from test_lang_scalars import LANG
 
 KERNELS = sorted(Path(__file__).resolve().parents[1].joinpath("kernels").glob("*.tile"))
 SEEDS = [p.read_text() for p in KERNELS]
 TOKENS = ["kernel", "grid", "threads", "for", "in", "range", "pipelined", "copy", "gemm", "dequant", "shared",
           "register", "const", "dtype", "f16", "u4", "(", ")", "{", "}", "[", "]", ",", ";", "=", "+", "*",
           "**", "//", "<", "&", "-", "~", "0", "1", "64", "1e-6", "x", "A", "M", "axis", "sum", "max", "#", "\n"]
+# scalars read from tensors, windows at element offsets, if/else (tests/test_lang_scalars.py)
+TOKENS += ["if", "else", ":", "A[x:", "A[x:M", "n = A[x];", "else if"]
+SEEDS.append(LANG)
 
 
 def _front_end(text: str) -> None:

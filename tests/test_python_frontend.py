@@ -48,7 +48,8 @@ def test_locations_are_in_the_python_file():
     ("def k(A: f16[M]):\n    launch(grid=(1,), threads=32)\n    while True:\n        pass\n", "While statements"),
     ("def k(A: f16[M]):\n    launch(grid=(1,), threads=32)\n    x = 1 if True else 2\n", "IfExp expressions"),
     ("def k(A: f16[M]):\n    launch(grid=(1,), threads=32)\n    x = (1 < 2) and (2 < 3)\n", "'and'/'or' are not tile operators"),
-    ("def k(A: f16[M]):\n    launch(grid=(1,), threads=32)\n    copy(A[0:4], y)\n", "slices are not supported"),
+    ("def k(A: f16[M]):\n    launch(grid=(1,), threads=32)\n    copy(A[0:4:2], y)\n", "a window slice is `start:` or `start:stop`"),
+    ("def k(A: f16[M]):\n    launch(grid=(1,), threads=32)\n    copy(A[:4], y)\n", "a window slice is `start:` or `start:stop`"),
     ("def k(A):\n    launch(grid=(1,), threads=32)\n", "needs a type"),
 ])
 def test_unsupported_python_is_a_located_error(src, message):

@@ -99,3 +99,22 @@ def test_gpu_operators_under_cuda_graph_capture_and_torch_compile():
     for m in (1, 7):
         x = torch.randn(m, h, dtype=torch.float16, device="cuda")
         assert rel_err(compiled(x, wn, wg, wu).float(), _reference(x, wn, wg, wu)) < TOL
+
+
+def test_a_tensor_written_at_positions_read_from_tensors_is_returned_updated():
+    """kv_append writes only the new rows, at positions held in Pos: the caches come in and go out updated."""
+    from kernel_refs import kv_append
+    torch.manual_seed(2)
+    k, v = (torch.randn(2, 3, 5, 20, dtype=torch.float16) for _ in range(2))
+    kc, vc = (torch.randn(2, 3, 30, 20, dtype=torch.float16) for _ in range(2))
+    pos = torch.tensor([4, 27], dtype=torch.int32)  # the second runs past the cache's end
+    schema = OpSignature.of(tilelang.kernels.load("kv_append").ir).schema()
+    assert schema.startswith("(Tensor K, Tensor V, Tensor Kc, Tensor Vc, Tensor Pos") and schema.endswith(
+        "-> (Tensor, Tensor)")
+    before = kc.clone()
+    kc_new, vc_new = ops.kv_append(k, v, kc, vc, pos)
+    want = kv_append(*(t.numpy() for t in (k, v, kc, vc, pos)))
+    assert torch.equal(kc, before)
+    assert torch.equal(kc_new, torch.from_numpy(want[2])) and torch.equal(vc_new, torch.from_numpy(want[3]))
+    ids = torch.tensor([3, -1, 9], dtype=torch.int64)
+    assert torch.equal(ops.embedding(ids, kc[0, 0])[1], torch.zeros(20, dtype=torch.float16))  # out of range: 0

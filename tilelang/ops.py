@@ -30,11 +30,28 @@ from . import kernels as library
 from .diagnostics import TileError
 from .ir import nodes as N
 from .ir.dtypes import DTYPES, DType, torch_dtypes
-from .ir.visit import walk_stmts
+from .ir.visit import sub_exprs, walk_stmts
 from .kernel import TileKernel
 
 _SCALAR_SCHEMA = {"float": "float", "int": "int", "bool": "bool"}
 _TORCH_DTYPES = torch_dtypes()
+
+
+def _scatter_targets(kernel: N.Kernel) -> set[str]:
+    """Tensors written at positions read from tensors (`kv_append`'s caches): what such a kernel does not
+    write keeps its value, so the operator takes the tensor and returns it updated."""
+    data = set()  # scalars that depend on a value read from a tensor
+    for s in walk_stmts(kernel.body):
+        if isinstance(s, N.ReadScalar):
+            data.add(s.name)
+        elif isinstance(s, N.Let) and _mentions(s.value, data):
+            data.add(s.name)
+    return {s.dst.tensor for s in walk_stmts(kernel.body) if isinstance(s, N.Copy)
+            and isinstance(s.dst, N.GlobalRef) and any(_mentions(i, data) for i in s.dst.indices)}
+
+
+def _mentions(e, names: set[str]) -> bool:
+    return any(isinstance(x, N.Var) and x.name in names for x in sub_exprs(e))
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,7 @@ class OpSignature:
                         seen.add(ref.tensor)
             elif isinstance(s, N.Dequant):
                 read.update(t for t in (s.src.tensor, s.scale, s.zero) if t)
+        read |= _scatter_targets(kernel)
         outputs = tuple(t for t in kernel.tensors if t.name in written)
         inputs = tuple(p for p in kernel.params if isinstance(p, N.ScalarParam)
                        or (isinstance(p, N.TensorParam) and (p.name not in written or p.name in read)))

@@ -41,6 +41,17 @@ class _Scope:
     """Names visible in one block; loops open a child scope."""
     names: dict[str, tuple[str, SourceLoc]] = field(default_factory=dict)  # name -> (kind, loc)
     parent: "_Scope | None" = None
+    aliases: dict[str, str] = field(default_factory=dict)  # name -> its IR name, where that differs
+
+    def ir_name(self, name: str) -> str:
+        """The IR's name for a visible name: a name defined again after its first scope ended (in a
+        sibling loop, say) gets a fresh one, since the IR names each tile and scalar once per kernel."""
+        s: _Scope | None = self
+        while s is not None:
+            if name in s.names:
+                return s.aliases.get(name, name)
+            s = s.parent
+        return name
 
     def lookup(self, name: str) -> tuple[str, SourceLoc] | None:
         s: _Scope | None = self
@@ -64,21 +75,30 @@ class _Builder:
         self.sk = sk
         self.tensors: dict[str, N.TensorParam] = {}
         self.scope = _Scope()
-        self.defined: dict[str, SourceLoc] = {}  # every name in the kernel, whatever its scope
+        self.taken: set[str] = set()  # every IR name given out
+        self.hoisted: list[N.Stmt] = []  # statements the one being built needs just before it
         self.dtype_params: set[str] = set()
         self.errors: list[TileError] = []
 
     # ------------------------------------------------------------------ names
-    def declare(self, name: str, kind: str, loc: SourceLoc) -> None:
+    def declare(self, name: str, kind: str, loc: SourceLoc) -> str:
+        """Define `name` in the current scope; returns the IR's name for it (see `_Scope.ir_name`)."""
         if name in RESERVED:
             raise TileError(f"'{name}' is a reserved name of the tile language", loc,
                             hint="choose another name")
-        if name in self.defined:
+        visible = self.scope.lookup(name)
+        if visible is not None:
             raise TileError(f"'{name}' is already defined", loc,
-                            hint="names are defined once per kernel; pick a new name",
-                            related=((f"'{name}' was defined here", self.defined[name]),))
-        self.defined[name] = loc
+                            hint="a name is defined once in its block and the blocks inside it; pick a new name",
+                            related=((f"'{name}' was defined here", visible[1]),))
+        ir, k = name, 2
+        while ir in self.taken:
+            ir, k = f"{name}_{k}", k + 1
+        self.taken.add(ir)
+        if ir != name:
+            self.scope.aliases[name] = ir
         self.scope.names[name] = (kind, loc)
+        return ir
 
     def dtype(self, name: str, loc: SourceLoc) -> N.DTypeLike:
         """A dtype by name, or the name of a `dtype` parameter."""
@@ -194,14 +214,18 @@ class _Builder:
     def block(self, stmts: tuple[S.SStmt, ...]) -> tuple[N.Stmt, ...]:
         out = []
         for s in stmts:
+            outer, self.hoisted = self.hoisted, []
             try:
-                out.append(self.stmt(s))
+                built = self.stmt(s)
+                out += self.hoisted + [built]
             except (TileError, _FollowOn) as e:
                 if isinstance(e, TileError):
                     self.errors.append(e)
                 for name in s.targets if isinstance(s, S.SAssign) else ():
                     if self.scope.lookup(name) is None:  # later uses would only repeat this error
                         self.scope.names[name] = (_FAILED, s.loc)
+            finally:
+                self.hoisted = outer
         return tuple(out)
 
     def stmt(self, s: S.SStmt) -> N.Stmt:
@@ -209,6 +233,8 @@ class _Builder:
             return self.assign(s)
         if isinstance(s, S.SFor):
             return self.for_(s)
+        if isinstance(s, S.SIf):
+            return self.if_(s)
         call = s.call
         if call.func == "copy":
             return self.copy(call)
@@ -230,22 +256,39 @@ class _Builder:
         existing = self.scope.lookup(name)
         if existing is not None and existing[0] == _FAILED:
             raise _FollowOn(name)
+        if isinstance(v, S.SSubscript) and self.kind_of(v.base, v.loc) == "tensor":
+            return self.read_scalar(name, v, existing, s.loc)
         value = self.expr(v)
         if _is_tile(value):
             if existing is None:
-                self.declare(name, "tile", s.loc)
-                return N.Assign(name, value, True, s.loc)
+                return N.Assign(self.declare(name, "tile", s.loc), value, True, s.loc)
             if existing[0] == "shared":
                 raise TileError(f"'{name}' is a shared tile; it cannot be assigned", s.loc,
                                 hint=f"write it with copy(value, {name})")
             if existing[0] not in ("tile", "register"):
                 raise TileError(f"'{name}' is a {existing[0]}, not a tile", s.loc)
-            return N.Assign(name, value, False, s.loc)
+            return N.Assign(self.scope.ir_name(name), value, False, s.loc)
         if existing is not None:
             raise TileError(f"'{name}' is already defined; scalars are bound once", s.loc,
                             related=((f"'{name}' was defined here", existing[1]),))
-        self.declare(name, "scalar", s.loc)
-        return N.Let(name, value, s.loc)
+        return N.Let(self.declare(name, "scalar", s.loc), value, s.loc)
+
+    def read_scalar(self, name: str, v: S.SSubscript, existing, loc: SourceLoc) -> N.ReadScalar:
+        """`n = Lens[b];`: one element of a global tensor, by one element index per dim."""
+        t = self.tensors[v.base]
+        if len(v.indices) != len(t.dims):
+            raise TileError(f"'{v.base}' has {len(t.dims)} dims but {len(v.indices)} indices were given", v.loc,
+                            hint=f"a scalar read gives one element index per dim, e.g. {v.base}[{', '.join(['i'] * len(t.dims))}]; "
+                                 "windows of a tensor are read with copy(...)")
+        for i in v.indices:
+            if isinstance(i, S.SSlice):
+                raise TileError("a slice selects a window; a scalar read takes element indices", i.loc,
+                                hint=f"load windows with copy({v.base}[...], tile)")
+        if existing is not None:
+            raise TileError(f"'{name}' is already defined; scalars are bound once", loc,
+                            related=((f"'{name}' was defined here", existing[1]),))
+        ref = N.GlobalRef(v.base, tuple(self.scalar(i, "an element index") for i in v.indices), v.loc)
+        return N.ReadScalar(self.declare(name, "scalar", loc), ref, loc)
 
     def alloc(self, name: str, call: S.SCall) -> N.Alloc:
         kw = self.kwargs(call, {"layout", "init"} if call.func == "register" else {"layout"})
@@ -254,8 +297,7 @@ class _Builder:
         dt, shape = self.tile_type(call.args[0])
         init = self.scalar(kw["init"], "a tile's initial value") if "init" in kw else None
         layout = self.layout(kw["layout"]) if "layout" in kw else None
-        self.declare(name, call.func, call.loc)
-        return N.Alloc(name, call.func, dt, shape, init, layout, call.loc)
+        return N.Alloc(self.declare(name, call.func, call.loc), call.func, dt, shape, init, layout, call.loc)
 
     def for_(self, s: S.SFor) -> N.For:
         it = s.iter
@@ -271,18 +313,34 @@ class _Builder:
             stages = self.scalar(kw["stages"], "a stage count") if "stages" in kw else N.Const(2, None, it.loc)
         self.scope = _Scope(parent=self.scope)
         try:
-            self.declare(s.var, "loopvar", s.loc)
+            var = self.declare(s.var, "loopvar", s.loc)
             body = self.block(s.body)
         finally:
             self.scope = self.scope.parent  # type: ignore[assignment]
-        return N.For(s.var, start, stop, body, stages, s.loc)
+        return N.For(var, start, stop, body, stages, s.loc)
+
+    def if_(self, s: S.SIf) -> N.If:
+        """`if` on a scalar condition; each branch is a block of its own (its names are local to it)."""
+        cond = self.expr(s.cond)
+        if _is_tile(cond):
+            raise TileError("an if condition must be a scalar (the same for every thread), not a tile", s.cond.loc,
+                            hint="choose per element with where(cond, a, b); reduce a tile first "
+                                 "(e.g. max(x, axis=1)) only if a single block-wide value is meant")
+        branches = []
+        for stmts in (s.body, s.orelse):
+            self.scope = _Scope(parent=self.scope)
+            try:
+                branches.append(self.block(stmts))
+            finally:
+                self.scope = self.scope.parent  # type: ignore[assignment]
+        return N.If(cond, branches[0], branches[1], s.loc)
 
     def copy(self, call: S.SCall) -> N.Copy:
         kw = self.kwargs(call, {"pad"})
         if len(call.args) != 2:
             raise TileError("copy takes (source, destination)", call.loc,
                             hint="e.g. copy(A[pid_m, k], a_tile) or copy(acc, C[pid_m, pid_n])")
-        src, dst = (self.tile_or_window(a) for a in call.args)
+        src, dst = self.copy_source(call.args[0]), self.tile_or_window(call.args[1])
         if isinstance(src, N.GlobalRef) and isinstance(dst, N.GlobalRef):
             raise TileError("copy between two global tensors; one side must be a tile", call.loc,
                             hint="copy through a register or shared tile")
@@ -290,6 +348,22 @@ class _Builder:
         if pad is not None and not isinstance(src, N.GlobalRef):
             raise TileError("pad= only applies when copying from a global tensor", kw["pad"].loc)
         return N.Copy(src, dst, pad, call.loc)
+
+    def copy_source(self, e: S.SExpr) -> N.TileRef | N.GlobalRef:
+        """A window, a tile, or a tile expression (`copy(x * s, Y[i, j])`): the expression becomes a
+        register tile of its own, defined just before the copy, so every backend sees tile copies only."""
+        if isinstance(e, (S.SName, S.SSubscript)):
+            return self.tile_or_window(e)
+        value = self.expr(e)
+        if not _is_tile(value):
+            raise TileError("a copy source must be a tile, a tile expression or a window", e.loc,
+                            hint="a scalar fills a tile with full(f32[R, C], v)")
+        name, k = "copy_src", 2
+        while name in self.taken or self.scope.lookup(name) is not None:
+            name, k = f"copy_src_{k}", k + 1
+        self.taken.add(name)
+        self.hoisted.append(N.Assign(name, value, True, e.loc))
+        return N.TileRef(name, e.loc)
 
     def gemm(self, call: S.SCall) -> N.Gemm:
         kw = self.kwargs(call, {"trans_a", "trans_b"})
@@ -310,6 +384,10 @@ class _Builder:
         if not isinstance(src, N.GlobalRef):
             raise TileError("dequant reads a window of a packed global tensor", call.args[0].loc,
                             hint="e.g. dequant(W[pid_n, k], w, scale=S, group=128)")
+        for i in src.indices:
+            if isinstance(i, N.ElemOffset):
+                raise TileError("dequant windows are tile-indexed; an element offset is not supported here", i.loc,
+                                hint="e.g. dequant(W[pid_n, k], w, scale=S, group=128)")
         dst = self.tile_name(call.args[1], "the dequant destination")
         names = {}
         for key in ("scale", "zero"):
@@ -340,7 +418,7 @@ class _Builder:
         kind = self.kind_of(e.id, e.loc)
         if kind not in ("tile", "register", "shared"):
             raise TileError(f"{what} must be a tile, but '{e.id}' is a {kind}", e.loc)
-        return N.TileRef(e.id, e.loc)
+        return N.TileRef(self.scope.ir_name(e.id), e.loc)
 
     def tile_or_window(self, e: S.SExpr) -> N.TileRef | N.GlobalRef:
         if isinstance(e, S.SSubscript):
@@ -350,11 +428,18 @@ class _Builder:
             if len(e.indices) != len(t.dims):
                 raise TileError(f"'{e.base}' has {len(t.dims)} dims but {len(e.indices)} tile indices were given",
                                 e.loc, hint="give one tile index per dim (use 0 for a dim the tile covers whole)")
-            return N.GlobalRef(e.base, tuple(self.scalar(i, "a tile index") for i in e.indices), e.loc)
+            return N.GlobalRef(e.base, tuple(self.window_index(i) for i in e.indices), e.loc)
         if isinstance(e, S.SName) and self.kind_of(e.id, e.loc) == "tensor":
             raise TileError(f"'{e.id}' is a global tensor; say which tile of it", e.loc,
                             hint=f"index it with tile indices, e.g. {e.id}[pid, 0]")
         return self.tile_name(e, "a copy operand")
+
+    def window_index(self, e: S.SExpr) -> N.Expr | N.ElemOffset:
+        """A tile index, or `start:` / `start:stop` in elements."""
+        if isinstance(e, S.SSlice):
+            stop = None if e.stop is None else self.scalar(e.stop, "a window's stop")
+            return N.ElemOffset(self.scalar(e.start, "a window's element offset"), stop, e.loc)
+        return self.scalar(e, "a tile index")
 
     def tile_type(self, e: S.SExpr) -> tuple[N.DTypeLike, tuple[N.Expr, ...]]:
         if not isinstance(e, S.SSubscript):
@@ -397,13 +482,13 @@ class _Builder:
                 return N.Const(_LITERALS[e.id], None, e.loc)
             kind = self.kind_of(e.id, e.loc)
             if kind in ("tile", "register", "shared"):
-                return N.TileRef(e.id, e.loc)
+                return N.TileRef(self.scope.ir_name(e.id), e.loc)
             if kind == "dtype":
                 raise TileError(f"'{e.id}' is a dtype; call it to cast, e.g. {e.id}(x)", e.loc)
             if kind == "tensor":
                 raise TileError(f"'{e.id}' is a global tensor; tensors are read with copy(...)", e.loc,
                                 hint=f"copy({e.id}[i, j], tile) then use the tile")
-            return N.Var(e.id, e.loc)
+            return N.Var(self.scope.ir_name(e.id), e.loc)
         if isinstance(e, S.SBin):
             if e.op == "@":
                 raise TileError("`@` names a tensor parameter's storage order (`W: u4[N, K] @ packed`); it is not "
@@ -414,8 +499,14 @@ class _Builder:
         if isinstance(e, S.SCall):
             return self.call(e)
         if isinstance(e, S.SSubscript):
+            if self.scope.lookup(e.base) is not None and self.kind_of(e.base, e.loc) == "tensor":
+                raise TileError(f"an element of '{e.base}' is read by a statement of its own", e.loc,
+                                hint=f"bind it to a name first, e.g. n = {e.base}[...]; then use n")
             raise TileError(f"'{e.base}[...]' is only meaningful in copy(...) or as a tile type", e.loc,
                             hint="load a window with copy(T[i, j], tile)")
+        if isinstance(e, S.SSlice):
+            raise TileError("a slice is a window index; it is only meaningful inside T[...] in copy(...)", e.loc,
+                            hint="e.g. copy(A[pos:, j], tile) reads the window whose first row is element pos")
         raise TileError("a tuple is not a value here", e.loc)
 
     def call(self, c: S.SCall) -> N.Expr:

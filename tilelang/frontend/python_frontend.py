@@ -164,6 +164,8 @@ class _Converter:
             if s.orelse or not isinstance(s.target, ast.Name) or not isinstance(s.iter, ast.Call):
                 raise self.fail(s, "loops are `for i in range(...)` or `for i in pipelined(..., stages=N)`")
             return S.SFor(s.target.id, self.call(s.iter), self.block(s.body), self.loc(s))
+        if isinstance(s, ast.If):
+            return S.SIf(self.expr(s.test), self.block(s.body), self.block(s.orelse), self.loc(s))
         if isinstance(s, ast.Pass):
             raise self.fail(s, "'pass' is not a tile statement", hint="remove it")
         raise self.fail(s, f"{type(s).__name__} statements are not part of the tile language",
@@ -210,13 +212,20 @@ class _Converter:
             if not isinstance(e.value, ast.Name):
                 raise self.fail(e, "only parameters and dtypes can be indexed")
             idx = e.slice.elts if isinstance(e.slice, ast.Tuple) else [e.slice]
-            if any(isinstance(i, ast.Slice) for i in idx):
-                raise self.fail(e, "slices are not supported; windows are given by tile indices",
-                                hint="A[i, j] is the (i, j)-th tile of A, shaped like the tile it is copied to")
-            return S.SSubscript(e.value.id, tuple(self.expr(i) for i in idx), loc)
+            return S.SSubscript(e.value.id, tuple(self.subscript(i) for i in idx), loc)
         if isinstance(e, (ast.Tuple, ast.List)):
             return S.STuple(tuple(self.expr(i) for i in e.elts), loc)
         raise self.fail(e, f"{type(e).__name__} expressions are not part of the tile language")
+
+
+    def subscript(self, i: ast.expr) -> S.SExpr:
+        """A window index: an expression, or `start:` / `start:stop` (an offset in elements)."""
+        if not isinstance(i, ast.Slice):
+            return self.expr(i)
+        if i.lower is None or i.step is not None:
+            raise self.fail(i, "a window slice is `start:` or `start:stop` (an offset in elements)",
+                            hint="e.g. A[pos:, j] for the window whose first row is element pos")
+        return S.SSlice(self.expr(i.lower), None if i.upper is None else self.expr(i.upper), self.loc(i))
 
 
 def _binop(conv: _Converter, op: ast.operator, node: ast.AST) -> str:

@@ -61,12 +61,20 @@ class SSubscript:
 
 
 @dataclass(frozen=True)
+class SSlice:
+    """`start:` or `start:stop` as a window index: an offset in elements (only inside `T[...]`)."""
+    start: "SExpr"
+    stop: "SExpr | None" = None
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
 class STuple:
     items: tuple["SExpr", ...]
     loc: SourceLoc = _loc()
 
 
-SExpr = Union[SName, SNum, SBin, SUnary, SCall, SSubscript, STuple]
+SExpr = Union[SName, SNum, SBin, SUnary, SCall, SSubscript, STuple, SSlice]
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,16 @@ class SFor:
     loc: SourceLoc = _loc()
 
 
-SStmt = Union[SAssign, SExprStmt, SFor]
+@dataclass(frozen=True)
+class SIf:
+    """`if cond { ... } else { ... }` (`elif`/`else if` nest another SIf in `orelse`)."""
+    cond: SExpr
+    body: tuple["SStmt", ...]
+    orelse: tuple["SStmt", ...] = ()
+    loc: SourceLoc = _loc()
+
+
+SStmt = Union[SAssign, SExprStmt, SFor, SIf]
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,10 @@ class _Converter:
             return S.SAssign(tuple(str(n) for n in targets.children), self.expr(value), self.loc(t))
         if t.data == "expr_stmt":
             return S.SExprStmt(self.call(t.children[0]), self.loc(t))
+        if t.data == "if_stmt":
+            cond, body, orelse = t.children
+            rest = () if orelse is None else self.block(orelse) if orelse.data == "block" else (self.stmt(orelse),)
+            return S.SIf(self.expr(cond), self.block(body), rest, self.loc(t))
         var, it, body = t.children
         return S.SFor(str(var), self.call(it), self.block(body), self.loc(t))
 
@@ -248,6 +252,9 @@ class _Converter:
             return self.call(t)
         if kind == "subscript":
             return S.SSubscript(str(t.children[0]), self.exprs(t.children[1]), loc)
+        if kind == "slice":
+            start, stop = t.children
+            return S.SSlice(self.expr(start), None if stop is None else self.expr(stop), loc)
         if kind == "tuple":
             items = []
             for c in t.children:

@@ -131,15 +131,31 @@ class Interpreter(StmtVisitor):
             env[s.var] = i
             self.block(s.body, env, bid, tiles)
 
+    def visit_ReadScalar(self, s: N.ReadScalar, env, bid, tiles) -> None:
+        arr = self.logical[s.src.tensor]
+        idx = tuple(int(self.scalar(i, env, bid, tiles)) for i in s.src.indices)
+        inside = all(0 <= i < n for i, n in zip(idx, arr.shape))
+        env[s.name] = arr[idx].item() if inside else _as(np.asarray(0), self.tk.scalars[s.name].dtype).item()
+
+    def visit_If(self, s: N.If, env, bid, tiles) -> None:
+        self.block(s.body if self.scalar(s.cond, env, bid, tiles) else s.orelse, env, bid, tiles)
+
     def window(self, ref: N.GlobalRef, shape: tuple[int, ...], env, bid, tiles):
-        """Index arrays and an in-bounds mask for a tile-indexed window."""
+        """Index arrays and an in-bounds mask for a window (tile indices or element offsets)."""
         arr = self.logical[ref.tensor]
         full = (1,) * (arr.ndim - len(shape)) + tuple(shape)
-        starts = [int(self.scalar(i, env, bid, tiles)) * e for i, e in zip(ref.indices, full)]
+        starts, bounds = [], []
+        for i, e, n in zip(ref.indices, full, arr.shape):
+            if isinstance(i, N.ElemOffset):
+                starts.append(int(self.scalar(i.start, env, bid, tiles)))
+                bounds.append(n if i.stop is None else min(n, int(self.scalar(i.stop, env, bid, tiles))))
+            else:
+                starts.append(int(self.scalar(i, env, bid, tiles)) * e)
+                bounds.append(n)
         ranges = [np.arange(s, s + e) for s, e in zip(starts, full)]
         grids = np.meshgrid(*ranges, indexing="ij")
         mask = np.ones(full, bool)
-        for g, n in zip(grids, arr.shape):
+        for g, n in zip(grids, bounds):
             mask &= (g >= 0) & (g < n)
         clipped = tuple(np.clip(g, 0, max(n - 1, 0)) for g, n in zip(grids, arr.shape))
         return arr, clipped, mask, full

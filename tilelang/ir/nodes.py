@@ -15,8 +15,10 @@ Vocabulary
 * Global tensors are kernel parameters; they are only touched by `Copy` and
   `Dequant`, through a `GlobalRef` whose indices are *tile indices*: the tile's
   shape, padded with leading 1s to the tensor's rank, times the index gives the
-  element offset of the window.  Elements of a window that fall outside the
-  tensor read as `pad` (default 0) and are never written.
+  element offset of the window (an `ElemOffset` index gives it in elements, in a
+  copy).  Elements of a window that fall outside the tensor read as `pad`
+  (default 0) and are never written.  `ReadScalar` reads one element into a scalar.
+* `If` runs one of two blocks on a scalar condition.
 """
 from __future__ import annotations
 
@@ -204,6 +206,16 @@ SCOPES = ("register", "shared")
 
 
 @dataclass(frozen=True)
+class ElemOffset:
+    """A window index given in elements (`A[pos:, j]`, `A[pos:stop, j]`): on this axis the window
+    covers elements `start .. start + extent - 1`, and elements at or past `stop` (when given)
+    count as outside the tensor (read as pad, never written).  Only inside `GlobalRef.indices`."""
+    start: Expr
+    stop: Expr | None = None
+    loc: SourceLoc = _loc()
+
+
+@dataclass(frozen=True)
 class GlobalRef:
     """A tile-indexed window of a global tensor parameter (see module docstring)."""
     tensor: str
@@ -335,7 +347,38 @@ class For:
         return frozenset().union(*(s.writes() for s in self.body))
 
 
-Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For]
+@dataclass(frozen=True)
+class ReadScalar:
+    """`name = T[i, j, ...]`: bind a scalar to one element of a global tensor (one index per dim, in
+    elements), a value every thread of the block agrees on.  An index outside the tensor reads 0."""
+    name: str
+    src: GlobalRef
+    loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return frozenset({self.src.tensor})
+
+    def writes(self) -> frozenset:
+        return frozenset()
+
+
+@dataclass(frozen=True)
+class If:
+    """`if cond { body } else { orelse }` on a scalar condition (the same for every thread of a block):
+    runs one branch.  Names defined in a branch are local to it."""
+    cond: Expr
+    body: tuple["Stmt", ...]
+    orelse: tuple["Stmt", ...] = ()
+    loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return _names(self.cond).union(*(s.reads() for s in self.body + self.orelse))
+
+    def writes(self) -> frozenset:
+        return frozenset().union(*(s.writes() for s in self.body + self.orelse))
+
+
+Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For, ReadScalar, If]
 
 
 # ----------------------------------------------------------------------------- kernels

@@ -48,6 +48,8 @@ def expr_str(e) -> str:
         return f"full({e.dtype}[{', '.join(map(expr_str, e.shape))}], {expr_str(e.value)})"
     if isinstance(e, N.Transpose):
         return f"trans({expr_str(e.x)})"
+    if isinstance(e, N.ElemOffset):
+        return f"{expr_str(e.start)}:{'' if e.stop is None else expr_str(e.stop)}"
     if isinstance(e, N.GlobalRef):
         return f"{e.tensor}[{', '.join(map(expr_str, e.indices))}]"
     return repr(e)
@@ -63,6 +65,8 @@ def stmt_lines(s: N.Stmt, typed=None, indent: str = "    ") -> list[str]:
 
     if isinstance(s, N.Let):
         return [f"{indent}{s.name} = {expr_str(s.value)};"]
+    if isinstance(s, N.ReadScalar):
+        return [f"{indent}{s.name} = {expr_str(s.src)};"]
     if isinstance(s, N.Alloc):
         extra = "" if s.init is None else f", init={expr_str(s.init)}"
         extra += "" if s.layout is None else f", layout={s.layout}"
@@ -78,6 +82,15 @@ def stmt_lines(s: N.Stmt, typed=None, indent: str = "    ") -> list[str]:
     if isinstance(s, N.Dequant):
         zero = "" if s.zero is None else f", zero={s.zero}"
         return [f"{indent}dequant({expr_str(s.src)}, {s.dst.name}, scale={s.scale}, group={expr_str(s.group)}{zero});"]
+    if isinstance(s, N.If):
+        lines = [f"{indent}if {expr_str(s.cond)} {{"]
+        for b in s.body:
+            lines += stmt_lines(b, typed, indent + "    ")
+        if s.orelse:
+            lines.append(f"{indent}}} else {{")
+            for b in s.orelse:
+                lines += stmt_lines(b, typed, indent + "    ")
+        return lines + [f"{indent}}}"]
     if isinstance(s, N.For):
         it = "range" if s.stages is None else "pipelined"
         st = "" if s.stages is None else f", stages={expr_str(s.stages)}"

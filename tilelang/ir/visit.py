@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 from . import nodes as N
 
 _EXPR_TYPES = (N.Const, N.Var, N.TileRef, N.BlockId, N.BinOp, N.Unary, N.Cast, N.Where,
-               N.Reduce, N.Broadcast, N.Iota, N.Full, N.Transpose)
+               N.Reduce, N.Broadcast, N.Iota, N.Full, N.Transpose, N.ElemOffset)
 
 
 def _map_field(v, fn):
@@ -42,7 +42,7 @@ def rewrite_stmt(s: N.Stmt, fn: Callable, stmt_fn: Callable | None = None) -> N.
         if f.name == "loc":
             continue
         v = getattr(s, f.name)
-        if f.name == "body":
+        if f.name in ("body", "orelse"):  # nested statements (loops, both branches of an if)
             nv = tuple(rewrite_stmt(b, fn, stmt_fn) for b in v)
         else:
             nv = _map_field(v, fn)
@@ -60,6 +60,8 @@ def walk_stmts(body: tuple[N.Stmt, ...]) -> Iterator[N.Stmt]:
         yield s
         if isinstance(s, N.For):
             yield from walk_stmts(s.body)
+        elif isinstance(s, N.If):
+            yield from walk_stmts(s.body + s.orelse)
 
 
 def sub_exprs(e) -> Iterator:

@@ -649,7 +649,53 @@ def _in_pipeline(st: _State, s: N.Stmt) -> bool:
     return False
 
 
+def _divisible(e, n: int) -> bool:
+    """Whether scalar expression `e` is provably a multiple of `n` (for every value of its names)."""
+    if n == 1:
+        return True
+    if isinstance(e, N.Const):
+        return isinstance(e.value, int) and e.value % n == 0
+    if isinstance(e, N.BinOp) and e.op == "mul":
+        return _divisible(e.lhs, n) or _divisible(e.rhs, n)
+    if isinstance(e, N.BinOp) and e.op in ("add", "sub"):
+        return _divisible(e.lhs, n) and _divisible(e.rhs, n)
+    if isinstance(e, N.BinOp) and e.op == "shl" and isinstance(e.rhs, N.Const) and isinstance(e.rhs.value, int):
+        return _divisible(e.lhs, n) or (1 << e.rhs.value) % n == 0
+    return False
+
+
+def _offset_vector(ref: N.GlobalRef, vec: int) -> int:
+    """The widest run a window with element offsets allows: runs of the last axis are vector accesses
+    only where its offset is provably a multiple of the run and no `stop` cuts it (rows given by
+    element offsets leave the runs alone); narrower (down to one element) otherwise."""
+    last = ref.indices[-1]
+    if not isinstance(last, N.ElemOffset):
+        return vec
+    if last.stop is not None:
+        return 1
+    while vec > 1 and not _divisible(last.start, vec):
+        vec //= 2
+    return vec
+
+
 def _copy_plan(st: _State, i: int, s: N.Copy):
+    """The plan of a copy; windows with element offsets narrow it (`_offset_vector`)."""
+    plan, cost = _tile_copy_plan(st, i, s)
+    ref = s.src if isinstance(s.src, N.GlobalRef) else s.dst if isinstance(s.dst, N.GlobalRef) else None
+    if ref is None or _offset_vector(ref, plan.vector) == plan.vector:
+        return plan, cost
+    vec = _offset_vector(ref, plan.vector)
+    p = st.tk.tensor(ref.tensor)
+    op, role = ("ld", "load") if ref is s.src else ("st", "store")
+    if plan.mapping is None and ref is s.src:  # global -> shared moves whole 16-byte chunks or single elements
+        vec = 1
+        instrs = (_global_instr("ld", 1, p.dtype, "load"), Instr("st.shared", "store", 1))
+    else:
+        instrs = (_global_instr(op, vec, p.dtype, role),) + plan.instrs[1:]
+    return dataclasses.replace(plan, instrs=instrs, vector=vec), cost
+
+
+def _tile_copy_plan(st: _State, i: int, s: N.Copy):
     src, dst = s.src, s.dst
     reg = lambda x: isinstance(x, N.TileRef) and st.is_reg(x.name) and x.name in st.maps  # noqa: E731
     cost = Cost()
@@ -937,3 +983,5 @@ register(N.Copy, infer=_copy_infer, plan=_copy_plan, validate=_validate_copy)
 register(N.Dequant, infer=_dequant_infer, plan=_dequant_plan)
 register(N.Let)
 register(N.For)
+register(N.ReadScalar)
+register(N.If)

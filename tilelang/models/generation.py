@@ -82,7 +82,7 @@ def decode_step(model: Model, state: DecodeState, params: SamplingParams) -> Non
     p = Pass(ids, state.cur.view(-1), state.slots.view(state.batch, c.kv_heads, 2), state.batch, 1, lens=state.pos)
     model.forward(p, state.cache, state.logits)
     nxt = lib.torch_op("sample", sample, state.logits, params)
-    lib.torch_op("index_put_", state.tokens.view(-1).index_put_, (state.tok[1],), nxt)
+    lib("scatter_rows", nxt.view(-1, 1), state.tokens.view(-1, 1), state.tok[1])
 
 
 class CapturedStep:

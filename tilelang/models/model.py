@@ -6,13 +6,14 @@ sequences, from position 0) or decode (one token per sequence).  Per layer:
     qkv  = norm1(h) @ Wqkv^T (+ b)           [M, C], grouped per kv head (tilelang/models/weights.py); at
                                              decode one kernel (norm_linear.tile), in prefill two
     rotary_qk(qkv)                           (Llama: queries and keys, rows gathered by position)
-    cache[rows of p.slots] = keys, values    (torch index_put_)
+    cache[rows of p.slots] = keys, values    (kv_append_slots)
     o    = attention(qkv, cache)             prefill: attention_prefill_qkv; decode: attention_decode(_split)_lens
     h    = h + o @ Wo^T (+ b)                a linear kernel with the residual as its epilogue
     h    = h + mlp(norm2(h))                 (gpt2.py, llama.py)
 
-and at the end `logits = norm(h) @ W_head^T` on the rows asked for.  torch only allocates, views and
-gathers here (Library.torch_op, listed in docs/MODELS.md); the KV cache is
+and at the end `logits = norm(h) @ W_head^T` on the rows asked for; gathers (embedding rows, position
+rows, the logit rows) are the embedding kernel.  torch only allocates and views here (Library.torch_op
+lists the rest, docs/MODELS.md); the KV cache is
 [layers, 2, B, HKV, MAXS, D], one layer's keys and values side by side.
 """
 from __future__ import annotations
@@ -209,8 +210,13 @@ class Model:
         return torch.zeros(c.layers, 2, batch, c.kv_heads, maxs, c.head_dim, dtype=self.dtype, device=self.device)
 
     def gather(self, table: torch.Tensor, index: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Rows of `table` (an embedding or a position table): a gather the language cannot express yet."""
-        return self.lib.torch_op("index_select", torch.index_select, table, 0, index, out=out)
+        """Rows of `table` (an embedding or a position table, the hidden rows, or the elements of a 1-d
+        buffer) at the indices `index` holds: the library's embedding kernel (kernels/embedding.tile)."""
+        rows = table if table.dim() == 2 else table.view(-1, 1)
+        if out is None:
+            out = torch.empty(index.shape[0], *table.shape[1:], dtype=table.dtype, device=table.device)
+        self.lib("embedding", index, rows, out.view(index.shape[0], rows.shape[1]))
+        return out
 
     def forward(self, p: Pass, cache: torch.Tensor, logits: torch.Tensor,
                 logit_rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -243,9 +249,8 @@ class Model:
         return qkv.view(-1, c.kv_heads, c.group + 2, c.head_dim)
 
     def write_cache(self, layer_cache: torch.Tensor, qkv: torch.Tensor, slots: torch.Tensor) -> None:
-        """The pass's keys and values into their cache rows: a scatter the language cannot express yet."""
-        new = self.grouped(qkv)[:, :, self.config.group:]  # [M, HKV, 2, D]: key, value
-        self.lib.torch_op("index_put_", layer_cache.view(-1, self.config.head_dim).index_put_, (slots,), new)
+        """The pass's keys and values into their cache rows (kernels/kv_cache.tile's kv_append_slots)."""
+        self.lib("kv_append_slots", self.grouped(qkv), layer_cache.view(-1, self.config.head_dim), slots)
 
     def splits(self, batch: int, maxs: int, bn: int) -> int:
         """Split-KV decode: enough splits of the cache for the (batch, kv head) blocks to fill the GPU."""

@@ -111,6 +111,18 @@ def _check_body(tk: TypedKernel, body: tuple[N.Stmt, ...]) -> None:
             _check_gemm(tk, s)
         elif isinstance(s, N.Dequant):
             _check_dequant(tk, s)
+        elif isinstance(s, N.ReadScalar):
+            _check_read_scalar(tk, s)
+        elif isinstance(s, N.If):
+            ct = tk.type_of(s.cond)
+            if not isinstance(ct, ScalarType):
+                raise TileError(f"an if condition must be a scalar, got {ct}", s.cond.loc,
+                                hint="choose per element with where(cond, a, b)")
+            if ct.dtype.is_float:
+                raise TileError(f"an if condition must be a bool or an integer, got {ct}", s.cond.loc,
+                                hint="compare it, e.g. if x > 0.0 { ... }")
+            _check_body(tk, s.body)
+            _check_body(tk, s.orelse)
         elif isinstance(s, N.For):
             _expect_int_scalar(tk, s.start, "a loop bound")
             _expect_int_scalar(tk, s.stop, "a loop bound")
@@ -132,9 +144,24 @@ def _shape(dims: tuple[N.Expr, ...], what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _check_read_scalar(tk: TypedKernel, s: N.ReadScalar) -> None:
+    t = tk.tensor(s.src.tensor)
+    if t.dtype.is_packed or t.storage != "plain":
+        raise TileError(f"cannot read a scalar from packed tensor '{t.name}'", s.src.loc,
+                        hint="scalars are read from plain tensors (i32, i64, f32, ...)")
+    for i in s.src.indices:
+        _expect_int_scalar(tk, i, "an element index")
+    tk.scalars[s.name] = ScalarType(t.dtype)
+
+
 def _window(tk: TypedKernel, ref: N.GlobalRef, tile: TileType) -> None:
     t = tk.tensor(ref.tensor)
     for i in ref.indices:
+        if isinstance(i, N.ElemOffset):
+            _expect_int_scalar(tk, i.start, "a window's element offset")
+            if i.stop is not None:
+                _expect_int_scalar(tk, i.stop, "a window's stop")
+            continue
         _expect_int_scalar(tk, i, "a tile index")
     if len(tile.shape) > len(t.dims):
         raise TileError(f"a {len(tile.shape)}-d tile does not fit {len(t.dims)}-d tensor '{t.name}'", ref.loc)
@@ -151,6 +178,10 @@ def _check_copy(tk: TypedKernel, s: N.Copy) -> None:
             if x is s.dst and tk.tensor(x.tensor).dtype.is_packed:
                 raise TileError(f"cannot store into packed tensor '{x.tensor}'", s.loc,
                                 hint="pack weights on the host with tilelang.quant.pack")
+            offset = next((i for i in x.indices if isinstance(i, N.ElemOffset)), None)
+            if offset is not None and tk.tensor(x.tensor).dtype.is_packed:
+                raise TileError(f"windows of packed tensor '{x.tensor}' are tile-indexed; an element offset is "
+                                "not supported here", offset.loc, hint="index the window by tiles, e.g. Q[i, j]")
     if s.pad is not None and not isinstance(tk.type_of(s.pad), ScalarType):
         raise TileError("pad must be a scalar", s.pad.loc)
 

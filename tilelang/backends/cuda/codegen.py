@@ -179,6 +179,31 @@ class KernelGen(ElementwiseEmitter, ReduceEmitter, CopyEmitter, GemmEmitter, Deq
         self.kinds[s.name] = v.kind
         self.line(f"const {ct} {cname(s.name)} = {v.code};")
 
+    def visit_If(self, s: N.If) -> None:
+        """A branch on a block-uniform condition: each branch starts and ends at a barrier, so the
+        ordering of shared and global accesses holds whichever branch ran (barriers in a branch every
+        thread takes are legal)."""
+        cond = self.ex.scalar(s.cond)
+        for i, branch in enumerate((s.body, s.orelse)):
+            if i and not branch:
+                break
+            with self.scope(f"if ({cond.code})" if i == 0 else "else"):
+                self.barrier()
+                self.stmts(branch)
+                self.barrier()
+
+    def visit_ReadScalar(self, s: N.ReadScalar) -> None:
+        """Every thread loads the element itself (one address: a broadcast); 0 outside the tensor."""
+        p = self.tk.tensor(s.src.tensor)
+        idx = [f"(long long)({self.ex.scalar(i).code})" for i in s.src.indices]
+        dims = [str(d) if isinstance(d, int) else cname(d) for d in p.dims]
+        inside = " && ".join(f"tl::in_range({i}, {d})" for i, d in zip(idx, dims))
+        off = " + ".join(f"{i} * {cname(p.name)}st{a}" for a, i in enumerate(idx))
+        self.kinds[s.name] = ctype.kind(p.dtype)
+        value = ctype.to_compute(f"{cname(p.name)}[{off}]", p.dtype)
+        self.line(f"const {ctype.compute(p.dtype)} {cname(s.name)} = ({inside}) ? {value} : "
+                  f"{ctype.literal(0, p.dtype)};")
+
 
 def _show(e: N.Expr) -> str:
     if isinstance(e, N.Const):

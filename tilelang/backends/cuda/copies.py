@@ -15,7 +15,8 @@ from .expr import cname
 
 @dataclass
 class Window:
-    """A tile-indexed window of a global tensor: start of each dim, dims, strides (C names)."""
+    """A window of a global tensor: start of each dim, bound of each dim (the tensor's dim, or less
+    where an element-offset window has a stop), strides (C names)."""
     tensor: N.TensorParam
     full: tuple[int, ...]
     starts: list[str]
@@ -113,12 +114,19 @@ class CopyEmitter(Emitter):
         full = (1,) * (len(p.dims) - len(shape)) + tuple(shape)
         w = self.fresh("w")
         starts = []
-        for i, (idx, ext) in enumerate(zip(ref.indices, full)):
-            v = self.ex.scalar(idx)
-            name = f"{w}_{i}"
-            self.line(f"const long long {name} = (long long)({v.code}) * {ext};")
-            starts.append(name)
         dims = [str(d) if isinstance(d, int) else cname(d) for d in p.dims]
+        for i, (idx, ext) in enumerate(zip(ref.indices, full)):
+            name = f"{w}_{i}"
+            if isinstance(idx, N.ElemOffset):  # starts at an element; a stop bounds the axis like its edge
+                self.line(f"const long long {name} = (long long)({self.ex.scalar(idx.start).code});")
+                if idx.stop is not None:
+                    bound = f"{w}_b{i}"
+                    self.line(f"const long long {bound} = tl::min_ll((long long)({dims[i]}), "
+                              f"(long long)({self.ex.scalar(idx.stop).code}));")
+                    dims[i] = bound
+            else:
+                self.line(f"const long long {name} = (long long)({self.ex.scalar(idx).code}) * {ext};")
+            starts.append(name)
         return Window(p, full, starts, dims, [f"{cname(p.name)}st{i}" for i in range(len(p.dims))],
                       len(p.dims) - len(shape))
 

@@ -201,7 +201,7 @@ def _plan_tma(tk: TypedKernel, plan: Plan, offset: int) -> int:
 def _pipeline(tk: TypedKernel, loop: N.For) -> Pipeline | None:
     if loop.stages is None or not isinstance(loop.stages, N.Const) or loop.stages.value < 2:
         return None
-    defined_inside = {s.name for s in walk_stmts(loop.body) if isinstance(s, (N.Let, N.Alloc, N.Assign))}
+    defined_inside = {s.name for s in walk_stmts(loop.body) if isinstance(s, (N.Let, N.Alloc, N.Assign, N.ReadScalar))}
     lets: dict[str, N.Let] = {}
     producers: list[N.Copy] = []
     ringed: list[N.Stmt] = []
@@ -210,6 +210,8 @@ def _pipeline(tk: TypedKernel, loop: N.For) -> Pipeline | None:
     for s in loop.body:
         if isinstance(s, N.Let):
             lets[s.name] = s
+        elif _offset_window(s):
+            pass  # element offsets and stops: loaded where it stands (no ring, cp.async or TMA ahead of time)
         elif _ringable(tk, s) and _depends_only_on(s, loop.var, lets, defined_inside):
             ringed.append(s)  # stays a consumer too: it reads its stage where it stands
         elif (isinstance(s, N.Copy) and isinstance(s.src, N.GlobalRef)
@@ -242,6 +244,12 @@ def _pipeline(tk: TypedKernel, loop: N.For) -> Pipeline | None:
             return None
     return Pipeline(loop.stages.value, tuple(producers), _lets_needed(producers + ringed, lets), tuple(consumers),
                     tuple(ringed))
+
+
+def _offset_window(s: N.Stmt) -> bool:
+    """A copy or dequant whose global window has an element offset (`A[pos:, j]`)."""
+    refs = [x for x in (getattr(s, "src", None), getattr(s, "dst", None)) if isinstance(x, N.GlobalRef)]
+    return any(isinstance(i, N.ElemOffset) for r in refs for i in r.indices)
 
 
 def _ringable(tk: TypedKernel, s: N.Stmt) -> bool:

@@ -99,6 +99,10 @@ def initial_value_read(body, name: str) -> bool:
             if initial_value_read(s.body, name):
                 return True
             continue
+        if isinstance(s, N.If):  # a branch may not run: its writes do not count
+            if initial_value_read(s.body, name) or initial_value_read(s.orelse, name):
+                return True
+            continue
         if name in s.reads():
             return True
         if name in s.writes():
@@ -121,6 +125,10 @@ class _Lowering(Emitter, StmtVisitor):
             self.nonneg.add(s.name)
         if self.is_tensor(s.value):
             self.tensors.add(s.name)
+
+    def visit_ReadScalar(self, s: N.ReadScalar) -> None:
+        self.line(f"{self.names[s.name]} = {memory.read_scalar(self, s.src)}")
+        self.tensors.add(s.name)
 
     def visit_Alloc(self, s: N.Alloc) -> None:
         t = self.tk.tiles[s.name]
@@ -169,6 +177,24 @@ class _Lowering(Emitter, StmtVisitor):
     def visit_Dequant(self, s: N.Dequant) -> None:
         check_pow2(self.tk.tiles[s.dst.name].shape, f"tile '{s.dst.name}'", s.dst.loc)
         self.line(f"{self.names[s.dst.name]} = {strip_parens(memory.dequant(self, s))}")
+
+    def visit_If(self, s: N.If) -> None:
+        """A Python `if` on a scalar: Triton compiles it to a branch (scf.if); tiles a branch updates are
+        defined before it, so both paths leave them with one type."""
+        self.line(f"if {strip_parens(self.expr(s.cond).code)}:")
+        for branch in (s.body, s.orelse):
+            if branch is s.orelse:
+                if not branch:
+                    break
+                self.line("else:")
+            self.depth += 1
+            before = len(self.lines)
+            nonneg = set(self.nonneg)
+            self.stmts(branch)
+            self.nonneg = nonneg  # names bound in a branch are local to it
+            if all(line.lstrip().startswith("#") for line in self.lines[before:]):
+                self.line("pass")
+            self.depth -= 1
 
     def visit_For(self, s: N.For) -> None:
         lo, hi = self.expr(s.start).code, self.expr(s.stop).code

@@ -49,8 +49,14 @@ def window(em: Emitter, ref: N.GlobalRef, shape: tuple[int, ...]) -> Window:
     full = (1,) * (rank - t) + tuple(shape)
     offs, vecs, dim_terms = [], [], []
     for d, (idx, ext, dim) in enumerate(zip(ref.indices, full, p.dims)):
+        stop = None
+        if isinstance(idx, N.ElemOffset):  # an element offset: the start itself, bounded by `stop` too
+            stop = None if idx.stop is None else em.expr(idx.stop).code
+            idx, ext_scale = idx.start, 1
+        else:
+            ext_scale = ext
         c = const_value(idx)
-        in_bounds = isinstance(c, int) and isinstance(dim, int) and 0 <= c and (c + 1) * ext <= dim
+        in_bounds = stop is None and isinstance(c, int) and isinstance(dim, int) and 0 <= c and c * ext_scale + ext <= dim
         checks_low = not em.is_nonneg(idx)
         if d < rank - t:  # a leading dim: a scalar index
             code = em.expr(idx).code
@@ -58,16 +64,18 @@ def window(em: Emitter, ref: N.GlobalRef, shape: tuple[int, ...]) -> Window:
             vecs.append(None)
         else:
             if isinstance(c, int):
-                start = f"{c * ext} + " if c else ""
+                start = f"{c * ext_scale} + " if c else ""
             else:
                 i = em.expr(idx).code
-                start = f"{i} + " if ext == 1 else f"{i} * {ext} + "
+                start = f"{i} + " if ext_scale == 1 else f"{i} * {ext_scale} + "
             vec = em.fresh("o")
             em.line(f"{vec} = {start}tl.arange(0, {ext})")
             code = vec + expand(d - (rank - t), t)
             offs.append(code)
             vecs.append(vec)
         checks = [] if in_bounds else [f"({code} < {dim_code(em, dim)})"] + ([f"({code} >= 0)"] if checks_low else [])
+        if stop is not None:
+            checks.append(f"({code} < {stop})")
         dim_terms.append(tuple(checks))
     return Window(p, tuple(offs), tuple(vecs), _mask(em, dim_terms, rank - t, tuple(shape)), tuple(dim_terms))
 
@@ -90,6 +98,17 @@ def _mask(em: Emitter, dim_terms, lead: int, shape: tuple[int, ...]) -> str | No
 def _ptr(em: Emitter, w: Window) -> str:
     off = _horner(em, w.offs, w.tensor.dims)
     return em.names[w.tensor.name] + ("" if off is None else f" + ({off})")
+
+
+def read_scalar(em: Emitter, ref: N.GlobalRef) -> str:
+    """Code for one element of a tensor at element indices (a 0-d block), 0 where they fall outside it."""
+    p = em.tk.tensor(ref.tensor)
+    offs = [em.expr(i).code for i in ref.indices]
+    checks = [f"({o} < {dim_code(em, d)})" for o, d in zip(offs, p.dims)]
+    checks += [f"({o} >= 0)" for o, i in zip(offs, ref.indices) if not em.is_nonneg(i)]
+    off = _horner(em, [o if o == "0" else f"({o})" for o in offs], p.dims)
+    ptr = em.names[p.name] + ("" if off is None else f" + ({off})")
+    return f"tl.load({ptr}, mask={' & '.join(checks)}, other=0)"
 
 
 def convert(code: str, have: DType, want: DType) -> str:

@@ -37,8 +37,8 @@ class Names:
         for p in kernel.scalars:
             self._add(p.name, "s_", p.loc)
         for s in walk_stmts(kernel.body):
-            if isinstance(s, (N.Let, N.For)):
-                self._add(s.name if isinstance(s, N.Let) else s.var, "s_", s.loc)
+            if isinstance(s, (N.Let, N.For, N.ReadScalar)):
+                self._add(s.var if isinstance(s, N.For) else s.name, "s_", s.loc)
             elif isinstance(s, (N.Alloc, N.Assign)):
                 self._add(s.name, "t_", s.loc)
 

@@ -31,11 +31,11 @@ def template(name: str):
 
 @dataclass
 class Window:
-    """A tile-indexed window of a global tensor, one start per tensor axis."""
+    """A window of a global tensor (tile indices or element offsets), one start per tensor axis."""
     tensor: N.TensorParam
     starts: list[tuple[str, str]]  # let-bound (name, value) of each axis' first element
     extents: tuple[int, ...]  # the tile shape padded with leading 1s
-    dims: tuple[str, ...]  # the tensor's (logical) extents
+    dims: tuple[str, ...]  # the tensor's (logical) extents, less where an element-offset window has a stop
 
     def element(self, idx: tuple[str, ...]) -> list[str]:
         lead = len(self.extents) - len(idx)
@@ -119,11 +119,16 @@ class Lowering(StmtVisitor):
         extents = (1,) * (len(p.dims) - len(shape)) + tuple(shape)
         em = self.emitter(lambda n, i: n)
         starts = []
+        dims = [str(d) if isinstance(d, int) else dim_name(d) for d in p.dims]
         for a, (i, e) in enumerate(zip(ref.indices, extents)):
+            if isinstance(i, N.ElemOffset):  # starts at an element; a stop bounds the axis like its edge
+                starts.append((self.fresh(f"w{a}_"), cast(em.value(i.start), "int32").text))
+                if i.stop is not None:
+                    dims[a] = f"T.min({dims[a]}, {cast(em.value(i.stop), 'int32').text})"
+                continue
             v = cast(em.value(i), "int32").text
             starts.append((self.fresh(f"w{a}_"), v if e == 1 else f"{v} * {e}"))
-        dims = tuple(str(d) if isinstance(d, int) else dim_name(d) for d in p.dims)
-        return Window(p, starts, extents, dims)
+        return Window(p, starts, extents, tuple(dims))
 
     def load_global(self, p: N.TensorParam, elem: list[str]) -> Val:
         """An element of a global tensor; packed sub-byte fields are unpacked from their bytes."""
@@ -170,6 +175,33 @@ class Lowering(StmtVisitor):
         self.names[s.name] = Val(name, tdt)
         return self.c.let(name, v.text, self.comment(s))
 
+    def visit_If(self, s: N.If) -> str:
+        em = self.emitter(lambda n, i: n)
+        lines = [self.comment(s), f"if {em.value(s.cond).text}:"]
+        lines.append(_indent(self.branch(s.body) or "T.evaluate(0)"))
+        if s.orelse:
+            lines += ["else:", _indent(self.branch(s.orelse) or "T.evaluate(0)")]
+        return "\n".join(lines)
+
+    def branch(self, body: tuple[N.Stmt, ...]) -> str:
+        """One branch of an if (targets keep what they need around it by overriding this)."""
+        return self.block(body)
+
+    def visit_ReadScalar(self, s: N.ReadScalar) -> str:
+        """One element at clamped indices, selected only where the indices are inside the tensor (else 0)."""
+        p = self.tk.tensor(s.src.tensor)
+        tdt = tir_dtype(p.dtype)
+        em = self.emitter(lambda n, i: n)
+        dims = tuple(str(d) if isinstance(d, int) else dim_name(d) for d in p.dims)
+        idx = [cast(em.value(i), "int64").text for i in s.src.indices]
+        inside = " and ".join(f"0 <= {i} and {i} < {d}" for i, d in zip(idx, dims))
+        clamped = [f"T.max(T.min({i}, T.int64({d}) - 1), T.int64(0))" for i, d in zip(idx, dims)]
+        zero = cast(Val("T.int32(0)", "int32"), tdt).text
+        v = f"T.if_then_else({inside}, {self.load_global(p, clamped).text}, {zero})"
+        name = "v_" + s.name
+        self.names[s.name] = Val(name, tdt)
+        return self.c.let(name, v, self.comment(s))
+
     def visit_For(self, s: N.For) -> str:
         em = self.emitter(lambda n, i: n)
         lo, hi = cast(em.value(s.start), "int32").text, cast(em.value(s.stop), "int32").text
@@ -195,6 +227,10 @@ class Lowering(StmtVisitor):
         return {"sum": "T.float32(0.0)" if cd == "float32" else f"T.{cd}(0)",
                 "max": f'T.{cd}("-inf")' if cd == "float32" else f"T.min_value(\"{cd}\")",
                 "min": f'T.{cd}("inf")' if cd == "float32" else f"T.max_value(\"{cd}\")"}[op]
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line if line else line for line in text.split("\n"))
 
 
 def combine(op: str, a: str, b: str) -> str:

@@ -89,6 +89,7 @@ class CudaLowering(Lowering):
         self.dirty: set = set()  # mirrored tiles written since their mirror was last rewritten
         self.read_mirrors: set = set()  # mirrors read by the statements lowered so far (of this loop body)
         self.flush: set = set()  # mirrors the statement being lowered reads
+        self.if_states: list = []  # per enclosing if: (mirrors stale at its start, stale after a branch)
 
     def generate(self) -> str:
         body = self.block(self.tk.kernel.body) or "T.evaluate(0)"
@@ -376,7 +377,8 @@ class CudaLowering(Lowering):
             inner = list(walk_stmts(loop.body))
             if any(isinstance(x, N.Copy) and isinstance(x.dst, N.GlobalRef) for x in inner):
                 continue
-            bound = {x.name for x in inner if isinstance(x, N.Let)} | {x.var for x in inner if isinstance(x, N.For)}
+            bound = {x.name for x in inner if isinstance(x, (N.Let, N.ReadScalar))} | \
+                {x.var for x in inner if isinstance(x, N.For)}
             for s in loop.body:
                 if not self.async_copyable(s) or _names(s.src) & bound:
                     continue
@@ -385,6 +387,24 @@ class CudaLowering(Lowering):
                 if writers == [s] and all(any(u is x for x in inner) for u in users):
                     out[s.dst.name] = int(loop.stages.value)
         return out
+
+    def visit_If(self, s: N.If) -> str:
+        """Both branches start from the mirrors' state before the if; after it a mirror is stale if it is
+        on either path (a missing else is the path that leaves the state as it was)."""
+        entry = set(self.dirty)
+        self.if_states.append((entry, set() if s.orelse else set(entry)))
+        text = super().visit_If(s)
+        self.dirty = self.if_states.pop()[1]
+        return text
+
+    def branch(self, body: tuple[N.Stmt, ...]) -> str:
+        """A branch of an if, between barriers (the condition is block-uniform); the register mirrors it
+        reads are rewritten at its start if stale, and those it dirties at its end, as for a loop body."""
+        entry, after = self.if_states[-1]
+        self.dirty = set(entry)
+        pre, text = self.loop_body(lambda: self.block(body))
+        after |= self.dirty
+        return "\n".join(filter(None, [pre, self.m.sync(), text, self.m.sync()]))
 
     def visit_For(self, s: N.For) -> str:
         issue = [x for x in s.body if isinstance(x, N.Copy) and isinstance(x.dst, N.TileRef)
