@@ -100,7 +100,8 @@ def build(src_dir: str | Path, backend: str = "triton", out: Path = Path("build"
                             "load": str(artifact.relative_to(out)) if artifact else None,
                             "consts": {k: str(v) for k, v in tk.consts.items()}})
         except Unsupported as e:  # another backend takes it: listed, not a failed build
-            results.append(Result(f, name, "unsupported", error=e.render()))
+            where = f"{e.loc.file}:{e.loc.line}:{e.loc.col}" if e.loc else str(f)
+            results.append(Result(f, name, "unsupported", error=f"{name} ({where}): {e.message}"))
         except TileError as e:
             results.append(Result(f, name, "failed", time.perf_counter() - t0, error=e.render()))
         except Exception as e:  # a backend/toolchain failure: report it with the kernel it came from
@@ -137,6 +138,6 @@ def _summary(results: list[Result], backend: str, target: str, out: Path) -> Non
               "(install the CUDA toolkit here and build again to embed cubins/fatbins).")
     for r in results:
         if r.status == "unsupported":
-            print(f"note: {r.error.splitlines()[0]}", file=sys.stderr)
+            print(f"note: not built for {backend}: {r.error}", file=sys.stderr)
     for r in failed:
         print(r.error, file=sys.stderr)
