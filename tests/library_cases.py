@@ -217,3 +217,34 @@ def args_quant_fused(kind):
         wu, su, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
         return [x, rand(rng, (k,), dt), w, s, wu, su, poisoned((m, n), dt), 1e-5], consts
     return make
+
+
+def args_splitk(kind):
+    """Split-K partial sums (kernels/splitk.tile) into a poisoned f32 workspace: more splits than K
+    tiles at the small K, so trailing splits have no tiles and must write zeros."""
+    def make(rng, dt):
+        m = odd(rng, 1, 1 if kind == "gemv_wNa16" else 15)
+        k, n, ns = odd(rng, 33, 90), odd(rng, 17, 40), 4
+        x, p = rand(rng, (m, k), dt), poisoned((ns, m, n), "f32")
+        if kind == "gemv":
+            return [x, rand(rng, (n, k), dt, 0.3), p], dict(BN=16, BK=16)
+        w, s, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
+        return [x, w, s, p], dict(TW="i4", G=32, BN=16, BK=16 if kind == "gemm_wNa16" else 32)
+    return make
+
+
+def args_splitk_sum(extra):
+    """splitk_sum[_bias][_residual]: NS f32 partials reduced in order, then the epilogue."""
+    def make(rng, dt):
+        ns, m, n = 3, odd(rng, 1, 5), odd(rng, 33, 90)
+        args = [rand(rng, (ns, m, n), "f32")] + ([rand(rng, (n,), dt)] if "bias" in extra else [])
+        args += [rand(rng, (m, n), dt)] if "residual" in extra else []
+        return args + [poisoned((m, n), dt)], dict(BN=32)
+    return make
+
+
+SPLITK = [("splitk", "gemv_splitk", args_splitk("gemv")),
+          ("splitk", "gemv_wNa16_splitk", args_splitk("gemv_wNa16")),
+          ("splitk", "gemm_wNa16_splitk", args_splitk("gemm_wNa16")),
+          *[("splitk", "splitk_sum" + e, args_splitk_sum(e)) for e in ("", "_bias", "_residual", "_bias_residual")]]
+"""(file, kernel, maker) of kernels/splitk.tile, for every backend's table."""

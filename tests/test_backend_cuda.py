@@ -32,11 +32,13 @@ from tilelang.backends.cuda.errors import explain, origin
 from tilelang.quant import PackedWeight, quantize, unpack
 from tilelang.runtime.args import bind
 from refusals import refused
+from library_cases import SPLITK
 
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 KERNELS = [(p.stem, name) for p in sorted(KERNEL_DIR.glob("*.tile")) for name in tilelang.load(p)]
 NP = {"f16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16), "f32": np.dtype(np.float32)}
 TOL = {"f16": 2e-2, "bf16": 6e-2}
+SPLITK_CASES = {name: make for _, name, make in SPLITK}
 
 
 @lru_cache(maxsize=None)
@@ -363,6 +365,8 @@ def cases(name: str, dt: str, rng: np.random.Generator):
         for m, h, i in [(5, 100, 70), (70, 64, 64)]:
             yield [rand(rng, (m, h), dt), rand(rng, (h,), dt), rand(rng, (i, h), dt, 0.2), rand(rng, (i, h), dt, 0.2),
                    poisoned((m, i), dt), 1e-5], {}
+    elif name in SPLITK_CASES:
+        yield SPLITK_CASES[name](rng, dt)
     else:
         yield from generic_cases(kernel_by_name(name), dt, rng)
 
