@@ -26,7 +26,7 @@ SPLIT_BELOW = 2
 blocks, one per SM, keeps too few loads in flight to reach the memory bandwidth)."""
 TARGET_BLOCKS_PER_SM = 4
 """How many blocks per SM a split aims for."""
-MIN_TILES = 4
+MIN_TILES = 2
 """The fewest K tiles a split keeps: fewer, and the pipeline's prologue and the partial's store dominate."""
 MAX_ROWS = 16
 """Decode rows: the split kernels hold at most one 16-row tile of X per block in the models' use."""
