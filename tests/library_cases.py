@@ -248,3 +248,18 @@ SPLITK = [("splitk", "gemv_splitk", args_splitk("gemv")),
           ("splitk", "gemm_wNa16_splitk", args_splitk("gemm_wNa16")),
           *[("splitk", "splitk_sum" + e, args_splitk_sum(e)) for e in ("", "_bias", "_residual", "_bias_residual")]]
 """(file, kernel, maker) of kernels/splitk.tile, for every backend's table."""
+
+
+def args_argmax(rng, dt):
+    """argmax (kernels/sampling.tile) over rows with a tie across tiles, NaNs, infinities and all -inf."""
+    b, v = 5, odd(rng, 300, 700)
+    x = rand(rng, (b, v), dt)
+    x[0, [7, v - 3]] = 6.0  # a tie in different tiles: the first wins
+    x[1, [v // 2, 5]] = np.nan  # the first NaN wins over every number
+    x[2, [v - 1, 200]] = np.inf
+    x[3, :] = -np.inf
+    return [x, np.full((b, 1), -7, np.int64), poisoned((b, 1), "f32")], dict(BV=128)
+
+
+SAMPLING = [("sampling", "argmax", args_argmax)]
+"""(file, kernel, maker) of kernels/sampling.tile."""

@@ -1138,3 +1138,24 @@ def splitk_sum_bias_residual(P: f32[NS, M, N], Bias: TB[N], R: TY[M, N], Y: TY[M
     copy(R[pid_m, pid_n], r)
     y = r + acc + b
     copy(y, Y[pid_m, pid_n])
+
+
+# ---------------------------------------------------------------- kernels/sampling.tile
+
+@tile_kernel
+def argmax(X: T[B, V], Idx: TI[B, 1], Val: TV[B, 1], T: dtype = f32, TI: dtype = i64, TV: dtype = f32,
+           BB: const = 1, BV: const[1024, 2048, 4096] = 2048):
+    launch(grid=(cdiv(B, BB),), threads=128)
+    pid = block_id(0)
+    best = register(f32[BB, 1], init=-inf)
+    best_i = register(i32[BB, 1])
+    for j in range(cdiv(V, BV)):
+        x = register(f32[BB, BV])
+        copy(X[pid, j], x, pad=-inf)
+        i = argmax(x, axis=1)
+        v = sum(where(iota((BB, BV), axis=1) == i, x, 0.0), axis=1)
+        better = (v > best) | ((v != v) & (best == best))
+        best_i = where(better, i + j * BV, best_i)
+        best = where(better, v, best)
+    copy(best_i, Idx[pid, 0])
+    copy(best, Val[pid, 0])

@@ -32,13 +32,13 @@ from tilelang.backends.cuda.errors import explain, origin
 from tilelang.quant import PackedWeight, quantize, unpack
 from tilelang.runtime.args import bind
 from refusals import refused
-from library_cases import SPLITK
+from library_cases import SAMPLING, SPLITK
 
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 KERNELS = [(p.stem, name) for p in sorted(KERNEL_DIR.glob("*.tile")) for name in tilelang.load(p)]
 NP = {"f16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16), "f32": np.dtype(np.float32)}
 TOL = {"f16": 2e-2, "bf16": 6e-2}
-SPLITK_CASES = {name: make for _, name, make in SPLITK}
+SPLITK_CASES = {name: make for _, name, make in SPLITK + SAMPLING}
 
 
 @lru_cache(maxsize=None)

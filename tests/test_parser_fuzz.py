@@ -15,7 +15,8 @@ KERNELS = sorted(Path(__file__).resolve().parents[1].joinpath("kernels").glob("*
 SEEDS = [p.read_text() for p in KERNELS]
 TOKENS = ["kernel", "grid", "threads", "for", "in", "range", "pipelined", "copy", "gemm", "dequant", "shared",
           "register", "const", "dtype", "f16", "u4", "(", ")", "{", "}", "[", "]", ",", ";", "=", "+", "*",
-          "**", "//", "<", "&", "-", "~", "0", "1", "64", "1e-6", "x", "A", "M", "axis", "sum", "max", "#", "\n"]
+          "**", "//", "<", "&", "-", "~", "0", "1", "64", "1e-6", "x", "A", "M", "axis", "sum", "max", "argmax",
+          "#", "\n"]
 
 
 def _front_end(text: str) -> None:

@@ -26,7 +26,7 @@ _STATEMENTS = ("copy", "gemm", "dequant")
 STORAGE_ORDERS = ("packed",)  # `T: u4[N, K] @ packed` (ir.nodes.TensorParam.storage)
 _SCALAR_FUNCS = ("block_id", "cdiv")
 TILE_FUNCS = (_STATEMENTS + _SCALAR_FUNCS + ("shared", "register", "where", "broadcast", "iota",
-              "full", "zeros", "trans", "sum", "max", "min", "pow", "range", "pipelined")
+              "full", "zeros", "trans", "sum", "max", "min", "argmax", "pow", "range", "pipelined")
               + tuple(sorted(_ELEMENTWISE_UNARY)))
 RESERVED = frozenset(TILE_FUNCS) | frozenset(DTYPES) | frozenset(_LITERALS) | {"const", "dtype"}
 _FAILED = "failed"  # the kind of a name whose defining statement had an error
@@ -438,6 +438,12 @@ class _Builder:
                 raise TileError(f"{f}(x, axis=...) reduces one tile along an axis", c.loc,
                                 hint=f"e.g. {f}(x, axis=1)" + ("; max(a, b) and min(a, b) are elementwise"
                                                                if f != "sum" else ""))
+            return N.Reduce(f, self.expr(args[0]), _int_literal(kw["axis"], "a reduction axis"), c.loc)
+        if f == "argmax":
+            kw = self.kwargs(c, {"axis"})
+            if len(args) != 1 or "axis" not in kw:
+                raise TileError("argmax(x, axis=...) gives the index of each row's largest element", c.loc,
+                                hint="e.g. i = argmax(x, axis=1)")
             return N.Reduce(f, self.expr(args[0]), _int_literal(kw["axis"], "a reduction axis"), c.loc)
         if f in ("max", "min", "pow"):
             self.arity(c, 2)

@@ -112,7 +112,8 @@ class Where:
 class Reduce:
     """Reduce a tile along `axis`, keeping the axis with extent 1.
 
-    Float inputs narrower than f32 are accumulated in f32 and rounded once."""
+    Float inputs narrower than f32 are accumulated in f32 and rounded once. `argmax` (i32 indices)
+    is rewritten into sum/max/min forms by passes/expand.py before any backend sees it."""
     op: str
     x: "Expr"
     axis: int

@@ -302,7 +302,7 @@ def _infer_expr(tk: TypedKernel, e: N.Expr) -> Type:
         if t.dtype == bool_:
             raise TileError(f"cannot {e.op} a bool tile; cast it first", e.loc)
         shape = t.shape[:e.axis] + (1,) + t.shape[e.axis + 1:]
-        return TileType(shape, t.dtype)
+        return TileType(shape, i32 if e.op == "argmax" else t.dtype)
     if isinstance(e, N.Broadcast):
         t = _tile(tk, e.x, "broadcast(...)")
         target = _shape(e.shape, "a broadcast extent")
