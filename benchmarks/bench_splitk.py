@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-L2_BYTES = 200 << 20
 G = 128
 SWEEP = (2, 4, 8, 16)
 
@@ -40,26 +39,6 @@ def projections(quick: bool) -> list[tuple[str, str, int, int]]:
                 (name, "gate|up", c.hidden, c.intermediate), (name, "down", c.intermediate, c.hidden),
                 (name, "lm_head", c.hidden, c.vocab)]
     return [p for p in out if p[0] == "llama-1b"] if quick else out
-
-
-def rotating(make, nbytes: int):
-    """A function returning one of enough copies of make() to exceed L2, in turn."""
-    copies = [make() for _ in range(max(1, -(-L2_BYTES // max(nbytes, 1))))]
-    state = {"i": 0}
-
-    def nxt():
-        state["i"] = (state["i"] + 1) % len(copies)
-        return copies[state["i"]]
-    return nxt
-
-
-def int4pack(q, scale):
-    """torch's tinygemm format: (q - 8) * s + 8 * s reproduces our unsigned q * s."""
-    import torch
-    packed = ((q[:, ::2] << 4) | q[:, 1::2]).to(torch.uint8)
-    wp = torch.ops.aten._convert_weight_to_int4pack(packed, 8)
-    s = scale.t().contiguous().to(torch.bfloat16)
-    return wp, torch.stack([s, 8 * s], dim=-1).contiguous()
 
 
 def measured(fn, check, weights):
@@ -108,6 +87,7 @@ def main() -> int:
     import tilelang
     from tilelang import splitk
     from tilelang.bench.timing import copy_bandwidth_gbs
+    from bench_w4a16_packed import int4pack, rotating  # this folder's: the same rotation and tinygemm packing
 
     lib = tilelang.kernels
 
