@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ from tilelang.backends.triton.lower import num_warps
 from tilelang.backends.triton.names import check_ident
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from refusals import refused  # noqa: E402
+
 KERNEL_FILES = sorted((ROOT / "kernels").glob("*.tile"))
 
 
@@ -204,6 +208,8 @@ def _binary_ok():
 def test_every_library_kernel_compiles_for_sm90(file):
     _binary_ok()
     for name, k in tilelang.load(file).items():
+        if refused(f"{file.stem}:{name}", "triton", lambda: lower(k.lower())):
+            continue
         ck = compile_binary(k.lower(), "sm_90")
         assert ck.asm["cubin"] and f".entry {name}_kernel" in ck.asm["ptx"], name
 

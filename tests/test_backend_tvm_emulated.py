@@ -49,9 +49,15 @@ def test_small_tiles(case, dt):
 
 
 def _one_kv_head(args: list) -> list:
-    """Attention arguments cut to the first batch and kv head (fewer blocks to emulate)."""
-    return [np.ascontiguousarray(a[:1, :a.shape[1] // 2]) if isinstance(a, np.ndarray) and a.ndim >= 4 else a
-            for a in args]
+    """Attention arguments cut to the first batch and kv head (fewer blocks to emulate); per-sequence
+    lengths ([B, 1]) to the first batch with them."""
+    def cut(a):
+        if isinstance(a, np.ndarray) and a.ndim >= 4:
+            return np.ascontiguousarray(a[:1, :a.shape[1] // 2])
+        if isinstance(a, np.ndarray) and a.ndim == 2 and a.dtype.kind == "i":
+            return np.ascontiguousarray(a[:1])
+        return a
+    return [cut(a) for a in args]
 
 
 GEMM_KERNELS = [c for c in library_cases() if any(isinstance(s, N.Gemm) for s in walk_stmts(c.kernel().ir.body))]
