@@ -16,7 +16,7 @@ SEEDS = [p.read_text() for p in KERNELS]
 TOKENS = ["kernel", "grid", "threads", "for", "in", "range", "pipelined", "copy", "gemm", "dequant", "shared",
           "register", "const", "dtype", "f16", "u4", "(", ")", "{", "}", "[", "]", ",", ";", "=", "+", "*",
           "**", "//", "<", "&", "-", "~", "0", "1", "64", "1e-6", "x", "A", "M", "axis", "sum", "max", "argmax",
-          "#", "\n"]
+          "atomic_add", "#", "\n"]
 
 
 def _front_end(text: str) -> None:

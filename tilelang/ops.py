@@ -56,6 +56,9 @@ class OpSignature:
                         seen.add(ref.tensor)
             elif isinstance(s, N.Dequant):
                 read.update(t for t in (s.src.tensor, s.scale, s.zero) if t)
+            elif isinstance(s, N.AtomicAdd):  # adds into what the caller passed: returned updated
+                read.add(s.dst.tensor)
+                written.add(s.dst.tensor)
         outputs = tuple(t for t in kernel.tensors if t.name in written)
         inputs = tuple(p for p in kernel.params if isinstance(p, N.ScalarParam)
                        or (isinstance(p, N.TensorParam) and (p.name not in written or p.name in read)))

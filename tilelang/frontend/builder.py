@@ -22,7 +22,7 @@ _BIN = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "
 _LITERALS = {"inf": float("inf"), "nan": float("nan"), "true": True, "false": False,
              "True": True, "False": False}
 _ELEMENTWISE_UNARY = {op for op in N.UNARY_OPS if op not in ("neg", "not")}
-_STATEMENTS = ("copy", "gemm", "dequant")
+_STATEMENTS = ("copy", "gemm", "dequant", "atomic_add")
 STORAGE_ORDERS = ("packed",)  # `T: u4[N, K] @ packed` (ir.nodes.TensorParam.storage)
 _SCALAR_FUNCS = ("block_id", "cdiv")
 TILE_FUNCS = (_STATEMENTS + _SCALAR_FUNCS + ("shared", "register", "where", "broadcast", "iota",
@@ -216,6 +216,8 @@ class _Builder:
             return self.gemm(call)
         if call.func == "dequant":
             return self.dequant(call)
+        if call.func == "atomic_add":
+            return self.atomic_add(call)
         hint = "statements are copy(...), gemm(...), dequant(...), assignments and for loops"
         if call.func not in TILE_FUNCS and not self.is_dtype_name(call.func):
             raise TileError(f"unknown function '{call.func}'", call.loc, hint=did_you_mean(call.func, TILE_FUNCS, hint))
@@ -320,6 +322,20 @@ class _Builder:
                 names[key] = v.id
         group = self.scalar(kw["group"], "a group size")
         return N.Dequant(src, dst, names["scale"], group, names.get("zero"), call.loc)
+
+    def atomic_add(self, call: S.SCall) -> N.AtomicAdd:
+        self.kwargs(call, set())
+        if len(call.args) != 2:
+            raise TileError("atomic_add takes (tile, T[i, j]): adds a register tile into a window", call.loc,
+                            hint="e.g. atomic_add(acc, Y[pid_m, pid_n])")
+        src, dst = (self.tile_or_window(a) for a in call.args)
+        if not isinstance(src, N.TileRef) or self.kind_of(src.name, src.loc) == "shared":
+            raise TileError("atomic_add adds a register tile", call.args[0].loc,
+                            hint="copy a shared tile into a register(...) tile first")
+        if not isinstance(dst, N.GlobalRef):
+            raise TileError("atomic_add adds into a window of a global tensor", call.args[1].loc,
+                            hint="e.g. atomic_add(acc, Y[pid_m, pid_n])")
+        return N.AtomicAdd(src, dst, call.loc)
 
     # ------------------------------------------------------------------ operands
     def kwargs(self, call: S.SCall, allowed: set[str], required: set[str] = frozenset()) -> dict[str, S.SExpr]:

@@ -320,6 +320,23 @@ class Dequant:
 
 
 @dataclass(frozen=True)
+class AtomicAdd:
+    """`dst[window] += src` for every element inside the tensor, each add atomic: blocks adding into
+    the same elements in any order give their unordered sum (a float sum's rounding depends on the
+    order). The tile is converted to the tensor's float dtype (f32, f16 or bf16) first; elements
+    outside the tensor are dropped, as a copy's are."""
+    src: TileRef
+    dst: GlobalRef
+    loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return frozenset({self.src.name, self.dst.tensor})
+
+    def writes(self) -> frozenset:
+        return frozenset({self.dst.tensor})
+
+
+@dataclass(frozen=True)
 class For:
     """`for var in range(start, stop)`; `stages` > 1 asks backends to software-pipeline."""
     var: str
@@ -336,7 +353,7 @@ class For:
         return frozenset().union(*(s.writes() for s in self.body))
 
 
-Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For]
+Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, AtomicAdd, For]
 
 
 # ----------------------------------------------------------------------------- kernels

@@ -78,6 +78,8 @@ def stmt_lines(s: N.Stmt, typed=None, indent: str = "    ") -> list[str]:
     if isinstance(s, N.Dequant):
         zero = "" if s.zero is None else f", zero={s.zero}"
         return [f"{indent}dequant({expr_str(s.src)}, {s.dst.name}, scale={s.scale}, group={expr_str(s.group)}{zero});"]
+    if isinstance(s, N.AtomicAdd):
+        return [f"{indent}atomic_add({s.src.name}, {expr_str(s.dst)});"]
     if isinstance(s, N.For):
         it = "range" if s.stages is None else "pipelined"
         st = "" if s.stages is None else f", stages={expr_str(s.stages)}"

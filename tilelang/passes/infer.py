@@ -111,6 +111,8 @@ def _check_body(tk: TypedKernel, body: tuple[N.Stmt, ...]) -> None:
             _check_gemm(tk, s)
         elif isinstance(s, N.Dequant):
             _check_dequant(tk, s)
+        elif isinstance(s, N.AtomicAdd):
+            _check_atomic_add(tk, s)
         elif isinstance(s, N.For):
             _expect_int_scalar(tk, s.start, "a loop bound")
             _expect_int_scalar(tk, s.stop, "a loop bound")
@@ -153,6 +155,22 @@ def _check_copy(tk: TypedKernel, s: N.Copy) -> None:
                                 hint="pack weights on the host with tilelang.quant.pack")
     if s.pad is not None and not isinstance(tk.type_of(s.pad), ScalarType):
         raise TileError("pad must be a scalar", s.pad.loc)
+
+
+ATOMIC_DTYPES = ("f32", "f16", "bf16")
+"""The tensor dtypes atomic_add adds into (the widths GPUs add atomically)."""
+
+
+def _check_atomic_add(tk: TypedKernel, s: N.AtomicAdd) -> None:
+    t = tk.tiles[s.src.name]
+    _window(tk, s.dst, t)
+    p = tk.tensor(s.dst.tensor)
+    if p.dtype.name not in ATOMIC_DTYPES:
+        raise TileError(f"atomic_add into '{p.name}', a {p.dtype} tensor: atomics add into "
+                        f"{', '.join(ATOMIC_DTYPES)}", s.dst.loc, hint="accumulate into an f32 tensor")
+    if not t.dtype.is_float:
+        raise TileError(f"atomic_add of '{s.src.name}', a {t.dtype} tile: it adds float tiles", s.src.loc,
+                        hint=f"cast it: f32({s.src.name}) in a tile of its own")
 
 
 def _check_gemm(tk: TypedKernel, s: N.Gemm) -> None:

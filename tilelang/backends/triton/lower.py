@@ -170,6 +170,9 @@ class _Lowering(Emitter, StmtVisitor):
         check_pow2(self.tk.tiles[s.dst.name].shape, f"tile '{s.dst.name}'", s.dst.loc)
         self.line(f"{self.names[s.dst.name]} = {strip_parens(memory.dequant(self, s))}")
 
+    def visit_AtomicAdd(self, s: N.AtomicAdd) -> None:
+        memory.atomic_add(self, self.expr(s.src), self.tk.tiles[s.src.name].shape, s.dst)
+
     def visit_For(self, s: N.For) -> None:
         lo, hi = self.expr(s.start).code, self.expr(s.stop).code
         if self.is_nonneg(s.start):
