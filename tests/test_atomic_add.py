@@ -140,3 +140,16 @@ def test_misuse_is_a_located_error(body, message, hint):
 def test_python_front_end_builds_the_same_ir():
     from python_atomic import colsum
     assert colsum.ir == kernel().ir
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("ty", ["f32", "f16", "bf16"])
+def test_gpu_adds_atomically(backend, ty):
+    import torch
+    x, y0 = case(ty, seed=5)
+    dt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[ty]
+    xt = torch.from_numpy(x).cuda()
+    yt = torch.from_numpy(f64(y0)).to(dt).cuda()
+    kernel()(xt, yt, TY=ty, backend=backend)
+    check(x, y0, yt.float().cpu().numpy(), ty)

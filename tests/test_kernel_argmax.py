@@ -109,3 +109,17 @@ def test_expression_on_the_cuda_emulator(dt):
     from test_backend_cuda_codegen import _emulate_and_compare
     k, x = _columns(dt)
     _emulate_and_compare(k, [x, np.full((1, 21), -7, np.int32)], {}, "f16")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_matches_torch_argmax_on_a_128k_vocabulary(backend):
+    import torch
+    torch.manual_seed(0)
+    x = torch.randn(4, 128256, device="cuda")
+    x[1, 70000] = x[1, 3] = 100.0  # a tie: the first
+    x[2, 99999] = float("nan")
+    ids = torch.full((4, 1), -7, dtype=torch.int64, device="cuda")
+    val = torch.empty(4, 1, device="cuda")
+    load("sampling")["argmax"](x, ids, val, backend=backend)
+    assert ids[:, 0].tolist() == x.argmax(dim=-1).tolist() and ids[1, 0] == 3 and ids[2, 0] == 99999
