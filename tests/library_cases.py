@@ -223,13 +223,16 @@ def args_splitk(kind):
     """Split-K partial sums (kernels/splitk.tile) into a poisoned f32 workspace: more splits than K
     tiles at the small K, so trailing splits have no tiles and must write zeros."""
     def make(rng, dt):
-        m = odd(rng, 1, 1 if kind == "gemv_wNa16" else 15)
+        m = odd(rng, 1, 1 if kind.startswith("gemv_wNa16") else 15)
         k, n, ns = odd(rng, 33, 90), odd(rng, 17, 40), 4
         x, p = rand(rng, (m, k), dt), poisoned((ns, m, n), "f32")
         if kind == "gemv":
             return [x, rand(rng, (n, k), dt, 0.3), p], dict(BN=16, BK=16)
-        w, s, _, _ = quantized(rng, n, k, "i4", 32, False, dt)
-        return [x, w, s, p], dict(TW="i4", G=32, BN=16, BK=16 if kind == "gemm_wNa16" else 32)
+        zp = kind.endswith("_zp")
+        w, s, z, _ = quantized(rng, n, k, "u4" if zp else "i4", 32, zp, dt)
+        zero = [z.astype(NP_DTYPES[dt])] if zp else []
+        return [x, w, s, *zero, p], dict(TW="u4" if zp else "i4", G=32, BN=16,
+                                         BK=16 if kind.startswith("gemm_wNa16") else 32)
     return make
 
 
@@ -246,6 +249,8 @@ def args_splitk_sum(extra):
 SPLITK = [("splitk", "gemv_splitk", args_splitk("gemv")),
           ("splitk", "gemv_wNa16_splitk", args_splitk("gemv_wNa16")),
           ("splitk", "gemm_wNa16_splitk", args_splitk("gemm_wNa16")),
+          ("splitk", "gemv_wNa16_zp_splitk", args_splitk("gemv_wNa16_zp")),
+          ("splitk", "gemm_wNa16_zp_splitk", args_splitk("gemm_wNa16_zp")),
           *[("splitk", "splitk_sum" + e, args_splitk_sum(e)) for e in ("", "_bias", "_residual", "_bias_residual")]]
 """(file, kernel, maker) of kernels/splitk.tile, for every backend's table."""
 

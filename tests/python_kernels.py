@@ -1055,6 +1055,28 @@ def gemv_wNa16_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], P: f32[NS, M, N], T
 
 
 @tile_kernel
+def gemv_wNa16_zp_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], P: f32[NS, M, N], TW: dtype = u4,
+                         T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, G: const = 128,
+                         BN: const[8, 16, 32] = 16, BK: const[128, 256, 512, 1024] = 512,
+                         STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(N, BN), NS, M), threads=128)
+    pid_n = block_id(0)
+    s = block_id(1)
+    m = block_id(2)
+    tiles = cdiv(K, BK)
+    per_split = cdiv(tiles, NS)
+    x = register(f32[1, BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k in pipelined(s * per_split, min((s + 1) * per_split, tiles), stages=STAGES):
+        copy(X[m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
+        acc = acc + w * x
+    y = trans(sum(acc, axis=1))
+    copy(y, P[s, m, pid_n])
+
+
+@tile_kernel
 def gemm_wNa16_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], P: f32[NS, M, N], TW: dtype = u4, T: dtype = f16,
                       TS: dtype = f16, G: const = 128, BM: const = 16, BN: const[16, 32, 64] = 32,
                       BK: const[64, 128, 256] = 128, STAGES: const[3, 4] = 3, THREADS: const[64, 128] = 128):
@@ -1070,6 +1092,27 @@ def gemm_wNa16_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], P: f32[NS, M, N], T
     for k in pipelined(s * per_split, min((s + 1) * per_split, tiles), stages=STAGES):
         copy(X[pid_m, k], x)
         dequant(W[pid_n, k], w, scale=S, group=G)
+        gemm(x, w, acc, trans_b=True)
+    copy(acc, P[s, pid_m, pid_n])
+
+
+@tile_kernel
+def gemm_wNa16_zp_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], P: f32[NS, M, N], TW: dtype = u4,
+                         T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, G: const = 128, BM: const = 16,
+                         BN: const[16, 32, 64] = 32, BK: const[64, 128, 256] = 128, STAGES: const[3, 4] = 3,
+                         THREADS: const[64, 128] = 128):
+    launch(grid=(cdiv(N, BN), NS, cdiv(M, BM)), threads=THREADS)
+    pid_n = block_id(0)
+    s = block_id(1)
+    pid_m = block_id(2)
+    tiles = cdiv(K, BK)
+    per_split = cdiv(tiles, NS)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(s * per_split, min((s + 1) * per_split, tiles), stages=STAGES):
+        copy(X[pid_m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
         gemm(x, w, acc, trans_b=True)
     copy(acc, P[s, pid_m, pid_n])
 

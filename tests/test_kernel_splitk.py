@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from kernel_refs import TOL, f64, linear, load, poisoned, quantized, rand, rel_err
+from kernel_refs import NP_DTYPES, TOL, f64, linear, load, poisoned, quantized, rand, rel_err
 from library_cases import SPLITK
 from tilelang import splitk
 
@@ -33,13 +33,15 @@ def test_dense_matches_numpy(dt, m, k, n, splits, epilogue):
 
 
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
-@pytest.mark.parametrize("m,k,n,tw,g,splits", [(1, 333, 45, "i4", 32, 3), (1, 100, 17, "u8", None, 5),
-                                               (7, 257, 33, "i4", 64, 2), (16, 96, 20, "i3", 32, 4)])
-def test_quantized_matches_numpy(dt, m, k, n, tw, g, splits):
+@pytest.mark.parametrize("m,k,n,tw,g,zp,splits", [(1, 333, 45, "i4", 32, False, 3), (1, 100, 17, "u8", None, False, 5),
+                                                  (7, 257, 33, "i4", 64, False, 2), (16, 96, 20, "i3", 32, False, 4),
+                                                  (1, 300, 21, "u4", 64, True, 3), (5, 200, 33, "u3", 32, True, 2)])
+def test_quantized_matches_numpy(dt, m, k, n, tw, g, zp, splits):
     rng = np.random.default_rng(m * k + n)
-    w, s, _, wf = quantized(rng, n, k, tw, g or k, False, dt)
+    w, s, z, wf = quantized(rng, n, k, tw, g or k, zp, dt)
+    zeros = z.astype(NP_DTYPES[dt]) if zp else None
     x, res, y = rand(rng, (m, k), dt), rand(rng, (m, n), dt), poisoned((m, n), dt)
-    splitk.linear(x, w, y, scales=s, TW=tw, G=g or k, residual=res, splits=splits, launch=_launch)
+    splitk.linear(x, w, y, scales=s, zeros=zeros, TW=tw, G=g or k, residual=res, splits=splits, launch=_launch)
     assert rel_err(y, linear(x, wf, residual=res)) < TOL
 
 
@@ -89,8 +91,9 @@ def test_plan_fills_the_gpu_only_where_the_outputs_do_not():
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="the CPU emulator needs g++")
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
-@pytest.mark.parametrize("name", ["gemv_splitk", "gemv_wNa16_splitk", "gemm_wNa16_splitk", "splitk_sum",
-                                  "splitk_sum_bias", "splitk_sum_residual", "splitk_sum_bias_residual"])
+@pytest.mark.parametrize("name", ["gemv_splitk", "gemv_wNa16_splitk", "gemm_wNa16_splitk", "gemv_wNa16_zp_splitk",
+                                  "gemm_wNa16_zp_splitk", "splitk_sum", "splitk_sum_bias", "splitk_sum_residual",
+                                  "splitk_sum_bias_residual"])
 def test_cuda_backend_on_the_emulator(name, dt):
     from test_backend_cuda import kernel
     from test_backend_cuda_codegen import _emulate_and_compare

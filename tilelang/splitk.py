@@ -34,12 +34,12 @@ MAX_ROWS = 16
 Launch = Callable[..., Any]
 
 
-def _kernel_for(m: int, quantized: bool) -> str:
-    """The partial-sum kernel for m rows: gemv_wNa16_splitk (one row of X per block) for one row of
-    quantized W, gemm_wNa16_splitk (16 rows, tensor cores) for more, gemv_splitk for dense W."""
+def _kernel_for(m: int, quantized: bool, zero_point: bool = False) -> str:
+    """The partial-sum kernel for m rows: gemv_wNa16[_zp]_splitk (one row of X per block) for one row
+    of quantized W, gemm_wNa16[_zp]_splitk (16 rows, tensor cores) for more, gemv_splitk for dense W."""
     if not quantized:
         return "gemv_splitk"
-    return "gemv_wNa16_splitk" if m == 1 else "gemm_wNa16_splitk"
+    return ("gemv_wNa16" if m == 1 else "gemm_wNa16") + ("_zp" if zero_point else "") + "_splitk"
 
 
 def _default(name: str, const: str) -> int:
@@ -80,19 +80,19 @@ def _workspace(like, shape: tuple[int, ...]):
     return torch.empty(shape, dtype=torch.float32, device=like.device)
 
 
-def linear(x, w, y, *, scales=None, TW: str = "u4", G: int | None = None, bias=None, residual=None,
+def linear(x, w, y, *, scales=None, zeros=None, TW: str = "u4", G: int | None = None, bias=None, residual=None,
            splits: int | None = None, launch: Launch = _run_library) -> int:
     """y = [residual +] x @ W^T [+ bias] with K split `splits` ways (None: `plan` decides), W dense
-    [N, K] or, with `scales` [N, cdiv(K, G)], TW-bit codes packed along K (gemm_wNa16.tile's format).
-    `residual` may be `y`. Returns the number of splits run."""
+    [N, K] or, with `scales` [N, cdiv(K, G)] (and `zeros`, the same shape), TW-bit codes packed along K
+    (gemm_wNa16.tile's format). `residual` may be `y`. Returns the number of splits run."""
     (m, k), n = x.shape, y.shape[1]
     quantized = scales is not None
     if splits is None:
         splits = plan(m, n, k, sms=sm_count(getattr(x, "device", None)), quantized=quantized)
     part = _workspace(x, (splits, m, n))
-    name = _kernel_for(m, quantized)
+    name = _kernel_for(m, quantized, zeros is not None)
     if quantized:
-        launch(name, x, w, scales, part, TW=TW, G=G if G is not None else k)
+        launch(name, x, w, scales, *([zeros] if zeros is not None else []), part, TW=TW, G=G if G is not None else k)
     else:
         launch(name, x, w, part)
     epilogue = [bias] if bias is not None else []

@@ -8,7 +8,7 @@ the `linear_*` kernels with BM = 16 and gemv's candidate lists where there is on
 plain forms have no epilogue of their own: theirs runs as an elementwise kernel after them.
 Where the outputs are too few to fill the GPU (`tilelang.splitk.plan`: long K, few output blocks, e.g.
 the down projections), an optimized decode matmul splits K instead (`tilelang.splitk.linear`: partial
-sums, then their sum in a fixed order with the bias/residual epilogue; not for GELU or zero points).
+sums, then their sum in a fixed order with the bias/residual epilogue; not for GELU).
 """
 from __future__ import annotations
 
@@ -81,14 +81,12 @@ class Linear:
         """Run the layer split over K where `tilelang.splitk.plan` says it pays; False where it does not."""
         q = self.weight
         quantized = isinstance(q, QuantizedWeight)
-        if quantized and q.zeros is not None:
-            return False
         ns = splitk.plan(x.shape[0], self.n, x.shape[1], sms=splitk.sm_count(x.device), quantized=quantized)
         if ns == 1:
             return False
         epilogue = dict(bias=self.bias, residual=residual, splits=ns, launch=lib)
         if quantized:
-            splitk.linear(x, q.qweight, y, scales=q.scales, TW=q.spec.tw, G=q.group, **epilogue)
+            splitk.linear(x, q.qweight, y, scales=q.scales, zeros=q.zeros, TW=q.spec.tw, G=q.group, **epilogue)
         else:
             splitk.linear(x, q, y, **epilogue)
         return True
