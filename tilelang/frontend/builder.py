@@ -218,7 +218,7 @@ class _Builder:
             return self.dequant(call)
         if call.func == "atomic_add":
             return self.atomic_add(call)
-        hint = "statements are copy(...), gemm(...), dequant(...), assignments and for loops"
+        hint = "statements are copy(...), gemm(...), dequant(...), atomic_add(...), assignments and for loops"
         if call.func not in TILE_FUNCS and not self.is_dtype_name(call.func):
             raise TileError(f"unknown function '{call.func}'", call.loc, hint=did_you_mean(call.func, TILE_FUNCS, hint))
         raise TileError(f"'{call.func}(...)' does nothing as a statement", call.loc, hint=hint)
