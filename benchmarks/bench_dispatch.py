@@ -76,13 +76,14 @@ def gpu(args) -> None:
     if not args.tune:
         os.environ["TILELANG_AUTOTUNE"] = "0"  # defaults: this measures dispatch, not the kernels' tiles
     backends = args.backends.split(",")
-    ks = {True: kernels(True), False: kernels(False)}
+    per_backend = {be: {True: kernels(True), False: kernels(False)} for be in backends}  # one signature each
     sync = torch.cuda.synchronize
     rows = []
     for name, kernel, call_args, peer in cases("cuda"):
         row = {"case": name, "torch": host_us(peer, args.calls, args.batches, sync)}
         want = peer().float()
         for be in backends:
+            ks = per_backend[be]
             for fast in (True, False):
                 col = f"{be} {'fast' if fast else 'full'}"
                 k = ks[fast][kernel]

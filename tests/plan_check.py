@@ -17,6 +17,22 @@ from tilelang.ir import nodes as N
 from tilelang.layout import infer_layouts
 from tilelang.layout.plan import CopyPlan, DequantPlan, GemmPlan
 
+# A 64x64 f16 gemm (one k-step) with every layout left to the plan: the base the plan and annotation
+# tests edit one declaration of.
+SMALL_GEMM = """\
+kernel k(A: f16[M, K], B: f16[K, N], C: f32[M, N])
+    grid(cdiv(M, 64), cdiv(N, 64)) threads(128)
+{
+    a = shared(f16[64, 32]);
+    b = shared(f16[32, 64]);
+    acc = register(f32[64, 64]);
+    copy(A[block_id(0), 0], a);
+    copy(B[0, block_id(1)], b);
+    gemm(a, b, acc);
+    copy(acc, C[block_id(0), block_id(1)]);
+}
+"""
+
 
 def _sections(code: str, kernel: N.Kernel) -> dict[int, str]:
     """Generated code per source line: the text after each `// file.tile:LINE` comment, up to the next."""

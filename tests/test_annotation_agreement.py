@@ -25,21 +25,9 @@ from tilelang.layout import infer_layouts
 from tilelang.layout.plan import GemmPlan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plan_check import assert_cuda_follows_plan  # noqa: E402
+from plan_check import SMALL_GEMM, assert_cuda_follows_plan  # noqa: E402
 
-GEMM = """\
-kernel k(A: f16[M, K], B: f16[K, N], C: f32[M, N])
-    grid(cdiv(M, 64), cdiv(N, 64)) threads(128)
-{
-    a = shared(f16[64, 32]);
-    b = shared(f16[32, 64]);
-    acc = register(f32[64, 64]);
-    copy(A[block_id(0), 0], a);
-    copy(B[0, block_id(1)], b);
-    gemm(a, b, acc);
-    copy(acc, C[block_id(0), block_id(1)]);
-}
-"""
+GEMM = SMALL_GEMM
 STORE = "copy(acc, C[block_id(0), block_id(1)]);"
 
 # name: (line replaced, replacement, gemm instruction on sm_80 and on sm_90a; None where rejected)

@@ -233,7 +233,7 @@ def test_cuda_code_matches_the_interpreter_on_the_emulator(m, n, k, bits, group,
 def test_packed_kernel_on_gpu(dt, m, n, k, consts):
     import torch
     rng = np.random.default_rng(m)
-    q, x, s, _, ref = problem(rng, m, n, k, 4, 128, False, dt)
+    q, x, s, _, ref = problem(rng, m, n, k, 4, 128, zp=False, dt=dt)
     kern = kernels()["wNa16_packed"]
     pw = kern.pack("W", q, TW="u4", G=128, **consts).to("cuda")
     tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dt]

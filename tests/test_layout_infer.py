@@ -5,6 +5,7 @@ says otherwise, and the plans are the ones the CUDA backend emits (tests/test_pl
 
 import itertools
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,9 @@ from tilelang.layout import (
 )
 from tilelang.layout.plan import AssignPlan, CopyPlan, GemmPlan
 from tilelang.layout.tiling import MmaTiling, coalesced, flat, mma_fragments, mma_tiling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plan_check import SMALL_GEMM  # noqa: E402
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 
@@ -290,19 +294,7 @@ def test_conversion_through_shared_memory_is_recorded_where_needed():
     assert conv.kind == "shared" and conv.dst == plan.mapping("m_new")
 
 
-GEMM = """
-kernel k(A: f16[M, K], B: f16[K, N], C: f32[M, N])
-    grid(cdiv(M, 64), cdiv(N, 64)) threads(128)
-{
-    a = shared(f16[64, 32]);
-    b = shared(f16[32, 64]);
-    acc = register(f32[64, 64]);
-    copy(A[block_id(0), 0], a);
-    copy(B[0, block_id(1)], b);
-    gemm(a, b, acc);
-    copy(acc, C[block_id(0), block_id(1)]);
-}
-"""
+GEMM = SMALL_GEMM
 
 
 def test_gemm_instructions():

@@ -147,10 +147,10 @@ class DequantEmitter(Emitter):
         off = f" + {1 << (pl.bits - 1)}.0f" if signed == "true" else ""
         keys = sorted(set(groups.values()))
         for n, (dr, dg) in enumerate(keys):
-            raw = f"{cname(sp.name)}[(srow + {dr}) * {cname(sp.name)}st0 + (scol + {dg}) * {cname(sp.name)}st1]"
+            raw = self._group_side(s, w, sp, dr, dg)
             self.line(f"const float sc{n} = {ctype.to_compute(raw, sp.dtype) if sp.dtype.is_float else f'(float){raw}'};")
             if zp is not None:
-                rawz = f"{cname(zp.name)}[(srow + {dr}) * {cname(zp.name)}st0 + (scol + {dg}) * {cname(zp.name)}st1]"
+                rawz = self._group_side(s, w, zp, dr, dg)
                 self.line(f"const float zp{n} = {ctype.to_compute(rawz, zp.dtype) if zp.dtype.is_float else f'(float){rawz}'};")
             checks = ([f"tl::pair_scale_ok<{pairs}>(sc{n})"] if sp.dtype != self.tk.tiles[s.dst.name].dtype else []) + \
                 ([f"tl::pair_zero_ok<{pairs}>(zp{n})"] if zp is not None else [])
@@ -170,6 +170,16 @@ class DequantEmitter(Emitter):
                     n = keys.index(groups[v])
                     self.line(f"tl::set_pair({cname(s.dst.name)}, {v}, tl::dequant_pair<{pairs}, {pl.bits}, {signed}>("
                               f"q{c}.v[{u // per_word}], {(u % per_word) // 2}, m2_{n}, s2_{n}));")
+
+    def _group_side(self, s: N.Dequant, w: Window, p: N.TensorParam, dr: int, dg: int) -> str:
+        """The scale (zero point) of group (srow + dr, scol + dg): from its pipeline ring's stage where
+        the plan gave it one (cuda/plan.py `_side_tensors`), else from global memory."""
+        ring = self.side_ptr.get((id(s), p.name))
+        if ring is None:
+            return f"{cname(p.name)}[(srow + {dr}) * {cname(p.name)}st0 + (scol + {dg}) * {cname(p.name)}st1]"
+        gpt = self.plan.side_rings[(id(s), p.name)].shape[1]
+        return (f"{ring}[(srow - (int)({w.starts[0]}) + {dr}) * {gpt} + "
+                f"(scol - (int)({w.starts[1]} / group) + {dg})]")
 
     def _packed_generic(self, s, w: Window, pl, signed: str, sp, zp) -> None:
         """Field by field in f32 with clipped scale indices; fields past the tensor's edges give 0."""

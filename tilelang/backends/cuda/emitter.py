@@ -47,6 +47,7 @@ class Emitter(StmtVisitor):
         self.staged: dict[str, str] = {}
         self.ptr: dict[str, str] = {}  # shared tile -> C pointer (pipelined tiles point at a stage)
         self.ring_ptr: dict[int, str] = {}  # id(ringed statement) -> C pointer of the current stage
+        self.side_ptr: dict[tuple[int, str], str] = {}  # (id(Dequant), scale/zero tensor) -> its ring's stage
         self.shadow: dict[str, tuple[str, DType]] = {}  # register tile -> (ring stage, raw dtype) it equals
         self.ops = templates().get_template("ops.cu.j2").module
         self.wgmma_helpers: dict[str, str] = {}  # wgmma instruction wrappers the kernel uses, by name

@@ -52,11 +52,16 @@ class PipelineEmitter(Emitter):
         lagged = self._lagged_accumulators(pipe)
         self.fence_registers(lagged)
         rings = [(r, self.plan.rings[id(r)]) for r in pipe.ringed]
+        sides = [(key, ring) for key, ring in self.plan.side_rings.items() if any(key[0] == id(r) for r in pipe.ringed)]
         for r, ring in rings:
             rt = self.ring_type(r)
             self.line(f"{rt}* const {ring.name}_stages = reinterpret_cast<{rt}*>(tl_smem + "
                       f"{self.plan.smem_offsets[ring.name]});  // raw global window of line "
                       f"{r.loc.line if r.loc else '?'}, {S} stages of {ring.stage_elems} elements")
+        for (_, tensor), ring in sides:
+            rt = ctype.storage(self.tk.tensor(tensor).dtype)
+            self.line(f"{rt}* const {ring.name}_stages = reinterpret_cast<{rt}*>(tl_smem + "
+                      f"{self.plan.smem_offsets[ring.name]});  // {tensor}'s groups of the tile, {S} stages")
         with self.scope(f"for (int stage = 0; stage < {A}; ++stage)"):
             with self.scope():
                 self.line(f"const int {var} = lo + stage;")
@@ -80,9 +85,15 @@ class PipelineEmitter(Emitter):
                 self.line(f"const {self.ring_type(r)}* const {ring.name} = {ring.name}_stages + "
                           f"(it % {S}) * {ring.stage_elems};")
                 self.ring_ptr[id(r)] = ring.name
+            for key, ring in sides:
+                self.line(f"const {ctype.storage(self.tk.tensor(key[1]).dtype)}* const {ring.name} = "
+                          f"{ring.name}_stages + (it % {S}) * {ring.stage_elems};")
+                self.side_ptr[key] = ring.name
             self.stmts(pipe.consumers)
             for r, _ in rings:
                 del self.ring_ptr[id(r)]
+            for key, _ in sides:
+                del self.side_ptr[key]
             self.shadow.clear()
         self.drain_wgmma(pipe, lagged)
         self.line("tl::cp_async_wait<0>();")
@@ -187,6 +198,10 @@ class PipelineEmitter(Emitter):
             self.comment(r)
             with self.scope():
                 self.fill_ring(r, ring, f"({ring.name}_stages + ({stage}) * {ring.stage_elems})")
+            for (sid, tensor), side in self.plan.side_rings.items():
+                if sid == id(r):
+                    with self.scope():
+                        self.fill_side_ring(r, tensor, side, f"({side.name}_stages + ({stage}) * {side.stage_elems})")
         self.ptr = saved
 
     def ring_type(self, s: N.Copy | N.Dequant) -> str:
@@ -247,6 +262,33 @@ class PipelineEmitter(Emitter):
                 self.line(f"const long long col = {cx.add(col0, c[-1])};")
                 self.line(f"{dst}[{cx.row_major_offset(c, ring.shape)}] = ({w.inbounds(c, skip_last=True)} && "
                           f"tl::in_range(col, {limit})) ? {gptr}[{addr(c, 'col')}] : {zero};")
+
+    def fill_side_ring(self, s: N.Dequant, tensor: str, ring: Ring, dst: str) -> None:
+        """cp.async one stage of a packed dequant's scales (or zero points): per tile row, its BK / G
+        groups as one 4-, 8- or 16-byte chunk.  Rows past the tensor and groups past its last column
+        zero-fill (the fast path reads only tiles inside); rows that are not chunk-aligned in global
+        memory go value by value."""
+        t = self.tk.tiles[s.dst.name]
+        w = self.window(s.src, t.shape)
+        p = self.tk.tensor(tensor)
+        rows, gpt = ring.shape
+        eb = ring.elem_bytes
+        chunk = gpt * eb
+        nrow, ncol = (str(d) if isinstance(d, int) else cname(d) for d in p.dims)
+        src = cname(p.name)
+        gp = f"reinterpret_cast<const {ctype.storage(p.dtype)}*>({src})"
+        self.line(f"const long long r0 = {w.starts[0]}, g0 = {w.starts[1]} / {s.group.value};")
+        self.line(f"const bool vec = {src}st1 == 1 && ({src}st0 * {eb}) % {chunk} == 0 && tl::aligned_to({src}, {chunk});")
+        with self.scope("if (vec)"):
+            with self.scope(f"for (int j = tid; j < {rows}; j += {self.T})"):
+                self.line(f"const long long rem = r0 + j < {nrow} && g0 < {ncol} ? ({ncol} - g0) * {eb} : 0;")
+                self.line(f"const int nb = rem >= {chunk} ? {chunk} : (int)rem;")
+                self.line(f"tl::cp_async_ca<{chunk}>({dst} + j * {gpt}, nb ? {gp} + (r0 + j) * {src}st0 + g0 : {gp}, nb);")
+        with self.scope("else"):
+            zero = ctype.from_compute(ctype.literal(0, p.dtype), p.dtype)
+            with self.scope(f"for (int j = tid; j < {rows * gpt}; j += {self.T})"):
+                self.line(f"const long long r = r0 + j / {gpt}, g = g0 + j % {gpt};")
+                self.line(f"{dst}[j] = r < {nrow} && g < {ncol} ? {gp}[r * {src}st0 + g * {src}st1] : {zero};")
 
     def copy_from_ring(self, s: N.Copy, ring: str) -> None:
         """A prefetched global -> register copy: the tile's runs read from the ring stage (up to 16 bytes

@@ -85,6 +85,7 @@ class Plan:
     wgmma: dict[int, GemmPlan] = field(default_factory=dict)  # id(Gemm) -> its plan, wgmma gemms
     pipelines: dict[int, Pipeline] = field(default_factory=dict)  # id(For) -> pipeline
     rings: dict[int, Ring] = field(default_factory=dict)  # id(Copy / Dequant) -> its prefetch ring
+    side_rings: dict[tuple[int, str], Ring] = field(default_factory=dict)  # (id(Dequant), scale/zero tensor) -> ring
     tma: dict[str, TMA.TmaLoad] = field(default_factory=dict)  # pipelined tile -> its TMA boxes
     mbarriers: dict[int, int] = field(default_factory=dict)  # id(For) of a TMA pipeline -> its mbarriers' offset
     skip_init: set[str] = field(default_factory=set)  # shared tiles fully written before any read
@@ -137,6 +138,8 @@ def make_plan(tk: TypedKernel, arch: str | None = None, tma: bool = False) -> Pl
                     plan.stages[c.dst.name] = p.stages
                 for r in p.ringed:
                     plan.rings[id(r)] = _ring(tk, lp, r, f"tl_ring{len(plan.rings)}")
+                    for side in _side_tensors(tk, r):
+                        plan.side_rings[(id(r), side)] = _side_ring(tk, r, side, f"tl_side{len(plan.side_rings)}")
     _skip_init(tk, body, plan)
     fed_to_gmma = {x.name for g in plan.wgmma.values() for x in (g.stmt.a, g.stmt.b)}
     offset = 0
@@ -151,6 +154,10 @@ def make_plan(tk: TypedKernel, arch: str | None = None, tma: bool = False) -> Pl
             ring = plan.rings[id(r)]
             plan.smem_offsets[ring.name] = offset
             offset += -(-ring.stage_elems * ring.elem_bytes * p.stages // SMEM_ALIGN) * SMEM_ALIGN
+            for side in _side_tensors(tk, r):
+                ring = plan.side_rings[(id(r), side)]
+                plan.smem_offsets[ring.name] = offset
+                offset += -(-ring.stage_elems * ring.elem_bytes * p.stages // SMEM_ALIGN) * SMEM_ALIGN
     if tma and arch == "sm_90a":
         offset = _plan_tma(tk, plan, offset)
     plan.tiles_bytes = offset
@@ -264,6 +271,30 @@ def _ring(tk: TypedKernel, lp: LayoutPlan, s: N.Stmt, name: str) -> Ring:
     for d in shape:
         n *= d
     return Ring(name, shape, eb, -(-n * eb // 16) * 16 // eb)
+
+
+def _side_tensors(tk: TypedKernel, s: N.Stmt) -> list[str]:
+    """The scale (and zero-point) tensors of a ringed packed dequant that ride in rings of their own.
+
+    Each thread's scales are otherwise global loads at the top of every iteration, one exposed memory
+    latency per k-step (the weights themselves were prefetched stages ahead).  A stage holds the tile's
+    [rows, BK / G] groups; a row of them is one cp.async of 4, 8 or 16 bytes, so the group size must be
+    a constant dividing BK and a row's groups one of those sizes."""
+    if not (isinstance(s, N.Dequant) and tk.tensor(s.src.tensor).storage == "packed"
+            and isinstance(s.group, N.Const)):
+        return []
+    bk, g = tk.tiles[s.dst.name].shape[-1], s.group.value
+    sides = [x for x in (s.scale, s.zero) if x is not None]
+    if bk % g or len(tk.tensor(sides[0]).dims) != 2:
+        return []
+    return [x for x in sides if bk // g * ctype.nbytes(tk.tensor(x).dtype) in (4, 8, 16)]
+
+
+def _side_ring(tk: TypedKernel, s: N.Dequant, tensor: str, name: str) -> Ring:
+    rows, bk = tk.tiles[s.dst.name].shape
+    eb = ctype.nbytes(tk.tensor(tensor).dtype)
+    shape = (rows, bk // s.group.value)
+    return Ring(name, shape, eb, -(-shape[0] * shape[1] * eb // 16) * 16 // eb)
 
 
 def _vars(e) -> set[str]:
