@@ -15,6 +15,7 @@ the result depends on NS alone and repeats bit for bit (greedy decoding compares
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -47,6 +48,7 @@ def _default(name: str, const: str) -> int:
     return next(c.default for c in library.load(name).ir.consts if c.name == const)
 
 
+@lru_cache(maxsize=None)
 def sm_count(device) -> int | None:
     """The SMs of a CUDA device (None for anything else: there is no GPU to fill)."""
     if getattr(device, "type", None) != "cuda":
@@ -55,8 +57,10 @@ def sm_count(device) -> int | None:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+@lru_cache(maxsize=None)
 def plan(m: int, n: int, k: int, *, sms: int | None, quantized: bool = False) -> int:
-    """NS, the number of K splits for an [m, k] x [n, k]^T product on `sms` SMs (None: 1)."""
+    """NS, the number of K splits for an [m, k] x [n, k]^T product on `sms` SMs (None: 1); decided once
+    per shape (the models ask at every decode step)."""
     if sms is None or m > MAX_ROWS:
         return 1
     name = _kernel_for(m, quantized)
