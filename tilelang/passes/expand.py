@@ -44,6 +44,7 @@ def _argmax(tk: TypedKernel, e: N.Reduce) -> N.Expr:
     if not t.dtype.is_float:
         return first(N.BinOp("eq", x, N.Reduce("max", x, a, loc), loc))
     nan = N.BinOp("ne", x, x, loc)
-    m = N.Reduce("max", N.Where(nan, N.Const(float("-inf"), None, loc), x, loc), a, loc)
+    minus_inf = N.Unary("neg", N.Const(float("inf"), None, loc), loc)  # as `-inf` in source reads back
+    m = N.Reduce("max", N.Where(nan, minus_inf, x, loc), a, loc)
     nan_i = first(nan)
     return N.Where(N.BinOp("lt", nan_i, extent, loc), nan_i, first(N.BinOp("eq", x, m, loc)), loc)
