@@ -258,3 +258,54 @@ def run_scatter(file: str, name: str, dt: str, seed: int) -> tuple[list, list]:
     want = getattr(kernel_refs, name)(*args)
     load(file)[name](*args, **consts)
     return args, want
+
+
+def args_splitk(kind):
+    """Split-K partial sums (kernels/splitk.tile) into a poisoned f32 workspace: more splits than K
+    tiles at the small K, so trailing splits have no tiles and must write zeros."""
+    def make(rng, dt):
+        m = odd(rng, 1, 1 if kind.startswith("gemv_wNa16") else 15)
+        k, n, ns = odd(rng, 33, 90), odd(rng, 17, 40), 4
+        x, p = rand(rng, (m, k), dt), poisoned((ns, m, n), "f32")
+        if kind == "gemv":
+            return [x, rand(rng, (n, k), dt, 0.3), p], dict(BN=16, BK=16)
+        zp = kind.endswith("_zp")
+        w, s, z, _ = quantized(rng, n, k, "u4" if zp else "i4", 32, zp, dt)
+        zero = [z.astype(NP_DTYPES[dt])] if zp else []
+        return [x, w, s, *zero, p], dict(TW="u4" if zp else "i4", G=32, BN=16,
+                                         BK=16 if kind.startswith("gemm_wNa16") else 32)
+    return make
+
+
+def args_splitk_sum(extra):
+    """splitk_sum[_bias][_residual]: NS f32 partials reduced in order, then the epilogue."""
+    def make(rng, dt):
+        ns, m, n = 3, odd(rng, 1, 5), odd(rng, 33, 90)
+        args = [rand(rng, (ns, m, n), "f32")] + ([rand(rng, (n,), dt)] if "bias" in extra else [])
+        args += [rand(rng, (m, n), dt)] if "residual" in extra else []
+        return args + [poisoned((m, n), dt)], dict(BN=32)
+    return make
+
+
+SPLITK = [("splitk", "gemv_splitk", args_splitk("gemv")),
+          ("splitk", "gemv_wNa16_splitk", args_splitk("gemv_wNa16")),
+          ("splitk", "gemm_wNa16_splitk", args_splitk("gemm_wNa16")),
+          ("splitk", "gemv_wNa16_zp_splitk", args_splitk("gemv_wNa16_zp")),
+          ("splitk", "gemm_wNa16_zp_splitk", args_splitk("gemm_wNa16_zp")),
+          *[("splitk", "splitk_sum" + e, args_splitk_sum(e)) for e in ("", "_bias", "_residual", "_bias_residual")]]
+"""(file, kernel, maker) of kernels/splitk.tile, for every backend's table."""
+
+
+def args_argmax(rng, dt):
+    """argmax (kernels/sampling.tile) over rows with a tie across tiles, NaNs, infinities and all -inf."""
+    b, v = 5, odd(rng, 300, 700)
+    x = rand(rng, (b, v), dt)
+    x[0, [7, v - 3]] = 6.0  # a tie in different tiles: the first wins
+    x[1, [v // 2, 5]] = np.nan  # the first NaN wins over every number
+    x[2, [v - 1, 200]] = np.inf
+    x[3, :] = -np.inf
+    return [x, np.full((b, 1), -7, np.int64), poisoned((b, 1), "f32")], dict(BV=128)
+
+
+SAMPLING = [("sampling", "argmax", args_argmax)]
+"""(file, kernel, maker) of kernels/sampling.tile."""

@@ -1067,3 +1067,195 @@ def softmax(X: T[M, N], Y: TY[M, N], T: dtype = f16, TY: dtype = f16, BM: const 
         copy(X[pid, j2], x, pad=-inf)
         y = exp(x - m) / l
         copy(y, Y[pid, j2])
+
+
+# ---------------------------------------------------------------- kernels/splitk.tile
+
+@tile_kernel
+def gemv_splitk(X: T[M, K], W: T[N, K], P: f32[NS, M, N], T: dtype = f16, BM: const = 16,
+                BN: const[32, 64] = 32, BK: const[128, 256, 512] = 256, STAGES: const[3, 4] = 4):
+    launch(grid=(cdiv(N, BN), NS, cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    s = block_id(1)
+    pid_m = block_id(2)
+    tiles = cdiv(K, BK)
+    per_split = cdiv(tiles, NS)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(s * per_split, min((s + 1) * per_split, tiles), stages=STAGES):
+        copy(X[pid_m, k], x)
+        copy(W[pid_n, k], w)
+        gemm(x, w, acc, trans_b=True)
+    copy(acc, P[s, pid_m, pid_n])
+
+
+@tile_kernel
+def gemv_wNa16_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], P: f32[NS, M, N], TW: dtype = u4, T: dtype = f16,
+                      TS: dtype = f16, G: const = 128, BN: const[8, 16, 32] = 16,
+                      BK: const[128, 256, 512, 1024] = 512, STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(N, BN), NS, M), threads=128)
+    pid_n = block_id(0)
+    s = block_id(1)
+    m = block_id(2)
+    tiles = cdiv(K, BK)
+    per_split = cdiv(tiles, NS)
+    x = register(f32[1, BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k in pipelined(s * per_split, min((s + 1) * per_split, tiles), stages=STAGES):
+        copy(X[m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G)
+        acc = acc + w * x
+    y = trans(sum(acc, axis=1))
+    copy(y, P[s, m, pid_n])
+
+
+@tile_kernel
+def gemv_wNa16_zp_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], P: f32[NS, M, N], TW: dtype = u4,
+                         T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, G: const = 128,
+                         BN: const[8, 16, 32] = 16, BK: const[128, 256, 512, 1024] = 512,
+                         STAGES: const[1, 3, 4] = 1):
+    launch(grid=(cdiv(N, BN), NS, M), threads=128)
+    pid_n = block_id(0)
+    s = block_id(1)
+    m = block_id(2)
+    tiles = cdiv(K, BK)
+    per_split = cdiv(tiles, NS)
+    x = register(f32[1, BK])
+    w = register(f32[BN, BK])
+    acc = register(f32[BN, BK])
+    for k in pipelined(s * per_split, min((s + 1) * per_split, tiles), stages=STAGES):
+        copy(X[m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
+        acc = acc + w * x
+    y = trans(sum(acc, axis=1))
+    copy(y, P[s, m, pid_n])
+
+
+@tile_kernel
+def gemm_wNa16_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], P: f32[NS, M, N], TW: dtype = u4, T: dtype = f16,
+                      TS: dtype = f16, G: const = 128, BM: const = 16, BN: const[16, 32, 64] = 32,
+                      BK: const[64, 128, 256] = 128, STAGES: const[3, 4] = 3, THREADS: const[64, 128] = 128):
+    launch(grid=(cdiv(N, BN), NS, cdiv(M, BM)), threads=THREADS)
+    pid_n = block_id(0)
+    s = block_id(1)
+    pid_m = block_id(2)
+    tiles = cdiv(K, BK)
+    per_split = cdiv(tiles, NS)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(s * per_split, min((s + 1) * per_split, tiles), stages=STAGES):
+        copy(X[pid_m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G)
+        gemm(x, w, acc, trans_b=True)
+    copy(acc, P[s, pid_m, pid_n])
+
+
+@tile_kernel
+def gemm_wNa16_zp_splitk(X: T[M, K], W: TW[N, K], S: TS[N, KG], Z: TZ[N, KG], P: f32[NS, M, N], TW: dtype = u4,
+                         T: dtype = f16, TS: dtype = f16, TZ: dtype = f16, G: const = 128, BM: const = 16,
+                         BN: const[16, 32, 64] = 32, BK: const[64, 128, 256] = 128, STAGES: const[3, 4] = 3,
+                         THREADS: const[64, 128] = 128):
+    launch(grid=(cdiv(N, BN), NS, cdiv(M, BM)), threads=THREADS)
+    pid_n = block_id(0)
+    s = block_id(1)
+    pid_m = block_id(2)
+    tiles = cdiv(K, BK)
+    per_split = cdiv(tiles, NS)
+    x = shared(T[BM, BK])
+    w = shared(T[BN, BK])
+    acc = register(f32[BM, BN])
+    for k in pipelined(s * per_split, min((s + 1) * per_split, tiles), stages=STAGES):
+        copy(X[pid_m, k], x)
+        dequant(W[pid_n, k], w, scale=S, group=G, zero=Z)
+        gemm(x, w, acc, trans_b=True)
+    copy(acc, P[s, pid_m, pid_n])
+
+
+@tile_kernel
+def splitk_sum(P: f32[NS, M, N], Y: TY[M, N], TY: dtype = f16, BM: const = 1, BN: const = 512):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    acc = register(f32[BM, BN])
+    for s in range(NS):
+        p = register(f32[BM, BN])
+        copy(P[s, pid_m, pid_n], p)
+        acc = acc + p
+    copy(acc, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def splitk_sum_residual(P: f32[NS, M, N], R: TY[M, N], Y: TY[M, N], TY: dtype = f16, BM: const = 1,
+                        BN: const = 512):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    acc = register(f32[BM, BN])
+    for s in range(NS):
+        p = register(f32[BM, BN])
+        copy(P[s, pid_m, pid_n], p)
+        acc = acc + p
+    r = register(f32[BM, BN])
+    copy(R[pid_m, pid_n], r)
+    y = r + acc
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def splitk_sum_bias(P: f32[NS, M, N], Bias: TB[N], Y: TY[M, N], TB: dtype = f16, TY: dtype = f16, BM: const = 1,
+                    BN: const = 512):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    acc = register(f32[BM, BN])
+    for s in range(NS):
+        p = register(f32[BM, BN])
+        copy(P[s, pid_m, pid_n], p)
+        acc = acc + p
+    b = register(f32[BN])
+    copy(Bias[pid_n], b)
+    y = acc + b
+    copy(y, Y[pid_m, pid_n])
+
+
+@tile_kernel
+def splitk_sum_bias_residual(P: f32[NS, M, N], Bias: TB[N], R: TY[M, N], Y: TY[M, N], TB: dtype = f16,
+                             TY: dtype = f16, BM: const = 1, BN: const = 512):
+    launch(grid=(cdiv(N, BN), cdiv(M, BM)), threads=128)
+    pid_n = block_id(0)
+    pid_m = block_id(1)
+    acc = register(f32[BM, BN])
+    for s in range(NS):
+        p = register(f32[BM, BN])
+        copy(P[s, pid_m, pid_n], p)
+        acc = acc + p
+    b = register(f32[BN])
+    copy(Bias[pid_n], b)
+    r = register(f32[BM, BN])
+    copy(R[pid_m, pid_n], r)
+    y = r + acc + b
+    copy(y, Y[pid_m, pid_n])
+
+
+# ---------------------------------------------------------------- kernels/sampling.tile
+
+@tile_kernel
+def argmax(X: T[B, V], Idx: TI[B, 1], Val: TV[B, 1], T: dtype = f32, TI: dtype = i64, TV: dtype = f32,
+           BB: const = 1, BV: const[1024, 2048, 4096] = 2048):
+    launch(grid=(cdiv(B, BB),), threads=128)
+    pid = block_id(0)
+    best = register(f32[BB, 1], init=-inf)
+    best_i = register(i32[BB, 1])
+    for j in range(cdiv(V, BV)):
+        x = register(f32[BB, BV])
+        copy(X[pid, j], x, pad=-inf)
+        i = argmax(x, axis=1)
+        v = sum(where(iota((BB, BV), axis=1) == i, x, 0.0), axis=1)
+        better = (v > best) | ((v != v) & (best == best))
+        best_i = where(better, i + j * BV, best_i)
+        best = where(better, v, best)
+    copy(best_i, Idx[pid, 0])
+    copy(best, Val[pid, 0])

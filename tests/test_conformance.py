@@ -20,7 +20,8 @@ VISITORS = [Interpreter, TritonLowering, CudaKernelGen, TvmCudaLowering, TvmLlvm
 
 
 def test_statement_kinds_come_from_the_stmt_union():
-    assert set(STMT_KINDS) == {N.Let, N.Alloc, N.Assign, N.Copy, N.Gemm, N.Dequant, N.For, N.ReadScalar, N.If}
+    assert set(STMT_KINDS) == {N.Let, N.Alloc, N.Assign, N.Copy, N.Gemm, N.Dequant, N.AtomicAdd, N.For, N.ReadScalar,
+                               N.If}
 
 
 def test_every_kind_has_exactly_one_layout_rule_in_the_fixed_order():

@@ -43,3 +43,17 @@ def test_low_temperature_concentrates():
 def test_bad_parameters_are_errors(kwargs):
     with pytest.raises(TileError):
         SamplingParams(**kwargs)
+
+
+def test_greedy_decoding_runs_the_argmax_kernel():
+    """next_tokens: greedy through the library's argmax kernel (torch's ids, ties to the first), the
+    rest through torch's sampler; each counted as what it is."""
+    from tilelang.models.library import Library
+    from tilelang.models.sampling import next_tokens
+    lib = Library()
+    logits = torch.tensor([[0.1, 3.0, -1.0, 3.0], [5.0, 0.0, 4.0, 5.0], [0.0, float("nan"), 9.0, 1.0]])
+    assert next_tokens(lib, logits, SamplingParams()).tolist() == logits.argmax(dim=-1).tolist() == [1, 0, 1]
+    assert next_tokens(lib, logits[:, :3].contiguous(), SamplingParams(1.0, top_k=1)).dtype == torch.int64
+    torch.manual_seed(0)
+    next_tokens(lib, logits[:2], SamplingParams(0.7))
+    assert lib.launches == {"argmax": 2, "torch.sample": 1}

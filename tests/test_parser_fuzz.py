@@ -16,7 +16,8 @@ KERNELS = sorted(Path(__file__).resolve().parents[1].joinpath("kernels").glob("*
 SEEDS = [p.read_text() for p in KERNELS]
 TOKENS = ["kernel", "grid", "threads", "for", "in", "range", "pipelined", "copy", "gemm", "dequant", "shared",
           "register", "const", "dtype", "f16", "u4", "(", ")", "{", "}", "[", "]", ",", ";", "=", "+", "*",
-          "**", "//", "<", "&", "-", "~", "0", "1", "64", "1e-6", "x", "A", "M", "axis", "sum", "max", "#", "\n"]
+          "**", "//", "<", "&", "-", "~", "0", "1", "64", "1e-6", "x", "A", "M", "axis", "sum", "max", "argmax",
+          "atomic_add", "#", "\n"]
 # scalars read from tensors, windows at element offsets, if/else (tests/test_lang_scalars.py)
 TOKENS += ["if", "else", ":", "A[x:", "A[x:M", "n = A[x];", "else if"]
 SEEDS.append(LANG)

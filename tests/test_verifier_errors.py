@@ -53,8 +53,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("body, message, hint", CASES)
-def test_error_is_located_and_helpful(body, message, hint):
+def assert_located(body: str, message: str, hint: str | None) -> None:
+    """The body's error says `message` (and `hint`) at its line, as the user's mistake."""
     err = _error(body)
     assert message in err.message, err.render()
     assert not isinstance(err, InternalError), err.render()  # the user's mistake, not a compiler bug
@@ -62,6 +62,11 @@ def test_error_is_located_and_helpful(body, message, hint):
     if hint:
         assert hint in (err.hint or ""), err.render()
     assert err.render().startswith(f"k.tile:4:{err.loc.col}: error:")
+
+
+@pytest.mark.parametrize("body, message, hint", CASES)
+def test_error_is_located_and_helpful(body, message, hint):
+    assert_located(body, message, hint)
 
 
 def test_threads_must_be_warp_multiple():

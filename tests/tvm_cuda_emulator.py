@@ -112,6 +112,7 @@ class _T:
     max = staticmethod(lambda a, b: a if a >= b else b)
     min = staticmethod(lambda a, b: a if a <= b else b)
     abs = staticmethod(abs)
+    isnan = staticmethod(lambda x: bool(np.isnan(x)))
     min_value = staticmethod(lambda t: DTYPES[t](np.iinfo(DTYPES[t]).min))
     max_value = staticmethod(lambda t: DTYPES[t](np.iinfo(DTYPES[t]).max))
 

@@ -73,6 +73,9 @@ class OpSignature:
                         seen.add(ref.tensor)
             elif isinstance(s, N.Dequant):
                 read.update(t for t in (s.src.tensor, s.scale, s.zero) if t)
+            elif isinstance(s, N.AtomicAdd):  # adds into what the caller passed: returned updated
+                read.add(s.dst.tensor)
+                written.add(s.dst.tensor)
         read |= _scatter_targets(kernel)
         outputs = tuple(t for t in kernel.tensors if t.name in written)
         inputs = tuple(p for p in kernel.params if isinstance(p, N.ScalarParam)

@@ -22,11 +22,11 @@ _BIN = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "
 _LITERALS = {"inf": float("inf"), "nan": float("nan"), "true": True, "false": False,
              "True": True, "False": False}
 _ELEMENTWISE_UNARY = {op for op in N.UNARY_OPS if op not in ("neg", "not")}
-_STATEMENTS = ("copy", "gemm", "dequant")
+_STATEMENTS = ("copy", "gemm", "dequant", "atomic_add")
 STORAGE_ORDERS = ("packed",)  # `T: u4[N, K] @ packed` (ir.nodes.TensorParam.storage)
 _SCALAR_FUNCS = ("block_id", "cdiv")
 TILE_FUNCS = (_STATEMENTS + _SCALAR_FUNCS + ("shared", "register", "where", "broadcast", "iota",
-              "full", "zeros", "trans", "sum", "max", "min", "pow", "range", "pipelined")
+              "full", "zeros", "trans", "sum", "max", "min", "argmax", "pow", "range", "pipelined")
               + tuple(sorted(_ELEMENTWISE_UNARY)))
 RESERVED = frozenset(TILE_FUNCS) | frozenset(DTYPES) | frozenset(_LITERALS) | {"const", "dtype"}
 _FAILED = "failed"  # the kind of a name whose defining statement had an error
@@ -242,7 +242,9 @@ class _Builder:
             return self.gemm(call)
         if call.func == "dequant":
             return self.dequant(call)
-        hint = "statements are copy(...), gemm(...), dequant(...), assignments and for loops"
+        if call.func == "atomic_add":
+            return self.atomic_add(call)
+        hint = "statements are copy(...), gemm(...), dequant(...), atomic_add(...), assignments and for loops"
         if call.func not in TILE_FUNCS and not self.is_dtype_name(call.func):
             raise TileError(f"unknown function '{call.func}'", call.loc, hint=did_you_mean(call.func, TILE_FUNCS, hint))
         raise TileError(f"'{call.func}(...)' does nothing as a statement", call.loc, hint=hint)
@@ -399,6 +401,20 @@ class _Builder:
         group = self.scalar(kw["group"], "a group size")
         return N.Dequant(src, dst, names["scale"], group, names.get("zero"), call.loc)
 
+    def atomic_add(self, call: S.SCall) -> N.AtomicAdd:
+        self.kwargs(call, set())
+        if len(call.args) != 2:
+            raise TileError("atomic_add takes (tile, T[i, j]): adds a register tile into a window", call.loc,
+                            hint="e.g. atomic_add(acc, Y[pid_m, pid_n])")
+        src, dst = (self.tile_or_window(a) for a in call.args)
+        if not isinstance(src, N.TileRef) or self.kind_of(src.name, src.loc) == "shared":
+            raise TileError("atomic_add adds a register tile", call.args[0].loc,
+                            hint="copy a shared tile into a register(...) tile first")
+        if not isinstance(dst, N.GlobalRef):
+            raise TileError("atomic_add adds into a window of a global tensor", call.args[1].loc,
+                            hint="e.g. atomic_add(acc, Y[pid_m, pid_n])")
+        return N.AtomicAdd(src, dst, call.loc)
+
     # ------------------------------------------------------------------ operands
     def kwargs(self, call: S.SCall, allowed: set[str], required: set[str] = frozenset()) -> dict[str, S.SExpr]:
         out: dict[str, S.SExpr] = {}
@@ -529,6 +545,12 @@ class _Builder:
                 raise TileError(f"{f}(x, axis=...) reduces one tile along an axis", c.loc,
                                 hint=f"e.g. {f}(x, axis=1)" + ("; max(a, b) and min(a, b) are elementwise"
                                                                if f != "sum" else ""))
+            return N.Reduce(f, self.expr(args[0]), _int_literal(kw["axis"], "a reduction axis"), c.loc)
+        if f == "argmax":
+            kw = self.kwargs(c, {"axis"})
+            if len(args) != 1 or "axis" not in kw:
+                raise TileError("argmax(x, axis=...) gives the index of each row's largest element", c.loc,
+                                hint="e.g. i = argmax(x, axis=1)")
             return N.Reduce(f, self.expr(args[0]), _int_literal(kw["axis"], "a reduction axis"), c.loc)
         if f in ("max", "min", "pow"):
             self.arity(c, 2)

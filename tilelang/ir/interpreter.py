@@ -125,6 +125,15 @@ class Interpreter(StmtVisitor):
     def visit_Dequant(self, s: N.Dequant, env, bid, tiles) -> None:
         self.dequant(s, env, bid, tiles)
 
+    def visit_AtomicAdd(self, s: N.AtomicAdd, env, bid, tiles) -> None:
+        """The add of each element, in f32, rounded to the tensor's dtype (blocks run one at a time here:
+        one order of the unordered sum)."""
+        t = self.tk.tiles[s.src.name]
+        arr, idx, mask, full = self.window(s.dst, t.shape, env, bid, tiles)
+        inside = tuple(i[mask] for i in idx)
+        p = self.tk.tensor(s.dst.tensor)
+        arr[inside] = _as(_wide(arr[inside]) + _wide(tiles[s.src.name]).reshape(full)[mask], p.dtype)
+
     def visit_For(self, s: N.For, env, bid, tiles) -> None:
         lo, hi = self.scalar(s.start, env, bid, tiles), self.scalar(s.stop, env, bid, tiles)
         for i in range(int(lo), int(hi)):

@@ -114,7 +114,8 @@ class Where:
 class Reduce:
     """Reduce a tile along `axis`, keeping the axis with extent 1.
 
-    Float inputs narrower than f32 are accumulated in f32 and rounded once."""
+    Float inputs narrower than f32 are accumulated in f32 and rounded once. `argmax` (i32 indices)
+    is rewritten into sum/max/min forms by passes/expand.py before any backend sees it."""
     op: str
     x: "Expr"
     axis: int
@@ -331,6 +332,23 @@ class Dequant:
 
 
 @dataclass(frozen=True)
+class AtomicAdd:
+    """`dst[window] += src` for every element inside the tensor, each add atomic: blocks adding into
+    the same elements in any order give their unordered sum (a float sum's rounding depends on the
+    order). The tile is converted to the tensor's float dtype (f32, f16 or bf16) first; elements
+    outside the tensor are dropped, as a copy's are."""
+    src: TileRef
+    dst: GlobalRef
+    loc: SourceLoc = _loc()
+
+    def reads(self) -> frozenset:
+        return frozenset({self.src.name, self.dst.tensor})
+
+    def writes(self) -> frozenset:
+        return frozenset({self.dst.tensor})
+
+
+@dataclass(frozen=True)
 class For:
     """`for var in range(start, stop)`; `stages` > 1 asks backends to software-pipeline."""
     var: str
@@ -378,7 +396,7 @@ class If:
         return frozenset().union(*(s.writes() for s in self.body + self.orelse))
 
 
-Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, For, ReadScalar, If]
+Stmt = Union[Let, Alloc, Assign, Copy, Gemm, Dequant, AtomicAdd, For, ReadScalar, If]
 
 
 # ----------------------------------------------------------------------------- kernels

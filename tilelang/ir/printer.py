@@ -91,6 +91,8 @@ def stmt_lines(s: N.Stmt, typed=None, indent: str = "    ") -> list[str]:
             for b in s.orelse:
                 lines += stmt_lines(b, typed, indent + "    ")
         return lines + [f"{indent}}}"]
+    if isinstance(s, N.AtomicAdd):
+        return [f"{indent}atomic_add({s.src.name}, {expr_str(s.dst)});"]
     if isinstance(s, N.For):
         it = "range" if s.stages is None else "pipelined"
         st = "" if s.stages is None else f", stages={expr_str(s.stages)}"

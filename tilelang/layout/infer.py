@@ -223,7 +223,7 @@ def _virtual_tiles(st: _State) -> dict[str, N.Expr]:
     out: dict[str, N.Expr] = {}
     uses_elsewhere, written = set(), set()
     for _, s in st.stmts:
-        if isinstance(s, N.Copy) and isinstance(s.src, N.TileRef):
+        if isinstance(s, (N.Copy, N.AtomicAdd)) and isinstance(s.src, N.TileRef):
             uses_elsewhere.add(s.src.name)
         if isinstance(s, N.Gemm):
             uses_elsewhere |= {s.a.name, s.b.name}
@@ -740,6 +740,13 @@ def _tile_copy_plan(st: _State, i: int, s: N.Copy):
                     "none", 1, 1), cost
 
 
+def _atomic_add_plan(st: _State, i: int, s: N.AtomicAdd):
+    """One atomic add per element a thread holds (of replicated elements, one replica adds)."""
+    m = st.maps[s.src.name]
+    ins = Instr("red.global.add", "store", 1)
+    return CopyPlan(i, s, m, (ins,), "none", tv.replication(m), 1), Cost(global_instrs=m.num_threads * m.values_per_thread)
+
+
 def _shared_dequant_run(shape: tuple[int, ...], bits: int, threads: int) -> int:
     """Elements per run when dequantizing into a shared tile: up to 16 bytes of packed fields per
     load while every thread still gets a run, at least 8 (one 16-byte store of f16 pairs)."""
@@ -981,6 +988,7 @@ register(N.Gemm, infer=_gemm_infer, plan=_gemm_plan, validate=_validate_gemm)
 register(N.Assign, infer=_assign_infer, plan=_assign_plan, validate=_validate_assign)
 register(N.Copy, infer=_copy_infer, plan=_copy_plan, validate=_validate_copy)
 register(N.Dequant, infer=_dequant_infer, plan=_dequant_plan)
+register(N.AtomicAdd, plan=_atomic_add_plan)
 register(N.Let)
 register(N.For)
 register(N.ReadScalar)

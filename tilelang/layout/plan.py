@@ -85,7 +85,7 @@ class CopyPlan:
     row-major tile by thread q % threads)."""
 
     index: int
-    stmt: N.Copy
+    stmt: N.Copy | N.AtomicAdd
     mapping: Optional[TaskMapping]
     instrs: tuple[Instr, ...]
     conversion: str = "none"  # register -> register copies: "none", "registers" or "shared"

@@ -31,7 +31,7 @@ class Rule:
     validate: Callable[[Any, Any], None]
 
 
-ORDER: tuple[type, ...] = (N.Alloc, N.Gemm, N.Assign, N.Copy, N.Dequant, N.Let, N.For, N.ReadScalar, N.If)
+ORDER: tuple[type, ...] = (N.Alloc, N.Gemm, N.Assign, N.Copy, N.Dequant, N.AtomicAdd, N.Let, N.For, N.ReadScalar, N.If)
 RULES: dict[type, Rule] = {}
 
 

@@ -22,7 +22,7 @@ import torch
 
 from ..diagnostics import TileError
 from .model import Model, Pass, cache_slots, next_pow2
-from .sampling import SamplingParams, sample
+from .sampling import SamplingParams, next_tokens
 
 
 CACHE_QUANTUM = 128
@@ -81,7 +81,7 @@ def decode_step(model: Model, state: DecodeState, params: SamplingParams) -> Non
     ids = model.gather(state.tokens.view(-1), state.tok[0])
     p = Pass(ids, state.cur.view(-1), state.slots.view(state.batch, c.kv_heads, 2), state.batch, 1, lens=state.pos)
     model.forward(p, state.cache, state.logits)
-    nxt = lib.torch_op("sample", sample, state.logits, params)
+    nxt = next_tokens(lib, state.logits, params)
     lib("scatter_rows", nxt.view(-1, 1), state.tokens.view(-1, 1), state.tok[1])
 
 
@@ -208,7 +208,7 @@ class Generator:
             logits = torch.empty(len(rows), model.config.vocab, dtype=torch.float32, device=dev)
             model.forward(Pass(ids, positions, slots, len(rows), s), state.cache, logits, last)
             state.logits[rows] = logits
-            for b, t in zip(rows, model.lib.torch_op("sample", sample, logits, params).tolist()):
+            for b, t in zip(rows, next_tokens(model.lib, logits, params).tolist()):
                 first[b] = t
                 tokens[b, s] = t
         state.tokens.copy_(tokens.to(dev))

@@ -6,6 +6,9 @@ Decode matmuls (at most DECODE_ROWS rows) run the GEMV tilings: `gemv` where the
 the `linear_*` kernels with BM = 16 and gemv's candidate lists where there is one, and
 `gemv_wNa16` (one row) or `gemm_wNa16` with BM = 16 for quantized weights.  Quantized matmuls and
 plain forms have no epilogue of their own: theirs runs as an elementwise kernel after them.
+Where the outputs are too few to fill the GPU (`tilelang.splitk.plan`: long K, few output blocks, e.g.
+the down projections), an optimized decode matmul splits K instead (`tilelang.splitk.linear`: partial
+sums, then their sum in a fixed order with the bias/residual epilogue; not for GELU).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import splitk
 from .library import Library
 from .quantize import QuantizedWeight
 from .schedule import PLAIN_MATMUL, Schedule
@@ -41,6 +45,8 @@ class Linear:
         decode = x.shape[0] <= DECODE_ROWS
         optimized = schedule.gemv if decode else schedule.gemm
         has_bias, has_res = self.bias is not None, residual is not None
+        if decode and optimized and not gelu and self._split_k(lib, x, y, residual):
+            return
         if optimized and not isinstance(self.weight, QuantizedWeight):
             name = _FUSED[(has_bias, gelu, has_res)]
             args = [x, self.weight] + ([self.bias] if has_bias else []) + ([residual] if has_res else []) + [y]
@@ -70,6 +76,20 @@ class Linear:
             lib("add_bias", out, self.bias, y)
         elif has_res:
             lib("add", out, residual, y)
+
+    def _split_k(self, lib: Library, x: torch.Tensor, y: torch.Tensor, residual: torch.Tensor | None) -> bool:
+        """Run the layer split over K where `tilelang.splitk.plan` says it pays; False where it does not."""
+        q = self.weight
+        quantized = isinstance(q, QuantizedWeight)
+        ns = splitk.plan(x.shape[0], self.n, x.shape[1], sms=splitk.sm_count(x.device), quantized=quantized)
+        if ns == 1:
+            return False
+        epilogue = dict(bias=self.bias, residual=residual, splits=ns, launch=lib)
+        if quantized:
+            splitk.linear(x, q.qweight, y, scales=q.scales, zeros=q.zeros, TW=q.spec.tw, G=q.group, **epilogue)
+        else:
+            splitk.linear(x, q, y, **epilogue)
+        return True
 
     def _quantized(self, lib: Library, optimized: bool, x: torch.Tensor, out: torch.Tensor) -> None:
         q = self.weight

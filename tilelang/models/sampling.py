@@ -1,10 +1,11 @@
 """Choosing the next token from the logits, on the logits' device.
 
-Greedy is an argmax; otherwise the logits are divided by the temperature, cut to the top k and to
-the smallest set of tokens whose probability reaches top_p (as transformers does), and one token is
-drawn with the exponential-race trick (argmax of p / E, E ~ Exp(1)), which needs no host sync and so
-can be captured in a CUDA graph.  These are torch ops until the language has sampling kernels
-(docs/MODELS.md).
+Greedy is an argmax: the library's `argmax` kernel (kernels/sampling.tile; ties go to the smallest
+id, NaN above every number, as torch.argmax), run by `next_tokens`. Otherwise the logits are divided
+by the temperature, cut to the top k and to the smallest set of tokens whose probability reaches top_p
+(as transformers does), and one token is drawn with the exponential-race trick (argmax of p / E,
+E ~ Exp(1)), which needs no host sync and so can be captured in a CUDA graph.  These are torch ops
+(`sample`) until the language has sampling kernels (docs/MODELS.md).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..diagnostics import TileError
+from .library import Library
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,13 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     probs = x.softmax(dim=-1)
     race = torch.empty_like(probs).exponential_(generator=generator)
     return (probs / race).argmax(dim=-1)
+
+
+def next_tokens(lib: Library, logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Next token ids [B] (int64) from logits [B, V]: greedy through the `argmax` kernel, else `sample`."""
+    if not params.greedy:
+        return lib.torch_op("sample", sample, logits, params)
+    ids = torch.empty(logits.shape[0], 1, dtype=torch.int64, device=logits.device)
+    best = torch.empty(logits.shape[0], 1, dtype=torch.float32, device=logits.device)
+    lib("argmax", logits, ids, best)
+    return ids.view(-1)

@@ -123,6 +123,8 @@ def _check_body(tk: TypedKernel, body: tuple[N.Stmt, ...]) -> None:
                                 hint="compare it, e.g. if x > 0.0 { ... }")
             _check_body(tk, s.body)
             _check_body(tk, s.orelse)
+        elif isinstance(s, N.AtomicAdd):
+            _check_atomic_add(tk, s)
         elif isinstance(s, N.For):
             _expect_int_scalar(tk, s.start, "a loop bound")
             _expect_int_scalar(tk, s.stop, "a loop bound")
@@ -184,6 +186,22 @@ def _check_copy(tk: TypedKernel, s: N.Copy) -> None:
                                 "not supported here", offset.loc, hint="index the window by tiles, e.g. Q[i, j]")
     if s.pad is not None and not isinstance(tk.type_of(s.pad), ScalarType):
         raise TileError("pad must be a scalar", s.pad.loc)
+
+
+ATOMIC_DTYPES = ("f32", "f16", "bf16")
+"""The tensor dtypes atomic_add adds into (the widths GPUs add atomically)."""
+
+
+def _check_atomic_add(tk: TypedKernel, s: N.AtomicAdd) -> None:
+    t = tk.tiles[s.src.name]
+    _window(tk, s.dst, t)
+    p = tk.tensor(s.dst.tensor)
+    if p.dtype.name not in ATOMIC_DTYPES:
+        raise TileError(f"atomic_add into '{p.name}', a {p.dtype} tensor: atomics add into "
+                        f"{', '.join(ATOMIC_DTYPES)}", s.dst.loc, hint="accumulate into an f32 tensor")
+    if not t.dtype.is_float:
+        raise TileError(f"atomic_add of '{s.src.name}', a {t.dtype} tile: it adds float tiles", s.src.loc,
+                        hint=f"cast it: f32({s.src.name}) in a tile of its own")
 
 
 def _check_gemm(tk: TypedKernel, s: N.Gemm) -> None:
@@ -333,7 +351,7 @@ def _infer_expr(tk: TypedKernel, e: N.Expr) -> Type:
         if t.dtype == bool_:
             raise TileError(f"cannot {e.op} a bool tile; cast it first", e.loc)
         shape = t.shape[:e.axis] + (1,) + t.shape[e.axis + 1:]
-        return TileType(shape, t.dtype)
+        return TileType(shape, i32 if e.op == "argmax" else t.dtype)
     if isinstance(e, N.Broadcast):
         t = _tile(tk, e.x, "broadcast(...)")
         target = _shape(e.shape, "a broadcast extent")

@@ -223,6 +223,21 @@ class CopyEmitter(Emitter):
 
         self._runs(self.mapping(name), self.plan.vector(s), w, vector, scalar)
 
+    def visit_AtomicAdd(self, s: N.AtomicAdd) -> None:
+        """Register tile -> global window, one atomicAdd per element (f32; f16 on sm_70+, bf16 on sm_80+);
+        elements outside the tensor are not touched."""
+        name = s.src.name
+        with self.scope():
+            self.global_access(write=True)
+            t = self.tk.tiles[name]
+            w = self.window(s.dst, t.shape)
+            p = w.tensor
+
+            def scalar(c: list[str], ok: str, ptr: str, u: int) -> str:
+                return f"if ({ok}) atomicAdd({ptr} + {u}, {ctype.convert(f'{cname(name)}[v + {u}]', t.dtype, p.dtype)});"
+
+            self._runs(self.mapping(name), 1, w, None, scalar)
+
     def store_global_from_shared(self, name: str, ref: N.GlobalRef) -> None:
         """Shared tile -> global window, element by element; elements outside the tensor are not written."""
         self.global_access(write=True)

@@ -54,7 +54,7 @@ class Emitter(StmtVisitor):
         self.partial: dict[str, int] = {}  # accumulators of k-split gemms not yet summed: their k groups
         self.ex = ExprEmitter(tk, self.kinds, self._temp, plan.virtual)
         self.written_tensors = {s.dst.tensor for s in walk_stmts(self.k.body)
-                                if isinstance(s, N.Copy) and isinstance(s.dst, N.GlobalRef)}
+                                if isinstance(s, (N.Copy, N.AtomicAdd)) and isinstance(s.dst, N.GlobalRef)}
 
     def line(self, text: str) -> None:
         self.out.add(cir.Line(text))

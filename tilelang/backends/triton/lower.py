@@ -196,6 +196,9 @@ class _Lowering(Emitter, StmtVisitor):
                 self.line("pass")
             self.depth -= 1
 
+    def visit_AtomicAdd(self, s: N.AtomicAdd) -> None:
+        memory.atomic_add(self, self.expr(s.src), self.tk.tiles[s.src.name].shape, s.dst)
+
     def visit_For(self, s: N.For) -> None:
         lo, hi = self.expr(s.start).code, self.expr(s.stop).code
         if self.is_nonneg(s.start):

@@ -152,6 +152,14 @@ def store(em: Emitter, value: Val, shape: tuple[int, ...], ref: N.GlobalRef) -> 
     em.line(f"tl.store({_ptr(em, w)}, {code}{mask})")
 
 
+def atomic_add(em: Emitter, value: Val, shape: tuple[int, ...], ref: N.GlobalRef) -> None:
+    """Add a tile's value into the window atomically, converted to the tensor's dtype; nothing past the edges."""
+    w = window(em, ref, shape)
+    code = convert(value.code, value.dtype, w.tensor.dtype)
+    mask = "" if w.mask is None else f", mask={w.mask}"
+    em.line(f"tl.atomic_add({_ptr(em, w)}, {code}{mask}, sem='relaxed')")
+
+
 def unpack(em: Emitter, ref: N.GlobalRef, shape: tuple[int, ...], raw: bool = False) -> tuple[str, Window]:
     """The i32 values of a window of a bit-packed tensor (rows are LSB-first bit streams), 0 outside it.
 

@@ -170,6 +170,10 @@ class ExprEmitter:
 
     def _binop(self, e: N.BinOp, a: Val, b: Val, rdt: str) -> Val:
         op = e.op
+        if op in ("eq", "ne") and a.text == b.text and is_float(a.dtype):
+            # x != x is the NaN test; TVM's simplifier would fold it to false (x == x to true)
+            nan = f"T.isnan({a.text})"
+            return Val(nan if op == "ne" else f"T.Not({nan})", "bool")
         if op in _CMP:
             cd = _common(a.dtype, b.dtype)
             return Val(f"({cast(a, cd).text} {_CMP[op]} {cast(b, cd).text})", "bool")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from ...diagnostics import Unsupported
 from ...ir import nodes as N
 from ...ir.types import TileType
 from ...ir.visit import StmtVisitor, sub_exprs
@@ -201,6 +202,10 @@ class Lowering(StmtVisitor):
         name = "v_" + s.name
         self.names[s.name] = Val(name, tdt)
         return self.c.let(name, v, self.comment(s))
+
+    def visit_AtomicAdd(self, s: N.AtomicAdd) -> str:
+        raise Unsupported(f"{self.where} cannot emit atomic_add (no atomic read-modify-write in its TIR)", s.loc,
+                          hint="run it with backend='triton' or 'cuda' (or 'reference')")
 
     def visit_For(self, s: N.For) -> str:
         em = self.emitter(lambda n, i: n)
