@@ -11,7 +11,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_env.sh  # $OUT, wheels, PYTHONPATH, TVM's runtime kit
 what=${1:-all}; shift || true
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 rc=0
 if [ "$what" = tests ] || [ "$what" = all ]; then
     python3 -m pytest -q -m gpu -p no:cacheprovider "$@" tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -40

@@ -8,9 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_env.sh  # $OUT, wheels, PYTHONPATH, TVM's runtime kit
-export TILELANG_CACHE_DIR=${TILELANG_CACHE_DIR:-/tmp/tilelang-cache}
 what=${1:-all}
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 rc=0
 if [ "$what" = tests ] || [ "$what" = all ]; then
     python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_lang_scalars.py tests/test_backend_triton.py \

@@ -7,9 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_env.sh  # $OUT, wheels, PYTHONPATH, TVM's runtime kit
-export TILELANG_CACHE_DIR=${TILELANG_CACHE_DIR:-/tmp/tilelang-cache}
 what=${1:-all}
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 rc=0
 stage() { [ "$what" = "$1" ] || [ "$what" = all ]; }
 if stage tests; then

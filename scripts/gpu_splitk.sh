@@ -8,7 +8,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_env.sh
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 python3 -m pytest -q -m gpu -p no:cacheprovider -k "splitk or argmax or atomic" tests 2>&1 | tee "$OUT/splitk_tests.log" | tail -5
 rc=${PIPESTATUS[0]}
 for backend in ${BACKENDS:-triton cuda}; do
