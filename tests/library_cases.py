@@ -188,20 +188,35 @@ def paged_cache(rng, dt, b, hkv, d, pb, maxb, lens):
     return kc, vc, table, np.array(lens, np.int32).reshape(b, 1)
 
 
-def args_decode_paged(rng, dt):
-    """attention_decode_paged on a grouped QKV row: odd head dim and lengths, one length a page
-    multiple, one of 1 and one of 0, a table entry outside the pool (the page is skipped) and NaN
-    wherever a sequence may not read."""
+def _paged_case(rng, dt):
+    """(QKV, Kc, Vc, Table, Lens, consts): a grouped QKV row and a paged cache with an odd head dim,
+    odd lengths, one a page multiple, one of 1 and one of 0, a table entry outside the pool (the page
+    is skipped) and NaN wherever a sequence may not read."""
     b, hkv, g, d, pb, maxb = 4, 2, 3, odd(rng, 9, 15), 8, 5
     lens = [odd(rng, 17, 39), 1, 2 * pb, 0]
     kc, vc, table, n = paged_cache(rng, dt, b, hkv, d, pb, maxb, lens)
     kc[table[2, 1]] = vc[table[2, 1]] = np.nan
     table[2, 1] = kc.shape[0] + 7  # out of the pool: the page is skipped, nothing is read
-    qkv = _grouped(rng, dt, (b,), hkv, g, d)
-    return [qkv, kc, vc, poisoned((b, hkv, g, d), dt), table, n, 0.3], dict(PB=pb, BG=4, BD=16)
+    return _grouped(rng, dt, (b,), hkv, g, d), kc, vc, table, n, dict(PB=pb, BG=4, BD=16)
 
 
-PAGED = [("attention_paged", "attention_decode_paged", args_decode_paged)]
+def args_decode_paged(rng, dt):
+    qkv, kc, vc, table, n, consts = _paged_case(rng, dt)
+    b, hkv, gq, d = qkv.shape
+    return [qkv, kc, vc, poisoned((b, hkv, gq - 2, d), dt), table, n, 0.3], consts
+
+
+def args_decode_split_paged(rng, dt):
+    """As args_decode_paged, in NS = 3 runs of the table's 5 entries (the last run shorter)."""
+    qkv, kc, vc, table, n, consts = _paged_case(rng, dt)
+    b, hkv, gq, d = qkv.shape
+    ns, g = 3, gq - 2
+    parts = [poisoned((b, hkv, ns, g, d), "f32"), poisoned((b, hkv, ns, g), "f32"), poisoned((b, hkv, ns, g), "f32")]
+    return [qkv, kc, vc, *parts, table, n, 0.3], consts
+
+
+PAGED = [("attention_paged", "attention_decode_paged", args_decode_paged),
+         ("attention_paged", "attention_decode_split_paged", args_decode_split_paged)]
 """(file, kernel, maker) of kernels/attention_paged.tile, for every backend's table."""
 
 

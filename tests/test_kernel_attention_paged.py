@@ -82,3 +82,18 @@ def test_gpu_matches_attention_decode_lens_on_a_shuffled_table(backend, dt):
     load("attention_paged")["attention_decode_paged"](qkv, kp, vp, o_paged, table, lens, d ** -0.5, PB=pb, BG=16,
                                                       BD=d, backend=backend)
     assert rel_err(o_paged.float().cpu().numpy(), o_lens.float().cpu().numpy()) < TOL
+
+
+@pytest.mark.parametrize("dt", ["f16", "bf16"])
+def test_split_then_combine_matches_numpy_and_an_empty_run_weighs_nothing(dt):
+    from library_cases import args_decode_split_paged
+    qkv, kc, vc, op, mp, lp, table, n, scale = (args := args_decode_split_paged(np.random.default_rng(5), dt))[0]
+    load("attention_paged")["attention_decode_split_paged"](*args[0], **args[1])
+    b, hkv, ns, g, d = op.shape
+    o = poisoned((b, hkv, g, d), dt)
+    load("attention")["attention_decode_combine"](op, mp, lp, o, BG=4, BD=16)
+    ref = attention_decode_paged(qkv[:, :, :g].reshape(b, -1, d), kc, vc, table, n[:, 0], scale).reshape(o.shape)
+    assert rel_err(o[:3], ref[:3]) < TOL
+    # Lens 0 (sequence 3) and the run past sequence 1's single page: nothing attended
+    for s in [(3, slice(None), slice(None)), (1, slice(None), slice(1, None))]:
+        assert not op[s].any() and not lp[s].any() and (mp[s] == -1e30).all()
