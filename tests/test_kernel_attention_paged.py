@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernel_refs import TOL, attention_decode_lens, attention_decode_paged, load, poisoned, rand, rel_err
-from library_cases import args_decode_paged, paged_cache
+from kernel_refs import TOL, attention_decode_paged, load, poisoned, rand, rel_err
+from library_cases import args_decode_paged, args_decode_split_paged, paged_cache
 
 
 def _run_paged(args, consts, backend=None):
@@ -63,7 +63,8 @@ def test_a_sequence_with_every_page_out_of_the_pool_writes_zeros():
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
 def test_gpu_matches_attention_decode_lens_on_a_shuffled_table(backend, dt):
     """Llama-8B-like decode (8 kv heads of 4 queries, D = 128), pages of 16 in a shuffled pool: the
-    paged kernel equals attention_decode_lens on the same cache laid out contiguously."""
+    paged kernel, and its split form + combine, equal attention_decode_lens on the same cache laid out
+    contiguously."""
     import torch
     torch.manual_seed(0)
     tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dt]
@@ -79,14 +80,19 @@ def test_gpu_matches_attention_decode_lens_on_a_shuffled_table(backend, dt):
     o_lens, o_paged = (torch.full((b, hkv, g, d), float("nan"), device="cuda", dtype=tdt) for _ in range(2))
     load("attention")["attention_decode_lens"](qkv, kc, vc, o_lens, lens, d ** -0.5, BG=16, BN=pb, BD=d,
                                                backend=backend)
-    load("attention_paged")["attention_decode_paged"](qkv, kp, vp, o_paged, table, lens, d ** -0.5, PB=pb, BG=16,
-                                                      BD=d, backend=backend)
+    paged = load("attention_paged")
+    paged["attention_decode_paged"](qkv, kp, vp, o_paged, table, lens, d ** -0.5, PB=pb, BD=d, backend=backend)
+    assert rel_err(o_paged.float().cpu().numpy(), o_lens.float().cpu().numpy()) < TOL
+    ns = 5  # runs of 13 pages, the last shorter
+    parts = [torch.empty(b, hkv, ns, g, d, device="cuda"), torch.empty(b, hkv, ns, g, device="cuda"),
+             torch.empty(b, hkv, ns, g, device="cuda")]
+    paged["attention_decode_split_paged"](qkv, kp, vp, *parts, table, lens, d ** -0.5, PB=pb, BD=d, backend=backend)
+    load("attention")["attention_decode_combine"](*parts, o_paged, BD=d, backend=backend)
     assert rel_err(o_paged.float().cpu().numpy(), o_lens.float().cpu().numpy()) < TOL
 
 
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
 def test_split_then_combine_matches_numpy_and_an_empty_run_weighs_nothing(dt):
-    from library_cases import args_decode_split_paged
     qkv, kc, vc, op, mp, lp, table, n, scale = (args := args_decode_split_paged(np.random.default_rng(5), dt))[0]
     load("attention_paged")["attention_decode_split_paged"](*args[0], **args[1])
     b, hkv, ns, g, d = op.shape
