@@ -29,7 +29,7 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
 def cases(dt: torch.dtype, backend: str):
     """(case, paged run, split-paged + combine run, contiguous split + combine run, outputs to compare)."""
     g = torch.Generator(device="cuda").manual_seed(0)
-    for b, maxs, pb in [(1, 4096, 16), (8, 4096, 16), (8, 4096, 64), (32, 2048, 64)]:
+    for b, maxs, pb in [(1, 4096, 32), (8, 4096, 32), (8, 4096, 64), (32, 2048, 64)]:
         maxb = maxs // pb
         lens = torch.randint(maxs // 2, maxs + 1, (b, 1), generator=g, device="cuda").to(torch.int32)
         qkv = torch.randn(b, HKV, G + 2, D, generator=g, device="cuda").to(dt)

@@ -192,8 +192,8 @@ def _paged_case(rng, dt):
     """(QKV, Kc, Vc, Table, Lens, consts): a grouped QKV row and a paged cache with an odd head dim,
     odd lengths, one a page multiple, one of 1 and one of 0, a table entry outside the pool (the page
     is skipped) and NaN wherever a sequence may not read."""
-    b, hkv, g, d, pb, maxb = 4, 2, 3, odd(rng, 9, 15), 8, 5
-    lens = [odd(rng, 17, 39), 1, 2 * pb, 0]
+    b, hkv, g, d, pb, maxb = 4, 2, 3, odd(rng, 9, 15), 32, 3  # PB = 32: mma-sized over 4 warps
+    lens = [odd(rng, 2 * pb + 1, 3 * pb - 1), 1, 2 * pb, 0]
     kc, vc, table, n = paged_cache(rng, dt, b, hkv, d, pb, maxb, lens)
     kc[table[2, 1]] = vc[table[2, 1]] = np.nan
     table[2, 1] = kc.shape[0] + 7  # out of the pool: the page is skipped, nothing is read
@@ -207,10 +207,10 @@ def args_decode_paged(rng, dt):
 
 
 def args_decode_split_paged(rng, dt):
-    """As args_decode_paged, in NS = 3 runs of the table's 5 entries (the last run shorter)."""
+    """As args_decode_paged, in NS = 2 runs of the table's 3 entries (the last run shorter)."""
     qkv, kc, vc, table, n, consts = _paged_case(rng, dt)
     b, hkv, gq, d = qkv.shape
-    ns, g = 3, gq - 2
+    ns, g = 2, gq - 2
     parts = [poisoned((b, hkv, ns, g, d), "f32"), poisoned((b, hkv, ns, g), "f32"), poisoned((b, hkv, ns, g), "f32")]
     return [qkv, kc, vc, *parts, table, n, 0.3], consts
 

@@ -32,7 +32,7 @@ def test_matches_numpy_on_odd_shapes_with_a_page_out_of_the_pool(dt, seed):
 
 
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
-@pytest.mark.parametrize("b,hkv,g,d,pb,maxb,lens", [(3, 2, 4, 13, 8, 6, [41, 1, 48]), (2, 1, 1, 16, 16, 3, [17, 48])])
+@pytest.mark.parametrize("b,hkv,g,d,pb,maxb,lens", [(3, 2, 4, 13, 8, 6, [41, 1, 48]), (2, 1, 1, 16, 32, 3, [17, 96])])
 def test_a_table_mapping_a_contiguous_cache_gives_attention_decode_lens(dt, b, hkv, g, d, pb, maxb, lens):
     rng = np.random.default_rng(b * d + pb)
     qkv = rand(rng, (b, hkv, g + 2, d), dt)
@@ -62,13 +62,13 @@ def test_a_sequence_with_every_page_out_of_the_pool_writes_zeros():
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 @pytest.mark.parametrize("dt", ["f16", "bf16"])
 def test_gpu_matches_attention_decode_lens_on_a_shuffled_table(backend, dt):
-    """Llama-8B-like decode (8 kv heads of 4 queries, D = 128), pages of 16 in a shuffled pool: the
+    """Llama-8B-like decode (8 kv heads of 4 queries, D = 128), pages of 64 in a shuffled pool: the
     paged kernel, and its split form + combine, equal attention_decode_lens on the same cache laid out
     contiguously."""
     import torch
     torch.manual_seed(0)
     tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dt]
-    b, hkv, g, d, pb, maxb = 4, 8, 4, 128, 16, 64
+    b, hkv, g, d, pb, maxb = 4, 8, 4, 128, 64, 16
     lens = torch.tensor([[1000], [1], [513], [16]], dtype=torch.int32, device="cuda")
     qkv = torch.randn(b, hkv, g + 2, d, device="cuda", dtype=tdt)
     kc, vc = (torch.randn(b, hkv, maxb * pb, d, device="cuda", dtype=tdt) for _ in range(2))
@@ -83,7 +83,7 @@ def test_gpu_matches_attention_decode_lens_on_a_shuffled_table(backend, dt):
     paged = load("attention_paged")
     paged["attention_decode_paged"](qkv, kp, vp, o_paged, table, lens, d ** -0.5, PB=pb, BD=d, backend=backend)
     assert rel_err(o_paged.float().cpu().numpy(), o_lens.float().cpu().numpy()) < TOL
-    ns = 5  # runs of 13 pages, the last shorter
+    ns = 5  # runs of 4 pages, the last empty
     parts = [torch.empty(b, hkv, ns, g, d, device="cuda"), torch.empty(b, hkv, ns, g, device="cuda"),
              torch.empty(b, hkv, ns, g, device="cuda")]
     paged["attention_decode_split_paged"](qkv, kp, vp, *parts, table, lens, d ** -0.5, PB=pb, BD=d, backend=backend)
