@@ -186,6 +186,25 @@ def attention_decode_lens(q, k_cache, v_cache, lens, sm_scale: float):
                            for b, n in enumerate(lens)])
 
 
+def attention_decode_paged(q, k_pages, v_pages, table, lens, sm_scale: float):
+    """attention_decode_lens over a paged cache (kernels/attention_paged.tile): q [B, HQ, D], pages
+    [NB, HKV, PB, D]; sequence b's token t sits in page table[b, t // PB] at slot t % PB, for t below
+    min(lens[b], MAXB * PB).  Tokens on a page outside the pool are skipped; none attended gives zeros."""
+    nb, _, pb, _ = k_pages.shape
+    table = np.asarray(table, np.int64)
+    out = []
+    for b, n in enumerate(np.asarray(lens).reshape(-1)):
+        kept = [(table[b, t // pb], t % pb) for t in range(min(int(n), table.shape[1] * pb))
+                if 0 <= table[b, t // pb] < nb]
+        if not kept:
+            out.append(np.zeros((1, *q.shape[1:])))
+            continue
+        page, slot = np.array(kept).T
+        k, v = (x[page, :, slot].transpose(1, 0, 2)[None] for x in (k_pages, v_pages))
+        out.append(attention_decode(q[b:b + 1], k, v, len(page), sm_scale))
+    return np.concatenate(out)
+
+
 def decode_positions(pos, hkv: int, maxs: int):
     """What kernels/kv_cache.tile's decode_positions writes, from the entry positions pos [B]."""
     pos = np.asarray(pos, np.int64)

@@ -173,6 +173,53 @@ def args_decode_split_lens(rng, dt):
     return [qkv, kc, vc, *parts, lens, 0.3], dict(BG=4, BN=16, BD=16)
 
 
+def paged_cache(rng, dt, b, hkv, d, pb, maxb, lens):
+    """Pools of pages Kc, Vc [NB, HKV, PB, D] with a shuffled table Table [B, MAXB] and Lens [B, 1]:
+    every slot no sequence may read (spare pages, table entries past a length, slots past it in the
+    last page) is NaN, so a wrong read shows."""
+    nb = b * maxb + 3  # spare pages
+    kc, vc = (np.full((nb, hkv, pb, d), np.nan, NP_DTYPES[dt]) for _ in range(2))
+    table = rng.permutation(nb)[:b * maxb].reshape(b, maxb).astype(np.int32)
+    for i, n in enumerate(lens):
+        for j in range(-(-n // pb)):
+            used = min(pb, n - j * pb)
+            kc[table[i, j], :, :used] = rand(rng, (hkv, used, d), dt)
+            vc[table[i, j], :, :used] = rand(rng, (hkv, used, d), dt)
+    return kc, vc, table, np.array(lens, np.int32).reshape(b, 1)
+
+
+def _paged_case(rng, dt):
+    """(QKV, Kc, Vc, Table, Lens, consts): a grouped QKV row and a paged cache with an odd head dim,
+    odd lengths, one a page multiple, one of 1 and one of 0, a table entry outside the pool (the page
+    is skipped) and NaN wherever a sequence may not read."""
+    b, hkv, g, d, pb, maxb = 4, 2, 3, odd(rng, 9, 15), 32, 3  # PB = 32: mma-sized over 4 warps
+    lens = [odd(rng, 2 * pb + 1, 3 * pb - 1), 1, 2 * pb, 0]
+    kc, vc, table, n = paged_cache(rng, dt, b, hkv, d, pb, maxb, lens)
+    kc[table[2, 1]] = vc[table[2, 1]] = np.nan
+    table[2, 1] = kc.shape[0] + 7  # out of the pool: the page is skipped, nothing is read
+    return _grouped(rng, dt, (b,), hkv, g, d), kc, vc, table, n, dict(PB=pb, BG=4, BD=16)
+
+
+def args_decode_paged(rng, dt):
+    qkv, kc, vc, table, n, consts = _paged_case(rng, dt)
+    b, hkv, gq, d = qkv.shape
+    return [qkv, kc, vc, poisoned((b, hkv, gq - 2, d), dt), table, n, 0.3], consts
+
+
+def args_decode_split_paged(rng, dt):
+    """As args_decode_paged, in NS = 2 runs of the table's 3 entries (the last run shorter)."""
+    qkv, kc, vc, table, n, consts = _paged_case(rng, dt)
+    b, hkv, gq, d = qkv.shape
+    ns, g = 2, gq - 2
+    parts = [poisoned((b, hkv, ns, g, d), "f32"), poisoned((b, hkv, ns, g), "f32"), poisoned((b, hkv, ns, g), "f32")]
+    return [qkv, kc, vc, *parts, table, n, 0.3], consts
+
+
+PAGED = [("attention_paged", "attention_decode_paged", args_decode_paged),
+         ("attention_paged", "attention_decode_split_paged", args_decode_split_paged)]
+"""(file, kernel, maker) of kernels/attention_paged.tile, for every backend's table."""
+
+
 def args_prefill_qkv(rng, dt):
     b, hkv, g, s, d = 2, 2, 2, odd(rng, 17, 40), 16
     qkv = _grouped(rng, dt, (b, s), hkv, g, d).reshape(b, s, -1)

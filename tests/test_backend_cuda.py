@@ -32,13 +32,13 @@ from tilelang.backends.cuda.errors import explain, origin
 from tilelang.quant import PackedWeight, quantize, unpack
 from tilelang.runtime.args import bind
 from refusals import refused
-from library_cases import SAMPLING, SPLITK
+from library_cases import PAGED, SAMPLING, SPLITK
 
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 KERNELS = [(p.stem, name) for p in sorted(KERNEL_DIR.glob("*.tile")) for name in tilelang.load(p)]
 NP = {"f16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16), "f32": np.dtype(np.float32)}
 TOL = {"f16": 2e-2, "bf16": 6e-2}
-SPLITK_CASES = {name: make for _, name, make in SPLITK + SAMPLING}  # kernels/splitk.tile, sampling.tile
+SHARED_MAKERS = {name: make for _, name, make in SPLITK + SAMPLING + PAGED}  # makers from library_cases.py
 
 
 @lru_cache(maxsize=None)
@@ -240,8 +240,8 @@ def _quantized(rng, n, k, tw, g, zp, sdt):
 
 def cases(name: str, dt: str, rng: np.random.Generator):
     """(arguments, constants) of odd-shaped calls of a library kernel, activations in `dt`."""
-    if name in SPLITK_CASES:
-        yield SPLITK_CASES[name](rng, dt)
+    if name in SHARED_MAKERS:
+        yield SHARED_MAKERS[name](rng, dt)
     elif name == "gemm":
         for m, k, n in [(70, 96, 45), (33, 100, 130)]:
             yield [rand(rng, (m, k), dt), rand(rng, (k, n), dt), poisoned((m, n), dt)], {}

@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 
 from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
 from tolerance import Accumulation, accumulation, allowed, ulp  # noqa: E402
-from library_cases import SAMPLING, SPLITK  # noqa: E402
+from library_cases import PAGED, SAMPLING, SPLITK  # noqa: E402
 from library_cases import (args_bias, args_binary, args_decode, args_decode_combine, args_decode_lens,  # noqa: E402
                            args_decode_split, args_decode_split_lens, args_gemv, args_linear, args_mlp,
                            args_mlp_gate_up, args_norm, args_norm_linear, args_positions, args_prefill,
@@ -358,7 +358,7 @@ CASES = [
       ("u1", "i1", "u2", "i3", "u3", "i4", "u5", "i5", "u6", "i7", "u7", "i8", "u8")],
     Case("semantics", "unpack", _unpack("i6"), "i6", dtypes=("bf16",)),
     Case("semantics", "names", _names),
-    *[Case(f, k, make) for f, k, make in SPLITK + SAMPLING],
+    *[Case(f, k, make) for f, k, make in SPLITK + SAMPLING + PAGED],
 ]
 
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tilelang  # noqa: E402
 from kernel_refs import KERNELS, NP_DTYPES, load, poisoned, rand  # noqa: E402
-from library_cases import SAMPLING, SPLITK  # noqa: E402
+from library_cases import PAGED, SAMPLING, SPLITK  # noqa: E402
 from library_cases import (args_bias, args_binary, args_decode, args_decode_combine, args_decode_lens,  # noqa: E402
                            args_decode_split, args_decode_split_lens, args_gemv, args_linear, args_mlp,
                            args_mlp_gate_up, args_norm, args_norm_linear, args_packed, args_positions, args_prefill,
@@ -84,7 +84,7 @@ LIBRARY = {
     ("fused_mlp", "fused_mlp_gate_up_wNa16"): args_quant_fused("mlp"),
     ("norm_linear", "layernorm_linear_bias"): args_norm_linear("layer"),
     ("norm_linear", "layernorm_linear_bias_gelu"): args_norm_linear("layer"),
-    **{(f, k): make for f, k, make in SPLITK + SAMPLING},
+    **{(f, k): make for f, k, make in SPLITK + SAMPLING + PAGED},
 }
 
 
