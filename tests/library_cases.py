@@ -173,6 +173,19 @@ def args_decode_split_lens(rng, dt):
     return [qkv, kc, vc, *parts, lens, 0.3], dict(BG=4, BN=16, BD=16)
 
 
+def args_prefill_cached(rng, dt):
+    """A chunk of odd length at odd past lengths (0 included), GQA, cache rows past each chunk NaN."""
+    b, hkv, g, s, d = 3, 2, 2, odd(rng, 9, 21), odd(rng, 9, 15)
+    past = np.array([[0], [odd(rng, 1, 15)], [odd(rng, 17, 31)]], np.int32)
+    maxs = int(past.max()) + s + odd(rng, 3, 9)
+    kc, vc = rand(rng, (b, hkv, maxs, d), dt), rand(rng, (b, hkv, maxs, d), dt)
+    for i, p in enumerate(past[:, 0]):
+        kc[i, :, p + s:] = np.nan  # rows past the chunk hold garbage
+        vc[i, :, p + s:] = np.nan
+    q = rand(rng, (b, hkv * g, s, d), dt)
+    return [q, kc, vc, poisoned(q.shape, dt), past, 0.3], dict(BM=16, BN=16, BD=16)
+
+
 def args_prefill_qkv(rng, dt):
     b, hkv, g, s, d = 2, 2, 2, odd(rng, 17, 40), 16
     qkv = _grouped(rng, dt, (b, s), hkv, g, d).reshape(b, s, -1)
