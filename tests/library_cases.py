@@ -173,17 +173,23 @@ def args_decode_split_lens(rng, dt):
     return [qkv, kc, vc, *parts, lens, 0.3], dict(BG=4, BN=16, BD=16)
 
 
-def args_prefill_cached(rng, dt):
-    """A chunk of odd length at odd past lengths (0 included), GQA, cache rows past each chunk NaN."""
-    b, hkv, g, s, d = 3, 2, 2, odd(rng, 9, 21), odd(rng, 9, 15)
-    past = np.array([[0], [odd(rng, 1, 15)], [odd(rng, 17, 31)]], np.int32)
-    maxs = int(past.max()) + s + odd(rng, 3, 9)
+def cached_chunk(rng, dt, hq, hkv, s, d, past, extra):
+    """attention_prefill_cached's inputs: a chunk Q [B, HQ, S, D] at positions past[b] .. past[b] + S - 1
+    (B = len(past)), caches [B, HKV, max(past) + S + extra, D] whose rows past each chunk are NaN (garbage
+    a wrong read shows), and Past [B, 1] i32."""
+    b, maxs = len(past), max(past) + s + extra
     kc, vc = rand(rng, (b, hkv, maxs, d), dt), rand(rng, (b, hkv, maxs, d), dt)
-    for i, p in enumerate(past[:, 0]):
-        kc[i, :, p + s:] = np.nan  # rows past the chunk hold garbage
+    for i, p in enumerate(past):
+        kc[i, :, p + s:] = np.nan
         vc[i, :, p + s:] = np.nan
-    q = rand(rng, (b, hkv * g, s, d), dt)
-    return [q, kc, vc, poisoned(q.shape, dt), past, 0.3], dict(BM=16, BN=16, BD=16)
+    return rand(rng, (b, hq, s, d), dt), kc, vc, np.array(past, np.int32).reshape(b, 1)
+
+
+def args_prefill_cached(rng, dt):
+    """An odd chunk at odd past lengths and at 0, GQA with G = 2."""
+    past = [0, odd(rng, 1, 15), odd(rng, 17, 31)]
+    q, kc, vc, pt = cached_chunk(rng, dt, 4, 2, odd(rng, 9, 21), odd(rng, 9, 15), past, odd(rng, 3, 9))
+    return [q, kc, vc, poisoned(q.shape, dt), pt, 0.3], dict(BM=16, BN=16, BD=16)
 
 
 def args_prefill_qkv(rng, dt):

@@ -57,7 +57,7 @@ def attention_decode(Q: T[B, HKV, G, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAX
     qk_scale = sm_scale * 1.4426950408889634
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -97,7 +97,7 @@ def attention_decode_split(Q: T[B, HKV, G, D], K: T[B, HKV, MAXS, D], V: T[B, HK
     per_split = cdiv(blocks, NS)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -204,7 +204,7 @@ def attention_decode_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HK
     copy(Lens[b, 0], n)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -245,7 +245,7 @@ def attention_decode_split_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T
     copy(Lens[b, 0], n)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-1e30)
     l = register(f32[BG, 1])
@@ -1277,7 +1277,7 @@ def attention_prefill_cached(Q: T[B, HQ, S, D], K: T[B, HKV, MAXS, D], V: T[B, H
     qk_scale = sm_scale * 1.4426950408889634
     q = shared(T[BM, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BM, BD])
     m = register(f32[BM, 1], init=-inf)
     l = register(f32[BM, 1])
@@ -1285,7 +1285,7 @@ def attention_prefill_cached(Q: T[B, HQ, S, D], K: T[B, HKV, MAXS, D], V: T[B, H
     rows = iota((BM, BN), axis=0) + (past + pid_m * BM)
     for j in range(min(cdiv(past + (pid_m + 1) * BM, BN), cdiv(end, BN))):
         copy(K[b, kvh, j, 0], k)
-        copy(V[b, kvh, j, 0], v)
+        copy(V[b, kvh, j * BN:end, 0], v)
         qk = register(f32[BM, BN])
         gemm(q, k, qk, trans_b=True)
         cols = iota((BM, BN), axis=1) + j * BN
@@ -1295,10 +1295,8 @@ def attention_prefill_cached(Q: T[B, HQ, S, D], K: T[B, HKV, MAXS, D], V: T[B, H
         alpha = exp2(m - m_new)
         l = l * alpha + sum(p, axis=1)
         acc = acc * alpha
-        vrows = iota((BN, BD), axis=0) + j * BN
-        vm = where(vrows < end, v, 0.0)
         pt = T(p)
-        gemm(pt, vm, acc)
+        gemm(pt, v, acc)
         m = m_new
     o = acc / l
     copy(o, O[b, h, pid_m, 0])

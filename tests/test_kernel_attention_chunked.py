@@ -6,17 +6,8 @@ import numpy as np
 import pytest
 
 from kernel_refs import TOL, attention_prefill, attention_prefill_cached, f64, load, poisoned, rand, rel_err
+from library_cases import cached_chunk
 from tolerance import accumulation, allowed
-
-
-def _case(dt, hq, hkv, s, d, past, extra, rng):
-    """Q for the chunk and caches [B, HKV, max(past) + S + extra, D], NaN past each chunk's end."""
-    b, maxs = len(past), max(past) + s + extra
-    kc, vc = rand(rng, (b, hkv, maxs, d), dt), rand(rng, (b, hkv, maxs, d), dt)
-    for i, p in enumerate(past):
-        kc[i, :, p + s:] = np.nan  # rows past the chunk hold garbage
-        vc[i, :, p + s:] = np.nan
-    return rand(rng, (b, hq, s, d), dt), kc, vc, np.array(past, np.int32).reshape(b, 1)
 
 
 def _tiles(d: int, **tiles) -> dict:
@@ -36,7 +27,7 @@ CASES = [  # hq, hkv, s, d, past per sequence, cache rows past the longest chunk
 @pytest.mark.parametrize("hq,hkv,s,d,past,extra,tiles", CASES)
 def test_attention_prefill_cached(dt, hq, hkv, s, d, past, extra, tiles):
     rng = np.random.default_rng(hq + s + d + sum(past))
-    q, kc, vc, pt = _case(dt, hq, hkv, s, d, past, extra, rng)
+    q, kc, vc, pt = cached_chunk(rng, dt, hq, hkv, s, d, past, extra)
     o = poisoned(q.shape, dt)
     load("attention_chunked")["attention_prefill_cached"](q, kc, vc, o, pt, d ** -0.5, **_tiles(d, **tiles))
     assert rel_err(o, attention_prefill_cached(q, kc, vc, pt, d ** -0.5)) < TOL
@@ -48,7 +39,7 @@ def test_past_zero_is_attention_prefill(dt):
     operations, so they differ by no more than two correct runs of one kernel may (tolerance.allowed; the
     cache's rows past the chunk are NaN and must not leak in)."""
     rng = np.random.default_rng(3)
-    q, kc, vc, pt = _case(dt, 4, 2, 37, 24, [0, 0], 5, rng)
+    q, kc, vc, pt = cached_chunk(rng, dt, 4, 2, 37, 24, [0, 0], 5)
     tiles = _tiles(24, BM=16, BN=8)
     cached, plain = poisoned(q.shape, dt), poisoned(q.shape, dt)
     load("attention_chunked")["attention_prefill_cached"](q, kc, vc, cached, pt, 0.2, **tiles)
@@ -81,7 +72,7 @@ def test_gpu_attention_prefill_cached(backend, dt):
     """Llama-8B-like heads (32 query heads over 8, D = 128) at the default tiles, a long past and odd chunk."""
     import torch
     rng = np.random.default_rng(7)
-    q, kc, vc, pt = _case(dt, 32, 8, 77, 128, [0, 300, 1021], 9, rng)
+    q, kc, vc, pt = cached_chunk(rng, dt, 32, 8, 77, 128, [0, 300, 1021], 9)
     tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dt]
 
     def dev(a):
