@@ -1282,7 +1282,7 @@ def attention_prefill_cached(Q: T[B, HQ, S, D], K: T[B, HKV, MAXS, D], V: T[B, H
     m = register(f32[BM, 1], init=-inf)
     l = register(f32[BM, 1])
     copy(Q[b, h, pid_m, 0], q)
-    rows = iota((BM, BN), axis=0) + (past + pid_m * BM)
+    rows = min(iota((BM, BN), axis=0) + (past + pid_m * BM), MAXS - 1)
     for j in range(min(cdiv(past + (pid_m + 1) * BM, BN), cdiv(end, BN))):
         copy(K[b, kvh, j, 0], k)
         copy(V[b, kvh, j * BN:end, 0], v)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernel_refs import TOL, attention_prefill, attention_prefill_cached, f64, load, poisoned, rand, rel_err
+from kernel_refs import (TOL, attention_decode, attention_prefill, attention_prefill_cached, f64, load, poisoned,
+                         rand, rel_err)
 from library_cases import cached_chunk
 from tolerance import accumulation, allowed
 
@@ -63,6 +64,18 @@ def test_chunks_in_turn_give_the_whole_prefill():
             q[:, :, start:stop].copy(), k, v, part, np.array([[start]], np.int32), 0.25, BM=16, BN=16, BD=16)
         o[:, :, start:stop] = part
     assert rel_err(o, attention_prefill(q, k, v, 0.25)) < TOL
+
+
+def test_positions_past_the_cache_attend_to_all_of_it():
+    """A chunk running past MAXS (kv_append dropped its last rows): those queries see rows 0 .. MAXS - 1."""
+    rng = np.random.default_rng(5)
+    q, kc, vc, _ = cached_chunk(rng, "f16", 2, 1, 11, 16, [0, 0], 0)
+    past = np.array([[20], [3]], np.int32)  # cache of 11 rows: positions 20 .. 30 and 3 .. 13 run past it
+    o = poisoned(q.shape, "f16")
+    load("attention_chunked")["attention_prefill_cached"](q, kc, vc, o, past, 0.25, BM=8, BN=8, BD=16)
+    assert rel_err(o, attention_prefill_cached(q, kc, vc, past, 0.25)) < TOL
+    whole = np.stack([attention_decode(q[:1, :, i], kc[:1], vc[:1], 11, 0.25) for i in range(11)], axis=2)
+    assert rel_err(o[:1], whole) < TOL  # every query of sequence 0 sees the whole cache
 
 
 @pytest.mark.gpu
