@@ -153,6 +153,22 @@ def attention_prefill(q, k, v, sm_scale: float):
     return np.einsum("bhij,bhjd->bhid", softmax(s), v)
 
 
+def attention_prefill_cached(q, k_cache, v_cache, past, sm_scale: float):
+    """Chunked prefill (kernels/attention_chunked.tile): the S queries of sequence b sit at positions
+    past[b] .. past[b] + S - 1; the one at position p attends to its cache rows 0 .. min(p, MAXS - 1)."""
+    q, s, maxs = f64(q), q.shape[2], k_cache.shape[2]
+    out = []
+    for b, p in enumerate(np.asarray(past, np.int64).reshape(-1)):
+        n = min(p + s, maxs)
+        k, v = f64(k_cache[b:b + 1, :, :n]), f64(v_cache[b:b + 1, :, :n])
+        rep = q.shape[1] // k.shape[1]
+        k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+        sc = np.einsum("bhid,bhjd->bhij", q[b:b + 1], k) * sm_scale
+        causal = np.arange(n)[None, :] <= np.minimum(np.arange(p, p + s), maxs - 1)[:, None]
+        out.append(np.einsum("bhij,bhjd->bhid", softmax(np.where(causal, sc, -np.inf)), v))
+    return np.concatenate(out)
+
+
 def attention_decode(q, k_cache, v_cache, seq_len: int, sm_scale: float):
     """One query per sequence; q [B, HQ, D], caches [B, HKV, MAXS, D] with seq_len valid slots."""
     q = f64(q)

@@ -220,6 +220,25 @@ PAGED = [("attention_paged", "attention_decode_paged", args_decode_paged),
 """(file, kernel, maker) of kernels/attention_paged.tile, for every backend's table."""
 
 
+def cached_chunk(rng, dt, hq, hkv, s, d, past, extra):
+    """attention_prefill_cached's inputs: a chunk Q [B, HQ, S, D] at positions past[b] .. past[b] + S - 1
+    (B = len(past)), caches [B, HKV, max(past) + S + extra, D] whose rows past each chunk are NaN (garbage
+    a wrong read shows), and Past [B, 1] i32."""
+    b, maxs = len(past), max(past) + s + extra
+    kc, vc = rand(rng, (b, hkv, maxs, d), dt), rand(rng, (b, hkv, maxs, d), dt)
+    for i, p in enumerate(past):
+        kc[i, :, p + s:] = np.nan
+        vc[i, :, p + s:] = np.nan
+    return rand(rng, (b, hq, s, d), dt), kc, vc, np.array(past, np.int32).reshape(b, 1)
+
+
+def args_prefill_cached(rng, dt):
+    """An odd chunk at odd past lengths and at 0, GQA with G = 2."""
+    past = [0, odd(rng, 1, 15), odd(rng, 17, 31)]
+    q, kc, vc, pt = cached_chunk(rng, dt, 4, 2, odd(rng, 9, 21), odd(rng, 9, 15), past, odd(rng, 3, 9))
+    return [q, kc, vc, poisoned(q.shape, dt), pt, 0.3], dict(BM=16, BN=16, BD=16)
+
+
 def args_prefill_qkv(rng, dt):
     b, hkv, g, s, d = 2, 2, 2, odd(rng, 17, 40), 16
     qkv = _grouped(rng, dt, (b, s), hkv, g, d).reshape(b, s, -1)

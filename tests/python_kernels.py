@@ -57,7 +57,7 @@ def attention_decode(Q: T[B, HKV, G, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAX
     qk_scale = sm_scale * 1.4426950408889634
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -97,7 +97,7 @@ def attention_decode_split(Q: T[B, HKV, G, D], K: T[B, HKV, MAXS, D], V: T[B, HK
     per_split = cdiv(blocks, NS)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -204,7 +204,7 @@ def attention_decode_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HK
     copy(Lens[b, 0], n)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -245,7 +245,7 @@ def attention_decode_split_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T
     copy(Lens[b, 0], n)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = register(T[BN, BD])
+    v = shared(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-1e30)
     l = register(f32[BG, 1])
@@ -1259,3 +1259,44 @@ def argmax(X: T[B, V], Idx: TI[B, 1], Val: TV[B, 1], T: dtype = f32, TI: dtype =
         best = where(better, v, best)
     copy(best_i, Idx[pid, 0])
     copy(best, Val[pid, 0])
+
+
+# ---------------------------------------------------------------- kernels/attention_chunked.tile
+
+@tile_kernel
+def attention_prefill_cached(Q: T[B, HQ, S, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAXS, D], O: T[B, HQ, S, D],
+                             Past: i32[B, 1], sm_scale: f32, T: dtype = f16, BM: const = 64, BN: const = 64,
+                             BD: const = 128):
+    launch(grid=(cdiv(S, BM), HQ, B), threads=128)
+    pid_m = block_id(0)
+    h = block_id(1)
+    b = block_id(2)
+    kvh = h // (HQ // HKV)
+    past = Past[b, 0]
+    end = past + S
+    qk_scale = sm_scale * 1.4426950408889634
+    q = shared(T[BM, BD])
+    k = shared(T[BN, BD])
+    v = shared(T[BN, BD])
+    acc = register(f32[BM, BD])
+    m = register(f32[BM, 1], init=-inf)
+    l = register(f32[BM, 1])
+    copy(Q[b, h, pid_m, 0], q)
+    rows = min(iota((BM, BN), axis=0) + (past + pid_m * BM), MAXS - 1)
+    for j in range(min(cdiv(past + (pid_m + 1) * BM, BN), cdiv(end, BN))):
+        copy(K[b, kvh, j, 0], k)
+        copy(V[b, kvh, j * BN:end, 0], v)
+        qk = register(f32[BM, BN])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BM, BN), axis=1) + j * BN
+        sc = where(cols <= rows, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        pt = T(p)
+        gemm(pt, v, acc)
+        m = m_new
+    o = acc / l
+    copy(o, O[b, h, pid_m, 0])

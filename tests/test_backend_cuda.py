@@ -32,7 +32,7 @@ from tilelang.backends.cuda.errors import explain, origin
 from tilelang.quant import PackedWeight, quantize, unpack
 from tilelang.runtime.args import bind
 from refusals import refused
-from library_cases import PAGED, SAMPLING, SPLITK
+from library_cases import PAGED, SAMPLING, SPLITK, args_prefill_cached, cached_chunk
 
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 KERNELS = [(p.stem, name) for p in sorted(KERNEL_DIR.glob("*.tile")) for name in tilelang.load(p)]
@@ -350,6 +350,11 @@ def cases(name: str, dt: str, rng: np.random.Generator):
             else:
                 yield [q, kc, vc, poisoned((b, hkv, 3, g, d), "f32"), poisoned((b, hkv, 3, g), "f32"),
                        poisoned((b, hkv, 3, g), "f32"), n, d ** -0.5], dict(BD=d)
+    elif name == "attention_prefill_cached":
+        yield args_prefill_cached(rng, dt)
+        for hq, hkv, s, d, past in [(4, 2, 70, 64, [0, 37]), (1, 1, 33, 128, [100])]:
+            q, kc, vc, pt = cached_chunk(rng, dt, hq, hkv, s, d, past, 5)
+            yield [q, kc, vc, poisoned(q.shape, dt), pt, d ** -0.5], dict(BD=d)
     elif name == "decode_positions":
         for b, hkv, maxs in [(3, 8, 1024), (20, 2, 4096)]:
             pos = rng.integers(0, maxs - 1, (b, 1)).astype(np.int32)

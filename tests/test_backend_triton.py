@@ -38,6 +38,7 @@ from library_cases import (args_bias, args_binary, args_decode, args_decode_comb
                            args_mlp_gate_up, args_norm, args_norm_linear, args_positions, args_prefill,
                            args_prefill_qkv, args_quant, args_quant_fused, args_rotary, args_rotary_qk, args_softmax, odd)
 from library_cases import args_embedding, args_kv_append, args_kv_append_slots, args_scatter_rows  # noqa: E402
+from library_cases import args_prefill_cached  # noqa: E402
 
 import tilelang  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
@@ -339,6 +340,7 @@ CASES = [
     Case("attention", "attention_prefill_qkv", args_prefill_qkv),
     Case("attention", "attention_decode_lens", args_decode_lens),
     Case("attention", "attention_decode_split_lens", args_decode_split_lens),
+    Case("attention_chunked", "attention_prefill_cached", args_prefill_cached),
     Case("kv_cache", "decode_positions", args_positions, dtypes=("int",)),
     Case("kv_cache", "kv_append", args_kv_append),
     Case("kv_cache", "kv_append_slots", args_kv_append_slots),

@@ -26,6 +26,7 @@ from library_cases import (args_bias, args_binary, args_decode, args_decode_comb
                            args_mlp_gate_up, args_norm, args_norm_linear, args_packed, args_positions, args_prefill,
                            args_prefill_qkv, args_quant, args_quant_fused, args_rotary, args_rotary_qk, args_softmax, odd)
 from library_cases import args_embedding, args_kv_append, args_kv_append_slots, args_scatter_rows  # noqa: E402
+from library_cases import args_prefill_cached  # noqa: E402
 from tilelang.diagnostics import TileError  # noqa: E402
 from tilelang.quant import pack  # noqa: E402
 from tilelang.runtime.args import bind  # noqa: E402
@@ -74,6 +75,7 @@ LIBRARY = {
     ("layernorm", "add_layernorm"): args_norm("add_layernorm"), ("rotary", "rotary_qk"): args_rotary_qk,
     ("attention", "attention_prefill_qkv"): args_prefill_qkv, ("attention", "attention_decode_lens"): args_decode_lens,
     ("attention", "attention_decode_split_lens"): args_decode_split_lens,
+    ("attention_chunked", "attention_prefill_cached"): args_prefill_cached,
     ("kv_cache", "kv_append"): args_kv_append, ("kv_cache", "kv_append_slots"): args_kv_append_slots,
     ("embedding", "embedding"): args_embedding, ("embedding", "scatter_rows"): args_scatter_rows,
     ("kv_cache", "decode_positions"): args_positions, ("elementwise", "add_bias"): args_bias(""),

@@ -23,7 +23,7 @@ from tilelang.layout.plan import AssignPlan, CopyPlan, DequantPlan, GemmPlan
 from tilelang.layout.tiling import flat
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
-FILES = ["gemm.tile", "gemm_wNa16.tile", "fused_mlp.tile", "linear.tile", "attention.tile"]
+FILES = ["gemm.tile", "gemm_wNa16.tile", "fused_mlp.tile", "linear.tile", "attention.tile", "attention_chunked.tile"]
 
 
 def lowered(path: Path, threads: int, layouts: str | None = None):
