@@ -57,7 +57,7 @@ def attention_decode(Q: T[B, HKV, G, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAX
     qk_scale = sm_scale * 1.4426950408889634
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = shared(T[BN, BD])
+    v = register(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -97,7 +97,7 @@ def attention_decode_split(Q: T[B, HKV, G, D], K: T[B, HKV, MAXS, D], V: T[B, HK
     per_split = cdiv(blocks, NS)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = shared(T[BN, BD])
+    v = register(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -204,7 +204,7 @@ def attention_decode_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HK
     copy(Lens[b, 0], n)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = shared(T[BN, BD])
+    v = register(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-inf)
     l = register(f32[BG, 1])
@@ -245,7 +245,7 @@ def attention_decode_split_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T
     copy(Lens[b, 0], n)
     q = shared(T[BG, BD])
     k = shared(T[BN, BD])
-    v = shared(T[BN, BD])
+    v = register(T[BN, BD])
     acc = register(f32[BG, BD])
     m = register(f32[BG, 1], init=-1e30)
     l = register(f32[BG, 1])
@@ -1259,7 +1259,6 @@ def argmax(X: T[B, V], Idx: TI[B, 1], Val: TV[B, 1], T: dtype = f32, TI: dtype =
         best = where(better, v, best)
     copy(best_i, Idx[pid, 0])
     copy(best, Val[pid, 0])
-
 
 # ---------------------------------------------------------------- kernels/attention_chunked.tile
 
