@@ -231,6 +231,90 @@ def attention_decode_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HK
 
 
 @tile_kernel
+def attention_decode_paged(Q: T[B, HKV, GQ, D], Kc: T[NB, HKV, PB, D], Vc: T[NB, HKV, PB, D], O: T[B, HKV, G, D],
+                           Table: i32[B, MAXB], Lens: i32[B, 1], sm_scale: f32, T: dtype = f16, PB: const = 64,
+                           BG: const = 16, BD: const = 128):
+    launch(grid=(HKV, B), threads=128)
+    h = block_id(0)
+    b = block_id(1)
+    qk_scale = sm_scale * 1.4426950408889634
+    n = Lens[b, 0]
+    q = shared(T[BG, BD])
+    k = shared(T[PB, BD])
+    v = register(T[PB, BD])
+    acc = register(f32[BG, BD])
+    m = register(f32[BG, 1], init=-1e30)
+    l = register(f32[BG, 1])
+    copy(Q[b, h, 0, 0], q)
+    for j in range(min(cdiv(n, PB), MAXB)):
+        blk = Table[b, j]
+        inside = (blk >= 0) & (blk < NB)
+        copy(Kc[blk, h, 0, 0], k)
+        copy(Vc[blk, h, 0, 0], v)
+        qk = register(f32[BG, PB])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BG, PB), axis=1) + j * PB
+        sc = where((cols < n) & inside, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        vrows = iota((PB, BD), axis=0) + j * PB
+        vm = where((vrows < n) & inside, v, 0.0)
+        pt = T(p)
+        gemm(pt, vm, acc)
+        m = m_new
+    o = where(l > 0.0, acc / l, 0.0)
+    copy(o, O[b, h, 0, 0])
+
+
+@tile_kernel
+def attention_decode_split_paged(Q: T[B, HKV, GQ, D], Kc: T[NB, HKV, PB, D], Vc: T[NB, HKV, PB, D],
+                                 Op: f32[B, HKV, NS, G, D], Mp: f32[B, HKV, NS, G], Lp: f32[B, HKV, NS, G],
+                                 Table: i32[B, MAXB], Lens: i32[B, 1], sm_scale: f32, T: dtype = f16,
+                                 PB: const = 64, BG: const = 16, BD: const = 128):
+    launch(grid=(NS, HKV, B), threads=128)
+    sp = block_id(0)
+    h = block_id(1)
+    b = block_id(2)
+    qk_scale = sm_scale * 1.4426950408889634
+    per_split = cdiv(MAXB, NS)
+    n = Lens[b, 0]
+    q = shared(T[BG, BD])
+    k = shared(T[PB, BD])
+    v = register(T[PB, BD])
+    acc = register(f32[BG, BD])
+    m = register(f32[BG, 1], init=-1e30)
+    l = register(f32[BG, 1])
+    copy(Q[b, h, 0, 0], q)
+    for j in range(sp * per_split, min((sp + 1) * per_split, min(cdiv(n, PB), MAXB))):
+        blk = Table[b, j]
+        inside = (blk >= 0) & (blk < NB)
+        copy(Kc[blk, h, 0, 0], k)
+        copy(Vc[blk, h, 0, 0], v)
+        qk = register(f32[BG, PB])
+        gemm(q, k, qk, trans_b=True)
+        cols = iota((BG, PB), axis=1) + j * PB
+        sc = where((cols < n) & inside, qk * qk_scale, -inf)
+        m_new = max(m, max(sc, axis=1))
+        p = exp2(sc - m_new)
+        alpha = exp2(m - m_new)
+        l = l * alpha + sum(p, axis=1)
+        acc = acc * alpha
+        vrows = iota((PB, BD), axis=0) + j * PB
+        vm = where((vrows < n) & inside, v, 0.0)
+        pt = T(p)
+        gemm(pt, vm, acc)
+        m = m_new
+    copy(acc, Op[b, h, sp, 0, 0])
+    mt = trans(m)
+    lt = trans(l)
+    copy(mt, Mp[b, h, sp, 0])
+    copy(lt, Lp[b, h, sp, 0])
+
+
+@tile_kernel
 def attention_decode_split_lens(Q: T[B, HKV, GQ, D], K: T[B, HKV, MAXS, D], V: T[B, HKV, MAXS, D],
                                 Op: f32[B, HKV, NS, G, D], Mp: f32[B, HKV, NS, G], Lp: f32[B, HKV, NS, G],
                                 Lens: i32[B, 1], sm_scale: f32, T: dtype = f16, BG: const = 16, BN: const = 64,
