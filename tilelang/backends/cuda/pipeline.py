@@ -52,7 +52,7 @@ class PipelineEmitter(Emitter):
         lagged = self._lagged_accumulators(pipe)
         self.fence_registers(lagged)
         rings = [(r, self.plan.rings[id(r)]) for r in pipe.ringed]
-        sides = [(key, ring) for key, ring in self.plan.side_rings.items() if any(key[0] == id(r) for r in pipe.ringed)]
+        sides = [((id(r), tensor), ring) for r in pipe.ringed for tensor, ring in self.plan.side_rings_of(r)]
         for r, ring in rings:
             rt = self.ring_type(r)
             self.line(f"{rt}* const {ring.name}_stages = reinterpret_cast<{rt}*>(tl_smem + "
@@ -198,10 +198,9 @@ class PipelineEmitter(Emitter):
             self.comment(r)
             with self.scope():
                 self.fill_ring(r, ring, f"({ring.name}_stages + ({stage}) * {ring.stage_elems})")
-            for (sid, tensor), side in self.plan.side_rings.items():
-                if sid == id(r):
-                    with self.scope():
-                        self.fill_side_ring(r, tensor, side, f"({side.name}_stages + ({stage}) * {side.stage_elems})")
+            for tensor, side in self.plan.side_rings_of(r):
+                with self.scope():
+                    self.fill_side_ring(r, tensor, side, f"({side.name}_stages + ({stage}) * {side.stage_elems})")
         self.ptr = saved
 
     def ring_type(self, s: N.Copy | N.Dequant) -> str:

@@ -95,6 +95,10 @@ class Plan:
 
     reduce_inputs: dict[int, M.Mapping] = field(default_factory=dict)  # id(Reduce) -> mapping its input is in
 
+    def side_rings_of(self, s: N.Stmt) -> list[tuple[str, Ring]]:
+        """(scale/zero tensor, ring) of the rings riding beside ringed statement `s`'s own."""
+        return [(tensor, ring) for (sid, tensor), ring in self.side_rings.items() if sid == id(s)]
+
     def vector(self, s: N.Stmt) -> int:
         """The plan's run length for a copy or dequant: elements one access moves."""
         return self.layout.stmt(s).vector
@@ -151,11 +155,7 @@ def make_plan(tk: TypedKernel, arch: str | None = None, tma: bool = False) -> Pl
         offset += -(-nbytes // SMEM_ALIGN) * SMEM_ALIGN
     for p in plan.pipelines.values():
         for r in p.ringed:
-            ring = plan.rings[id(r)]
-            plan.smem_offsets[ring.name] = offset
-            offset += -(-ring.stage_elems * ring.elem_bytes * p.stages // SMEM_ALIGN) * SMEM_ALIGN
-            for side in _side_tensors(tk, r):
-                ring = plan.side_rings[(id(r), side)]
+            for ring in [plan.rings[id(r)]] + [side for _, side in plan.side_rings_of(r)]:
                 plan.smem_offsets[ring.name] = offset
                 offset += -(-ring.stage_elems * ring.elem_bytes * p.stages // SMEM_ALIGN) * SMEM_ALIGN
     if tma and arch == "sm_90a":
